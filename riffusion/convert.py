@@ -1,0 +1,110 @@
+"""Audio ↔ spectrogram image in one call: the composition of spectrogram, image and audio.
+
+These are the functions most users want::
+
+    image = riffusion.audio_to_image(riffusion.Audio.load("loop.wav"))
+    audio = riffusion.image_to_audio(image)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+
+from riffusion.audio import Audio
+from riffusion.errors import ParameterError
+from riffusion.image import image_to_mel, load_image, mel_to_image, params_from_image
+from riffusion.params import SpectrogramParams
+from riffusion.spectrogram import INT16_SCALE, InverseMethod, SpectrogramConverter, num_frames
+
+__all__ = ["audio_to_image", "get_converter", "image_to_audio"]
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_converter(params: SpectrogramParams, device: str) -> SpectrogramConverter:
+    return SpectrogramConverter(params, device=device)
+
+
+def get_converter(
+    params: SpectrogramParams | None = None, *, device: torch.device | str = "cpu"
+) -> SpectrogramConverter:
+    """A shared :class:`SpectrogramConverter` for ``params`` and ``device`` (built once, cached)."""
+    return _cached_converter(params or SpectrogramParams(), str(torch.device(device)))
+
+
+def audio_to_image(
+    audio: Audio,
+    params: SpectrogramParams | None = None,
+    *,
+    device: torch.device | str = "cpu",
+) -> Image.Image:
+    """Encode audio as a Riffusion spectrogram image.
+
+    The audio is resampled to ``params.sample_rate`` and mixed down (or duplicated) to the
+    channel count ``params.stereo`` asks for.
+
+    Args:
+        audio: any sample rate and channel count, at least one hop (10 ms) long.
+        params: spectrogram parameters; ``SpectrogramParams()`` (Riffusion's) by default.
+        device: where the STFT runs.
+
+    Returns:
+        RGB image ``samples // hop_length`` pixels wide (512 for 5.12 s at the defaults) and
+        ``num_frequencies`` high, with the parameters in EXIF. Silence gives a white image.
+    """
+    if not isinstance(audio, Audio):
+        raise ParameterError(f"audio must be a riffusion.Audio, got {type(audio).__name__}")
+    params = params or SpectrogramParams()
+    audio = audio.resample(params.sample_rate).with_channels(params.num_channels)
+    if num_frames(audio.num_samples, params) < 1:
+        raise ParameterError(
+            f"audio of {audio.duration_s * 1000:.2f} ms is shorter than one spectrogram column "
+            f"({params.step_size_ms} ms)"
+        )
+    waveform = torch.from_numpy(audio.waveform.copy()) * INT16_SCALE
+    mel = get_converter(params, device=device).waveform_to_mel(waveform)
+    return mel_to_image(mel, params)
+
+
+def image_to_audio(
+    image: Image.Image | str | os.PathLike[str],
+    params: SpectrogramParams | None = None,
+    *,
+    method: InverseMethod = "fast",
+    num_iterations: int | None = None,
+    seed: int = 0,
+    normalize: bool = True,
+    device: torch.device | str = "cpu",
+) -> Audio:
+    """Decode a Riffusion spectrogram image to audio, recovering the phase.
+
+    Args:
+        image: PIL image (any mode) or a path to one.
+        params: decoding parameters; by default those in the image's EXIF, else Riffusion's.
+        method: phase recovery, ``"fast"`` (default) or ``"reference"`` (Riffusion's
+            least-squares inverse mel + 32 Griffin-Lim iterations, slow).
+        num_iterations: Griffin-Lim iterations (more is slower and more faithful).
+        seed: seed of the initial phase; equal seeds give equal audio.
+        normalize: peak-normalise to -0.1 dBFS like Riffusion; otherwise the level follows
+            ``params.max_value`` (int16 scale).
+        device: where the inverse runs.
+
+    Returns:
+        :class:`Audio` at ``params.sample_rate`` with ``width * hop_length`` samples (5.12 s for
+        a 512-pixel-wide image) and 1 or 2 channels. A white image decodes to silence.
+    """
+    image = load_image(image)
+    params = params or params_from_image(image)
+    mel = image_to_mel(image, params)
+    if float(mel.max()) == 0.0:
+        silent = np.zeros((mel.shape[0], mel.shape[-1] * params.hop_length), np.float32)
+        return Audio(silent, sample_rate=params.sample_rate)
+    waveform = get_converter(params, device=device).mel_to_waveform(
+        mel, method=method, num_iterations=num_iterations, seed=seed
+    )
+    audio = Audio(waveform.cpu().numpy() / INT16_SCALE, sample_rate=params.sample_rate)
+    return audio.normalize_peak(-0.1) if normalize else audio

@@ -1,0 +1,175 @@
+"""Mel magnitudes ↔ 8-bit spectrogram images, bit-compatible with Riffusion.
+
+The encoding is the contract the trained checkpoint expects:
+
+1. magnitudes / max (the max is stored in EXIF tag 11080),
+2. ``** power_for_image`` (0.25),
+3. ``× 255``, inverted (``255 − x``: loud is dark), truncated to ``uint8``,
+4. flipped vertically so low frequencies are at the bottom;
+5. mono as grey RGB, stereo as R = 0, G = left, B = right;
+6. the :class:`~riffusion.params.SpectrogramParams` written to EXIF under Riffusion's tag ids.
+
+Decoding inverts steps 1–5 with a fixed max value (``params.max_value``, 30e6 like Riffusion),
+reading mono from the red channel exactly like Riffusion does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from riffusion.errors import ImageFormatError, ParameterError
+from riffusion.params import ExifTag, SpectrogramParams
+
+__all__ = [
+    "image_to_mel",
+    "load_image",
+    "mel_to_image",
+    "params_from_image",
+    "save_image",
+]
+
+
+def mel_to_image(mel: torch.Tensor | np.ndarray, params: SpectrogramParams) -> Image.Image:
+    """Encode mel magnitudes as a Riffusion spectrogram image with EXIF parameters.
+
+    Args:
+        mel: ``(channels, n_mels, frames)`` non-negative magnitudes; 1 channel for mono, 2 for
+            stereo (must match ``params.stereo``).
+        params: the parameters the magnitudes were computed with; written to EXIF.
+
+    Returns:
+        RGB image of size ``(frames, n_mels)`` (width × height). An all-zero (silent) input gives a
+        white image.
+    """
+    data = torch.as_tensor(mel).detach().to("cpu", torch.float32)
+    if data.ndim != 3 or data.shape[0] not in (1, 2):
+        raise ParameterError(
+            f"mel of shape {tuple(data.shape)} must be (channels, n_mels, frames) with 1 or 2 "
+            "channels"
+        )
+    if data.shape[0] != params.num_channels:
+        raise ParameterError(
+            f"mel has {data.shape[0]} channel(s) but params.stereo={params.stereo} expects "
+            f"{params.num_channels}"
+        )
+    if data.shape[1] != params.num_frequencies:
+        raise ParameterError(
+            f"mel has {data.shape[1]} bins but params.num_frequencies={params.num_frequencies}"
+        )
+    if data.shape[2] == 0:
+        raise ParameterError("mel has no frames; the image would have zero width")
+    if not torch.isfinite(data).all() or (data < 0).any():
+        raise ParameterError("mel magnitudes must be finite and non-negative")
+
+    max_value = float(data.max())
+    # Silence: an all-white image, rather than a division by zero.
+    scaled = data / max_value if max_value > 0 else torch.zeros_like(data)
+    # Same float32 operations and truncation as Riffusion (numpy astype(uint8) truncates).
+    pixels = (255 - scaled.numpy() ** np.float32(params.power_for_image) * 255).astype(np.uint8)
+    if params.stereo:
+        rgb = np.stack([np.zeros_like(pixels[0]), pixels[0], pixels[1]], axis=-1)
+    else:
+        rgb = np.repeat(pixels[0][..., None], 3, axis=-1)
+    image = Image.fromarray(np.ascontiguousarray(rgb[::-1]), mode="RGB")
+
+    exif = image.getexif()
+    for tag, value in params.to_exif().items():
+        exif[int(tag)] = value
+    exif[int(ExifTag.MAX_VALUE)] = max_value
+    return image
+
+
+def image_to_mel(image: Image.Image, params: SpectrogramParams) -> torch.Tensor:
+    """Decode a spectrogram image to mel magnitudes.
+
+    Args:
+        image: PIL image in any mode (L, P, RGB, RGBA, ...); height must equal
+            ``params.num_frequencies``.
+        params: decoding parameters (``stereo``, ``power_for_image``, ``max_value``).
+
+    Returns:
+        ``(channels, n_mels, width)`` float32 magnitudes in ``[0, params.max_value]``; channels is
+        2 when ``params.stereo`` (from G and B) else 1 (from R, like Riffusion).
+    """
+    if not isinstance(image, Image.Image):
+        raise ParameterError(f"image must be a PIL.Image.Image, got {type(image).__name__}")
+    width, height = image.size
+    if width == 0 or height == 0:
+        raise ImageFormatError(f"image of size {width}×{height} is empty")
+    if height != params.num_frequencies:
+        raise ImageFormatError(
+            f"image height {height} must equal num_frequencies={params.num_frequencies} "
+            "(one row per mel bin)"
+        )
+    rgb = np.asarray(image.convert("RGB"))[::-1]
+    channels = rgb[..., 1:3] if params.stereo else rgb[..., 0:1]
+    data = torch.from_numpy(np.ascontiguousarray(channels.transpose(2, 0, 1))).float()
+    data = (255 - data) / 255
+    return data ** (1 / params.power_for_image) * params.max_value
+
+
+def params_from_image(
+    image: Image.Image, default: SpectrogramParams | None = None
+) -> SpectrogramParams:
+    """Parameters stored in the image's Riffusion EXIF tags; missing tags keep ``default``'s.
+
+    Raises:
+        ImageFormatError: a tag holds an impossible value.
+    """
+    exif: dict[int, Any] = dict(image.getexif())
+    return SpectrogramParams.from_exif(exif, base=default)
+
+
+def load_image(source: str | os.PathLike[str] | Image.Image) -> Image.Image:
+    """Open a spectrogram image from a path (or pass a PIL image through), fully loaded.
+
+    Raises:
+        ImageFormatError: the file is missing, unreadable or not an image.
+    """
+    if isinstance(source, Image.Image):
+        return source
+    if not isinstance(source, str | os.PathLike):
+        raise ParameterError(
+            f"image must be a PIL image or a path, got {type(source).__name__}"
+        )
+    path = Path(source)
+    if not path.is_file():
+        raise ImageFormatError(f"image file {str(path)!r} does not exist")
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = opened.copy()
+            image.info.update(opened.info)
+            # copy() drops the lazily parsed EXIF; carry it over explicitly.
+            exif = opened.getexif()
+            target = image.getexif()
+            for tag, value in exif.items():
+                target[tag] = value
+            return image
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ImageFormatError(f"cannot read image {str(path)!r}: {error}") from error
+
+
+def save_image(image: Image.Image, path: str | os.PathLike[str]) -> Path:
+    """Write ``image`` with its EXIF to ``path`` (PNG recommended), atomically.
+
+    The file appears only once completely written, so a failure never leaves a partial file.
+    """
+    from riffusion._files import atomic_output
+
+    path = Path(path)
+    with atomic_output(path) as temporary:
+        image_format = Image.registered_extensions().get(path.suffix.lower())
+        if image_format is None:
+            raise ImageFormatError(
+                f"cannot tell the image format from the extension of {str(path)!r}; "
+                "use .png, .jpg, ..."
+            )
+        image.save(temporary, format=image_format, exif=image.getexif())
+    return path
