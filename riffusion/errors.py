@@ -33,7 +33,7 @@ class AudioFileError(RiffusionError, ValueError):
 
 
 class ImageFormatError(RiffusionError, ValueError):
-    """A spectrogram image is missing, unreadable, of an unusable size, or carries impossible EXIF."""
+    """A spectrogram image is missing, unreadable, of unusable size, or has impossible EXIF."""
 
 
 class ModelLoadError(RiffusionError):

@@ -135,9 +135,7 @@ def load_image(source: str | os.PathLike[str] | Image.Image) -> Image.Image:
     if isinstance(source, Image.Image):
         return source
     if not isinstance(source, str | os.PathLike):
-        raise ParameterError(
-            f"image must be a PIL image or a path, got {type(source).__name__}"
-        )
+        raise ParameterError(f"image must be a PIL image or a path, got {type(source).__name__}")
     path = Path(source)
     if not path.is_file():
         raise ImageFormatError(f"image file {str(path)!r} does not exist")

@@ -71,7 +71,9 @@ class SpectrogramParams:
 
     def __post_init__(self) -> None:
         if not isinstance(self.sample_rate, int) or isinstance(self.sample_rate, bool):
-            raise ParameterError(f"sample_rate={self.sample_rate!r} must be a positive integer (Hz)")
+            raise ParameterError(
+                f"sample_rate={self.sample_rate!r} must be a positive integer (Hz)"
+            )
         if self.sample_rate <= 0:
             raise ParameterError(f"sample_rate={self.sample_rate} must be a positive integer (Hz)")
         if not isinstance(self.stereo, bool):
@@ -123,9 +125,7 @@ class SpectrogramParams:
                 f"{nyquist} Hz of sample_rate={self.sample_rate}"
             )
         if self.mel_scale_norm not in (None, "slaney"):
-            raise ParameterError(
-                f"mel_scale_norm={self.mel_scale_norm!r} must be None or 'slaney'"
-            )
+            raise ParameterError(f"mel_scale_norm={self.mel_scale_norm!r} must be None or 'slaney'")
         if self.mel_scale_type not in ("htk", "slaney"):
             raise ParameterError(
                 f"mel_scale_type={self.mel_scale_type!r} must be 'htk' or 'slaney'"
@@ -239,7 +239,9 @@ class SpectrogramParams:
         try:
             return dataclasses.replace(base, **fields)
         except ParameterError as error:
-            raise ImageFormatError(f"the image's EXIF parameters are impossible: {error}") from error
+            raise ImageFormatError(
+                f"the image's EXIF parameters are impossible: {error}"
+            ) from error
 
 
 def _exif_number(value: float) -> int | float:

@@ -15,14 +15,14 @@ def harmonic_tone(
 ) -> np.ndarray:
     """A decaying harmonic tone (plucked-string-like), float32 ``(samples,)``."""
     time = np.arange(int(duration_s * sample_rate)) / sample_rate
-    tone = sum(
-        np.sin(2 * np.pi * frequency_hz * k * time) / k for k in range(1, harmonics + 1)
-    )
+    tone = sum(np.sin(2 * np.pi * frequency_hz * k * time) / k for k in range(1, harmonics + 1))
     envelope = np.exp(-3.0 * time)
     return (tone * envelope).astype(np.float32)
 
 
-def music_like(duration_s: float = 1.0, *, seed: int = 0, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def music_like(
+    duration_s: float = 1.0, *, seed: int = 0, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
     """Notes with onsets, a chord and noise bursts (hi-hat-like), peak 0.8, ``(samples,)``."""
     rng = np.random.default_rng(seed)
     total = int(duration_s * sample_rate)
@@ -34,12 +34,14 @@ def music_like(duration_s: float = 1.0, *, seed: int = 0, sample_rate: int = SAM
         note = harmonic_tone(frequency, note_length / sample_rate, sample_rate=sample_rate)
         end = min(total, start + note_length)
         signal[start:end] += note[: end - start]
-    chord = sum(harmonic_tone(f, duration_s, sample_rate=sample_rate) for f in (261.63, 329.63, 392.0))
+    chord = sum(
+        harmonic_tone(f, duration_s, sample_rate=sample_rate) for f in (261.63, 329.63, 392.0)
+    )
     signal[: len(chord)] += 0.5 * chord[:total]
     burst = int(0.03 * sample_rate)
     for start in range(note_length // 2, total - burst, note_length):
-        signal[start : start + burst] += 0.3 * rng.standard_normal(burst) * np.exp(
-            -np.arange(burst) / (burst / 5)
+        signal[start : start + burst] += (
+            0.3 * rng.standard_normal(burst) * np.exp(-np.arange(burst) / (burst / 5))
         )
     return (0.8 * signal / np.abs(signal).max()).astype(np.float32)
 

@@ -54,7 +54,7 @@ def test_lossy_round_trip_keeps_duration_and_content(tmp_path, music_mono, exten
     original = music_mono.waveform[0]
     decoded = loaded.waveform[0]
     best = max(
-        np.corrcoef(original[: 40000], decoded[lag : lag + 40000])[0, 1] for lag in range(0, 2400)
+        np.corrcoef(original[:40000], decoded[lag : lag + 40000])[0, 1] for lag in range(0, 2400)
     )
     assert best > 0.9
 

@@ -94,7 +94,9 @@ def test_decode_reads_any_mode(mode):
     image = mel_to_image(mel, params)
     expected = image_to_mel(image, params)
     # An adaptive palette holds every grey level exactly (the default web palette would not).
-    converted = image.convert(mode, palette=Image.Palette.ADAPTIVE) if mode == "P" else image.convert(mode)
+    converted = (
+        image.convert(mode, palette=Image.Palette.ADAPTIVE) if mode == "P" else image.convert(mode)
+    )
     assert torch.equal(image_to_mel(converted, params), expected)
 
 
