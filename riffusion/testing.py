@@ -183,6 +183,25 @@ def _write_tokenizer(folder: pathlib.Path) -> dict[str, int]:
     return vocab
 
 
+def _calibrate_vae(vae) -> None:
+    """Scale the encoder's output so scaled latents have unit variance, as in the real model.
+
+    The real VAE's ``scaling_factor`` (0.18215) was chosen so that ``mean * scaling_factor`` has
+    unit variance on images, the scale the UNet's noise schedule assumes. A random encoder is
+    far off (std ~0.05 after scaling), which would make its latents negligible next to the
+    denoised ones and the decoder nearly blind to them. Rescaling the posterior-mean half of
+    ``quant_conv`` on a fixed random probe image restores that property.
+    """
+    generator = torch.Generator().manual_seed(1234)
+    probe = torch.rand(1, 3, 64, 64, generator=generator) * 2 - 1
+    with torch.no_grad():
+        mean = vae.encode(probe).latent_dist.mean
+        gain = 1.0 / (float(mean.std()) * float(vae.config.scaling_factor))
+        channels = int(vae.config.latent_channels)
+        vae.quant_conv.weight[:channels] *= gain
+        vae.quant_conv.bias[:channels] *= gain
+
+
 def make_tiny_model(directory: str | os.PathLike[str], *, seed: int = 0) -> pathlib.Path:
     """Write a tiny random Stable Diffusion 1.x checkpoint in diffusers format.
 
@@ -266,7 +285,12 @@ def make_tiny_model(directory: str | os.PathLike[str], *, seed: int = 0) -> path
             norm_num_groups=4,
             sample_size=512,
             scaling_factor=0.18215,
+            # No attention in the VAE's mid block: at 64x64 latents it would dominate the tiny
+            # model's run time, and being global it would blur "keep this region" tests.
+            mid_block_add_attention=False,
         )
+
+        _calibrate_vae(vae)
 
     text_encoder.save_pretrained(root / "text_encoder", safe_serialization=True)
     unet.save_pretrained(root / "unet", safe_serialization=True)

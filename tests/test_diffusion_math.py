@@ -30,7 +30,7 @@ from riffusion.diffusion.prompt_weighting import pad_chunks, tokenize_weighted, 
 from riffusion.errors import DeviceError, ParameterError
 
 try:
-    from diffusion_fixtures import _one_torch_thread, tiny_model  # noqa: F401
+    from diffusion_fixtures import _one_torch_thread, tiny_model
 except ImportError:  # tests/ imported as a package
     from tests.diffusion_fixtures import _one_torch_thread, tiny_model  # noqa: F401
 
@@ -101,8 +101,13 @@ def test_lerp_numbers_and_endpoints():
 def test_prompt_input_defaults_and_json_round_trip():
     p = PromptInput(prompt="church bells")
     assert (p.seed, p.negative_prompt, p.denoising, p.guidance) == (0, None, 0.75, 7.0)
-    data = {"prompt": "jazz", "seed": 42, "negative_prompt": "noise", "denoising": 0.5,
-            "guidance": 3}
+    data = {
+        "prompt": "jazz",
+        "seed": 42,
+        "negative_prompt": "noise",
+        "denoising": 0.5,
+        "guidance": 3,
+    }
     q = PromptInput.from_dict(data)
     assert q.guidance == 3.0 and isinstance(q.guidance, float)
     assert q.to_dict() == {**data, "guidance": 3.0}
@@ -377,8 +382,13 @@ def test_image_helpers_do_not_need_audio():
     for name in src:
         mod = sys.modules[name]
         if name.startswith("riffusion.diffusion"):
-            text = open(mod.__file__, encoding="utf-8").read()
-            for banned in ("riffusion.audio", "riffusion.spectrogram", "riffusion.image",
-                           "riffusion.params"):
+            with open(mod.__file__, encoding="utf-8") as handle:
+                text = handle.read()
+            for banned in (
+                "riffusion.audio",
+                "riffusion.spectrogram",
+                "riffusion.image",
+                "riffusion.params",
+            ):
                 assert banned not in text, (name, banned)
     assert isinstance(Image.new("L", (1, 1)), Image.Image)

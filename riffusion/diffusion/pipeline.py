@@ -564,8 +564,12 @@ class RiffusionPipeline:
         scheduler.set_timesteps(steps, device=self.device)
         if not img2img:
             return scheduler.timesteps
-        # As diffusers' img2img: run the last int(steps * denoising) steps.
+        # As diffusers' img2img: run the last int(steps * denoising) steps...
         init_steps = min(int(steps * denoising), steps)
+        if init_steps == 0:
+            # ...except that no step at all must run for strength 0 (diffusers would still run
+            # PNDM's extra warm-up timestep), so denoising=0 is exactly the VAE round trip.
+            return scheduler.timesteps[:0]
         begin = max(steps - init_steps, 0) * scheduler.order
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(begin)
