@@ -68,6 +68,14 @@ def test_text_to_image_result_fields(tiny_pipe):
     assert pixels.std() > 1.0  # not a blank image
 
 
+def test_full_size_512_generation(tiny_pipe):
+    # The real clip size: 512x512 pixels <-> 4x64x64 latents; two steps keep it about a second.
+    result = tiny_pipe.text_to_image("x", num_inference_steps=2, seed=1)
+    assert result.image.size == (512, 512)
+    assert as_array(result.image).std() > 1.0
+    assert len(result.timesteps) == 3
+
+
 def test_same_seed_same_image_and_different_seeds_differ(tiny_pipe):
     a = t2i(tiny_pipe, seed=11)
     b = t2i(tiny_pipe, seed=11)

@@ -149,7 +149,7 @@ def slerp(alpha: float, v0: torch.Tensor, v1: torch.Tensor) -> torch.Tensor:
     with ``theta`` the angle between ``v0`` and ``v1``. For inputs of equal norm the result keeps
     that norm (two independent Gaussian noise tensors have nearly equal norms, so the mixed noise
     stays at the scale the sampler expects). Nearly parallel inputs (|cos theta| > 0.9995) or a
-    zero vector fall back to :func:`lerp`. The coefficients are computed in float64.
+    zero vector fall back to :func:`lerp`. Computed in float64 on the CPU.
 
     Args:
         alpha: Weight in [0, 1]; 0 returns ``v0`` and 1 returns ``v1`` exactly.
@@ -176,8 +176,10 @@ def slerp(alpha: float, v0: torch.Tensor, v1: torch.Tensor) -> torch.Tensor:
     if alpha == 1.0:
         return v1
 
-    a = v0.detach().to(torch.float64).flatten()
-    b = v1.to(device=v0.device).detach().to(torch.float64).flatten()
+    # float64 on the CPU: exact enough for the angle, and available on every backend (MPS has
+    # no float64). The tensors are noise-sized, so the copy is cheap.
+    a = v0.detach().to(device="cpu", dtype=torch.float64).flatten()
+    b = v1.detach().to(device="cpu", dtype=torch.float64).flatten()
     if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
         raise ParameterError("slerp inputs v0 and v1 must not contain NaN or inf")
     norm_a = torch.linalg.vector_norm(a)
@@ -192,4 +194,4 @@ def slerp(alpha: float, v0: torch.Tensor, v1: torch.Tensor) -> torch.Tensor:
     w0 = math.sin((1.0 - alpha) * theta) / sin_theta
     w1 = math.sin(alpha * theta) / sin_theta
     mixed = w0 * a + w1 * b
-    return mixed.reshape(v0.shape).to(dtype=v0.dtype)
+    return mixed.reshape(v0.shape).to(device=v0.device, dtype=v0.dtype)
