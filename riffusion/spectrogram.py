@@ -15,6 +15,7 @@ Shapes follow torchaudio: any leading dimensions are allowed, time is last.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -36,6 +37,10 @@ INT16_SCALE = 32768.0
 """Factor between float samples in [-1, 1] and the 16-bit integer scale Riffusion worked at."""
 
 InverseMethod = Literal["fast", "reference"]
+"""Conversion methods: ``"fast"`` (default) or ``"reference"`` (Riffusion's torchaudio path)."""
+
+DEFAULT_ITERATIONS = 32
+"""Griffin-Lim iterations when ``num_iterations`` is ``None`` (both methods)."""
 
 
 def num_frames(num_samples: int, params: SpectrogramParams) -> int:
@@ -119,8 +124,361 @@ def _check_mel(mel: torch.Tensor, params: SpectrogramParams) -> None:
         raise ParameterError("mel magnitudes must be finite and non-negative")
 
 
+def _check_method(method: object) -> None:
+    if method not in ("fast", "reference"):
+        raise ParameterError(f"method={method!r} must be 'fast' or 'reference'")
+
+
+def band_limit(filterbank: torch.Tensor) -> int:
+    """Number of leading STFT bins the filterbank ``(num_freqs, n_mels)`` uses (last non-zero row
+    + 1); the bins above contribute nothing to the mel spectrogram."""
+    rows = torch.nonzero(filterbank.abs().sum(dim=-1)).flatten()
+    return int(rows.max()) + 1 if rows.numel() else 1
+
+
+class _BandedFilterbank:
+    """A triangular filterbank stored as what it is: every STFT bin feeds at most two adjacent
+    mel bins (the falling edge of filter ``m`` and the rising edge of ``m + 1``).
+
+    ``apply`` costs ``2 · bins`` multiply-adds per frame instead of ``bins · n_mels``.
+    """
+
+    def __init__(
+        self, index: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, dense: torch.Tensor
+    ) -> None:
+        self.index = index  # (bins,) int64: first mel bin each STFT bin feeds
+        self.lower = lower  # (bins,) weight into mel bin ``index``
+        self.upper = upper  # (bins,) weight into mel bin ``index + 1``
+        self.dense = dense  # (bins, n_mels), for devices without a deterministic scatter
+
+    @classmethod
+    def from_dense(cls, dense: torch.Tensor) -> _BandedFilterbank:
+        bins, n_mels = dense.shape
+        nonzero = dense != 0
+        if int(nonzero.sum(dim=-1).max()) > 2:
+            raise ParameterError("the mel filterbank has a bin in more than two filters")
+        arange = torch.arange(n_mels, device=dense.device)
+        first = torch.where(nonzero, arange, n_mels).amin(dim=-1).clamp_max(n_mels - 1)
+        rows = torch.arange(bins, device=dense.device)
+        lower = dense[rows, first]
+        second = (first + 1).clamp_max(n_mels - 1)
+        upper = torch.where(first + 1 < n_mels, dense[rows, second], torch.zeros_like(lower))
+        # A bin whose only filter is its rising edge: (first, first+1) still covers it.
+        return cls(first, lower, upper, dense)
+
+    def apply(self, magnitudes: torch.Tensor) -> torch.Tensor:
+        """``(..., bins)`` magnitudes → ``(..., n_mels)`` mel magnitudes."""
+        n_mels = self.dense.shape[-1]
+        if magnitudes.device.type != "cpu":
+            # index_add_ is non-deterministic on GPUs; a dense product over the band is cheap there.
+            return torch.matmul(magnitudes, self.dense)
+        out = magnitudes.new_zeros(*magnitudes.shape[:-1], n_mels + 1)
+        out.index_add_(-1, self.index, magnitudes * self.lower)
+        out.index_add_(-1, self.index + 1, magnitudes * self.upper)
+        return out[..., :n_mels]
+
+
+def _zoom_modulations(
+    win_length: int, zoom: int, *, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """``exp(-2πi j n / (zoom · win_length))`` for ``j = 1 .. zoom // 2``: ``(zoom // 2, win)``."""
+    n = torch.arange(win_length, dtype=torch.float64)
+    j = torch.arange(1, zoom // 2 + 1, dtype=torch.float64)[:, None]
+    angle = -2 * math.pi * j * n / (zoom * win_length)
+    return torch.polar(torch.ones_like(angle), angle).to(device=device, dtype=torch.complex64)
+
+
+def zoomed_dft_magnitudes(
+    segments: torch.Tensor, zoom: int, num_bins: int, modulations: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Magnitudes of the ``zoom · L``-point DFT of ``L``-sample segments, bins ``[0, num_bins)``.
+
+    Zero padding a segment to ``zoom · L`` points only interpolates its spectrum: bin
+    ``zoom · k + j`` is bin ``k`` of the ``L``-point DFT of the segment modulated by
+    ``exp(-2πi j n / (zoom · L))``. For real segments bin ``zoom · k + (zoom − j)`` is the mirror
+    image of the same modulated DFT, so ``zoom // 2`` complex FFTs and one real FFT of length ``L``
+    give every bin — and all of them only up to ``num_bins``.
+
+    Args:
+        segments: ``(..., L)`` real windowed frames (float32).
+        zoom: the padding factor (``n_fft // win_length``), at least 1.
+        num_bins: how many of the ``zoom · L // 2 + 1`` bins to return.
+        modulations: cached :func:`_zoom_modulations` (computed when ``None``).
+
+    Returns:
+        ``(..., num_bins)`` float32 magnitudes (the same values as ``torch.stft(...).abs()`` with
+        the window centred in an ``n_fft`` frame, up to float rounding).
+    """
+    length = segments.shape[-1]
+    per_residue = (num_bins - 1) // zoom + 1
+    if modulations is None:
+        modulations = _zoom_modulations(length, zoom, device=segments.device)
+    parts: list[torch.Tensor | None] = [None] * zoom
+    parts[0] = torch.fft.rfft(segments)[..., :per_residue].abs()
+    if zoom > 1:
+        shifted = torch.fft.fft(segments.unsqueeze(-2) * modulations)  # (..., zoom // 2, L)
+        for j in range(1, zoom // 2 + 1):
+            spectrum = shifted[..., j - 1, :]
+            parts[j] = spectrum[..., :per_residue].abs()
+            if j != zoom - j:
+                # Bin zoom·k + (zoom − j) = conj(bin zoom·(L − 1 − k) + j).
+                parts[zoom - j] = spectrum.flip(-1)[..., :per_residue].abs()
+    stacked = torch.stack(parts, dim=-1)  # type: ignore[arg-type]
+    return stacked.flatten(-2)[..., :num_bins]
+
+
+# ------------------------------------------------------------------------------ phase recovery
+#: Time-frequency spread of the Gaussian that best matches a Hann window of length L seconds:
+#: ``λ = 0.25645 · L²`` (Průša, Balazs & Søndergaard 2017, "A noniterative method for
+#: reconstruction of phase from STFT magnitude").
+_HANN_GAUSSIAN_RATIO = 0.25645
+
+
+def gradient_phase(
+    magnitudes: torch.Tensor,
+    *,
+    bin_hz: float,
+    hop_s: float,
+    window_s: float,
+    seed: int = 0,
+    tolerance: float = 1e-4,
+) -> torch.Tensor:
+    """Phase estimated from STFT magnitudes by integrating its gradient (PGHI-style).
+
+    For a Gaussian window ``exp(-π t² / λ)`` the log-magnitude ``s`` and phase ``φ`` of the
+    (window-centre referenced) STFT satisfy ``∂φ/∂t = ∂s/∂f / λ + 2πf`` and
+    ``∂φ/∂f = −λ ∂s/∂t``; a Hann window is close to the Gaussian with ``λ = 0.25645 · L²``.
+    Each frame's bins continue their phase from the previous frame (trapezoidal time
+    integration) where the previous frame was at least half as loud (sustained or decaying
+    partials); the others (onsets, quiet bins) are integrated along frequency from the nearest
+    continuing bin (the louder of the two neighbours), or from the frame's loudest bin.
+
+    Args:
+        magnitudes: ``(batch, frames, bins)`` non-negative float32; bin ``k`` is at
+            ``k · bin_hz`` Hz, frame ``t`` is centred at ``t · hop_s`` seconds.
+        bin_hz: bin spacing in Hz. hop_s: frame hop in seconds. window_s: Hann length in seconds.
+        seed: seeds the integration constant (the phase each track starts with) of every bin;
+            the result is a deterministic function of ``magnitudes`` and ``seed``.
+        tolerance: bins quieter than ``tolerance × max`` never anchor other bins.
+
+    Returns:
+        ``(batch, frames, bins)`` float32 phase in radians, referenced to the window centre.
+    """
+    batch, frames, bins = magnitudes.shape
+    device = magnitudes.device
+    lam = _HANN_GAUSSIAN_RATIO * window_s**2
+    peak = magnitudes.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-30)
+    log_mag = torch.log(torch.maximum(magnitudes, peak * 1e-10))
+    d_freq = torch.zeros_like(log_mag)
+    d_freq[..., 1:-1] = (log_mag[..., 2:] - log_mag[..., :-2]) / (2 * bin_hz)
+    d_time = torch.zeros_like(log_mag)
+    d_time[:, 1:-1] = (log_mag[:, 2:] - log_mag[:, :-2]) / (2 * hop_s)
+    freqs = torch.arange(bins, device=device, dtype=torch.float32) * bin_hz
+    omega = d_freq / lam + 2 * math.pi * freqs  # rad/s
+    step_time = torch.zeros_like(omega)
+    step_time[:, 1:] = 0.5 * hop_s * (omega[:, 1:] + omega[:, :-1])
+    psi = -lam * d_time  # rad/Hz
+    along_freq = torch.zeros_like(psi)
+    along_freq[..., 1:] = torch.cumsum(0.5 * bin_hz * (psi[..., 1:] + psi[..., :-1]), dim=-1)
+
+    loud = magnitudes > tolerance * peak
+    previous = torch.zeros_like(magnitudes)
+    previous[:, 1:] = magnitudes[:, :-1]
+    continues = loud & (previous >= 0.5 * magnitudes)
+    continues[:, 0] = False
+    # Nearest continuing bin below and above each bin, and the louder of the two as anchor.
+    index = torch.arange(bins, device=device).expand(batch, frames, bins)
+    below = torch.cummax(torch.where(continues, index, -1), dim=-1).values
+    above = (
+        bins
+        - 1
+        - torch.cummax(torch.where(continues, bins - 1 - index, -1).flip(-1), dim=-1).values.flip(
+            -1
+        )
+    )
+    has_below, has_above = below >= 0, above < bins
+    below, above = below.clamp(0, bins - 1), above.clamp(0, bins - 1)
+    use_below = has_below & (
+        ~has_above | (magnitudes.gather(-1, below) >= magnitudes.gather(-1, above))
+    )
+    loudest = magnitudes.argmax(dim=-1, keepdim=True).expand(batch, frames, bins)
+    anchor = torch.where(use_below, below, torch.where(has_above, above, loudest))
+    needs_anchor = (~continues).any(dim=-1).any(dim=0).tolist()
+
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    current = (torch.rand(batch, bins, generator=generator) * (2 * math.pi)).to(device)
+    phase = torch.empty_like(magnitudes)
+    for t in range(frames):
+        candidate = current + step_time[:, t]
+        if needs_anchor[t]:
+            a = anchor[:, t]
+            seeded = candidate.gather(-1, a) + along_freq[:, t] - along_freq[:, t].gather(-1, a)
+            candidate = torch.where(continues[:, t], candidate, seeded)
+        phase[:, t] = candidate
+        current = candidate
+    return phase
+
+
+def _smooth_at_least(value: int, limit: int) -> int:
+    """Smallest ``m`` in ``[value, limit]`` with only factors 2, 3, 5; ``limit`` if none."""
+    for candidate in range(max(value, 1), limit + 1):
+        rest = candidate
+        for factor in (2, 3, 5):
+            while rest % factor == 0:
+                rest //= factor
+        if rest == 1:
+            return candidate
+    return limit
+
+
+class _FrameGrid:
+    """Centred STFT framing (reflect-padded analysis, least-squares overlap-add synthesis) of
+    ``win``-sample Hann windows at ``hop``, DFT size ``fft_size``, keeping the first ``bins``
+    bins. The window starts at the frame start (phases are referenced to it)."""
+
+    def __init__(self, fft_size: int, win: int, hop: int, bins: int, device: torch.device) -> None:
+        self.fft_size, self.win, self.hop, self.bins = fft_size, win, hop, bins
+        self.window = torch.hann_window(win, device=device)
+        self._inverse_envelopes: dict[int, torch.Tensor] = {}
+
+    def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(batch, T, win)`` → ``(batch, (T − 1)·hop + win)``, summing overlapping frames."""
+        batch, count, win = frames.shape
+        hop = self.hop
+        if win % hop == 0:
+            ratio = win // hop
+            pieces = frames.reshape(batch, count, ratio, hop)
+            out = frames.new_zeros(batch, count + ratio - 1, hop)
+            for r in range(ratio):
+                out[:, r : r + count] += pieces[:, :, r]
+            return out.reshape(batch, -1)
+        length = (count - 1) * hop + win
+        folded = torch.nn.functional.fold(
+            frames.transpose(1, 2), (1, length), (1, win), stride=(1, hop)
+        )
+        return folded.reshape(batch, length)
+
+    def _crop(self, buffer: torch.Tensor, length: int) -> torch.Tensor:
+        start = self.win // 2
+        missing = start + length - buffer.shape[-1]
+        if missing > 0:
+            buffer = torch.nn.functional.pad(buffer, (0, missing))
+        return buffer[..., start : start + length]
+
+    def _inverse_envelope(self, count: int) -> torch.Tensor:
+        if count not in self._inverse_envelopes:
+            squares = (self.window**2).expand(1, count, self.win)
+            envelope = self._crop(self._overlap_add(squares), count * self.hop)[0]
+            tiny = envelope.max() * 1e-6
+            inverse = torch.where(envelope > tiny, 1 / envelope.clamp_min(tiny), 0.0)
+            self._inverse_envelopes = {count: inverse}  # keep one: widths rarely change
+        return self._inverse_envelopes[count]
+
+    def synthesize(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """``(batch, T, bins)`` complex → ``(batch, T · hop)`` waveform (inverse STFT)."""
+        count = spectrum.shape[-2]
+        frames = torch.fft.irfft(spectrum, n=self.fft_size)[..., : self.win] * self.window
+        buffer = self._overlap_add(frames)
+        return self._crop(buffer, count * self.hop) * self._inverse_envelope(count)
+
+    def analyze(self, waveform: torch.Tensor, count: int) -> torch.Tensor:
+        """``(batch, samples)`` → ``(batch, count, bins)`` complex STFT (centred frames)."""
+        half = self.win // 2
+        mode = "reflect" if waveform.shape[-1] > half else "constant"
+        padded = torch.nn.functional.pad(waveform[:, None], (half, self.win - half), mode=mode)
+        frames = padded[:, 0].unfold(-1, self.win, self.hop)[:, :count] * self.window
+        return torch.fft.rfft(frames, n=self.fft_size)[..., : self.bins]
+
+    def griffin_lim(
+        self, magnitudes: torch.Tensor, angles: torch.Tensor, iterations: int, momentum: float
+    ) -> torch.Tensor:
+        """Fast Griffin-Lim (Perraudin, Balazs & Søndergaard 2013) on this grid.
+
+        Args:
+            magnitudes: ``(batch, T, bins)`` target magnitudes; angles: unit phasors, same shape.
+        Returns:
+            the refined unit phasors.
+        """
+        count = magnitudes.shape[-2]
+        alpha = momentum / (1 + momentum)
+        previous: torch.Tensor | None = None
+        for _ in range(iterations):
+            rebuilt = self.analyze(self.synthesize(magnitudes * angles), count)
+            target = rebuilt if previous is None else rebuilt - alpha * previous
+            previous = rebuilt
+            angles = torch.sgn(target)
+        return angles
+
+
+class _InverseOperators:
+    """What the fast inverse computes once per converter."""
+
+    def __init__(
+        self,
+        mel_to_linear: torch.Tensor,
+        bin_hz: float,
+        centre_shift: torch.Tensor,
+        internal: _FrameGrid,
+        output: _FrameGrid,
+    ) -> None:
+        self.mel_to_linear = mel_to_linear  # (n_mels, bins)
+        self.bin_hz = bin_hz
+        self.centre_shift = centre_shift  # (bins,)
+        self.internal = internal
+        self.output = output
+
+    @classmethod
+    def build(
+        cls,
+        params: SpectrogramParams,
+        band: torch.Tensor,
+        zoom: int,
+        device: torch.device,
+    ) -> _InverseOperators:
+        n_fft, win, hop = params.n_fft, params.win_length, params.hop_length
+        # The analysis grid: win-point DFT when n_fft = zoom · win (every zoom-th n_fft bin).
+        grid = n_fft // zoom
+        bins = (band.shape[0] - 1) // zoom + 1
+        # Minimum-norm inverse of the filterbank on the n_fft grid, F (FᵀF)⁺ — the solution the
+        # reference's least squares finds — kept at the analysis grid's bins. FᵀF is only
+        # n_mels × n_mels, so this takes milliseconds (no SVD of the n_fft-row matrix).
+        dense = band.double().cpu()
+        gram_inverse = torch.linalg.pinv(dense.T @ dense, hermitian=True)
+        mel_to_linear = (dense[::zoom][:bins] @ gram_inverse).T.contiguous()
+        # Griffin-Lim only needs the bins below the mel range: run it at the lowest rate whose
+        # Nyquist bin still holds them (frame, hop and DFT sizes all scaled by scale / common).
+        common = math.gcd(math.gcd(grid, win), hop)
+        per_unit = grid // common
+        scale = _smooth_at_least(-(-2 * bins // per_unit), common)
+        if scale * per_unit < 2 * (bins - 1) + 2:
+            scale = common
+        internal = _FrameGrid(
+            scale * per_unit, scale * win // common, scale * hop // common, bins, device
+        )
+        output = _FrameGrid(grid, win, hop, bins, device)
+        shift = math.pi * torch.arange(bins, dtype=torch.float64) * win / grid
+        return cls(
+            mel_to_linear.to(device=device, dtype=torch.float32),
+            params.sample_rate / grid,
+            shift.to(device=device, dtype=torch.float32),
+            internal,
+            output,
+        )
+
+
 class SpectrogramConverter:
-    """Converts waveforms to mel magnitudes and back, caching windows and filterbanks.
+    """Converts waveforms to mel magnitudes and back, caching windows, filterbanks and operators.
+
+    Both directions offer two methods:
+
+    - ``"fast"`` (default): the forward transform computes only the STFT bins the mel filterbank
+      uses (up to ``max_frequency_hz``) with short FFTs and applies the filterbank as the banded
+      matrix it is; the inverse maps mel to linear magnitudes with a cached operator, initialises
+      the phase from the magnitudes (phase-gradient integration) and refines it with fast
+      Griffin-Lim on a band-limited, reduced-rate grid. See :meth:`mel_to_waveform`.
+    - ``"reference"``: Riffusion's original algorithm with torchaudio (``Spectrogram`` +
+      ``MelScale`` forward; ``InverseMelScale`` least squares + ``GriffinLim`` inverse), kept for
+      comparisons and benchmarks.
 
     Args:
         params: spectrogram parameters; defaults to Riffusion's.
@@ -139,23 +497,40 @@ class SpectrogramConverter:
     ) -> None:
         self.params = params if params is not None else SpectrogramParams()
         self.device = torch.device(device)
-        self._window = torch.hann_window(self.params.win_length, device=self.device)
-        self._filterbank = mel_filterbank(self.params, device=self.device)
-        self._inverse_filterbank: torch.Tensor | None = None
+        params = self.params
+        self._window = torch.hann_window(params.win_length, device=self.device)
+        self._filterbank = mel_filterbank(params, device=self.device)
+        # Bins above the last non-zero filterbank row never reach the mel spectrogram.
+        self.num_bins = band_limit(self._filterbank)
+        self._band = _BandedFilterbank.from_dense(self._filterbank[: self.num_bins])
+        # The n_fft-point DFT of a win_length frame is the win_length-point DFT of z modulated
+        # copies of it when n_fft = z * win_length (zero padding only interpolates).
+        zoom, remainder = divmod(params.n_fft, params.win_length)
+        self._zoom = zoom if remainder == 0 else 0
+        self._modulations: torch.Tensor | None = None
+        self._inverse: _InverseOperators | None = None
+        self._reference_forward: tuple[torch.nn.Module, torch.nn.Module] | None = None
 
     # ---------------------------------------------------------------------------- forward
-    def waveform_to_mel(self, waveform: torch.Tensor) -> torch.Tensor:
+    def waveform_to_mel(
+        self, waveform: torch.Tensor, *, method: InverseMethod = "fast"
+    ) -> torch.Tensor:
         """Mel magnitudes of a waveform.
 
         Args:
             waveform: ``(..., samples)`` float tensor at ``params.sample_rate`` Hz, at least one
                 hop long. Audio shorter than half an FFT frame is zero-padded at the end (the
                 reflect padding of a centred STFT needs that many samples).
+            method: ``"fast"`` (default; only the bins below ``max_frequency_hz``, short FFTs,
+                banded filterbank) or ``"reference"`` (torchaudio ``Spectrogram`` + ``MelScale``
+                over all ``n_fft // 2 + 1`` bins). Both give the same images; the float values
+                differ by rounding (a few ulps), which can move a handful of pixels by one level.
 
         Returns:
             ``(..., n_mels, samples // hop_length)`` float32 magnitudes on ``self.device``.
         """
         _check_waveform(waveform)
+        _check_method(method)
         params = self.params
         frames = num_frames(waveform.shape[-1], params)
         if frames < 1:
@@ -168,21 +543,72 @@ class SpectrogramConverter:
         minimum = params.n_fft // 2 + 1
         if flat.shape[-1] < minimum:
             flat = torch.nn.functional.pad(flat, (0, minimum - flat.shape[-1]))
-        stft = torch.stft(
-            flat,
-            n_fft=params.n_fft,
-            hop_length=params.hop_length,
-            win_length=params.win_length,
-            window=self._window,
-            center=True,
-            pad_mode="reflect",
-            normalized=False,
-            onesided=True,
-            return_complex=True,
-        )[..., :frames]
-        magnitudes = stft.abs()
-        mel = torch.matmul(magnitudes.transpose(-1, -2), self._filterbank).transpose(-1, -2)
+        if method == "reference":
+            mel = self._reference_waveform_to_mel(flat)[..., :frames]
+        else:
+            magnitudes = self._stft_magnitudes(flat, frames)  # (batch, frames, bins)
+            mel = self._band.apply(magnitudes).transpose(-1, -2)
         return mel.reshape(*leading, params.num_frequencies, frames)
+
+    def _reference_waveform_to_mel(self, flat: torch.Tensor) -> torch.Tensor:
+        if self._reference_forward is None:
+            params = self.params
+            spectrogram = torchaudio.transforms.Spectrogram(
+                n_fft=params.n_fft,
+                win_length=params.win_length,
+                hop_length=params.hop_length,
+                pad=0,
+                window_fn=torch.hann_window,
+                power=1.0,
+                normalized=False,
+                center=True,
+                pad_mode="reflect",
+                onesided=True,
+            ).to(self.device)
+            mel_scale = torchaudio.transforms.MelScale(
+                n_mels=params.num_frequencies,
+                sample_rate=params.sample_rate,
+                f_min=float(params.min_frequency_hz),
+                f_max=float(params.max_frequency_hz),
+                n_stft=params.n_fft // 2 + 1,
+                norm=params.mel_scale_norm,
+                mel_scale=params.mel_scale_type,
+            ).to(self.device)
+            self._reference_forward = (spectrogram, mel_scale)
+        spectrogram, mel_scale = self._reference_forward
+        return mel_scale(spectrogram(flat))
+
+    def _stft_magnitudes(self, flat: torch.Tensor, frames: int) -> torch.Tensor:
+        """``|STFT|`` of ``(batch, samples)`` at bins ``[0, num_bins)``: ``(batch, frames, bins)``.
+
+        Same framing as ``torch.stft(center=True, pad_mode="reflect")`` with the window centred
+        in the ``n_fft`` frame; only the magnitudes, so the window's offset does not matter.
+        """
+        params = self.params
+        n_fft, win, hop = params.n_fft, params.win_length, params.hop_length
+        if not self._zoom:
+            stft = torch.stft(
+                flat,
+                n_fft=n_fft,
+                hop_length=hop,
+                win_length=win,
+                window=self._window,
+                center=True,
+                pad_mode="reflect",
+                return_complex=True,
+            )
+            return stft[:, : self.num_bins, :frames].abs().transpose(-1, -2)
+        padded = torch.nn.functional.pad(flat[:, None], (n_fft // 2, n_fft // 2), mode="reflect")
+        offset = (n_fft - win) // 2
+        segments = padded[:, 0, offset:].unfold(-1, win, hop)[:, :frames] * self._window
+        return zoomed_dft_magnitudes(segments, self._zoom, self.num_bins, self._get_modulations())
+
+    def _get_modulations(self) -> torch.Tensor:
+        if self._modulations is None:
+            self._modulations = _zoom_modulations(
+                self.params.win_length, self._zoom, device=self.device
+            )
+        return self._modulations
 
     # ---------------------------------------------------------------------------- inverse
     def mel_to_waveform(
@@ -195,27 +621,55 @@ class SpectrogramConverter:
     ) -> torch.Tensor:
         """Waveform whose mel magnitudes approximate ``mel``, with phase recovered.
 
+        Methods:
+
+        - ``"fast"`` (default): linear magnitudes from a cached operator (the minimum-norm
+          inverse of the filterbank, the same solution as the reference's least squares, restricted
+          to the bins below ``max_frequency_hz`` on the ``win_length``-point DFT grid), phase
+          initialised by integrating the phase gradient implied by the magnitudes (PGHI, Průša
+          et al. 2017), then ``num_iterations`` (default 32) fast Griffin-Lim iterations with
+          momentum 0.95 at a reduced internal sample rate that still holds every bin below
+          ``max_frequency_hz``; the final synthesis is at ``params.sample_rate``. ``seed`` picks
+          the integration constants of the phase (the starting phase of each bin's track), so
+          the output is a deterministic function of ``mel`` and ``seed``.
+        - ``"reference"``: Riffusion's algorithm — torchaudio ``InverseMelScale`` (least squares
+          per call), then ``GriffinLim`` with ``num_iterations`` (default 32) iterations, momentum
+          0.99 and a random initial phase drawn from ``seed``.
+
         Args:
-            mel: ``(..., n_mels, frames)`` non-negative magnitudes.
-            method: ``"fast"`` (default) or ``"reference"`` (Riffusion's algorithm: torchaudio
-                ``InverseMelScale`` least squares, then ``GriffinLim`` with momentum 0.99).
-            num_iterations: Griffin-Lim iterations; ``None`` picks the method's default (32).
-            seed: seed of the random initial phase; equal seeds give equal output.
+            mel: ``(..., n_mels, frames)`` non-negative magnitudes (any float dtype, any device).
+            method: ``"fast"`` or ``"reference"``.
+            num_iterations: Griffin-Lim iterations (more is slower and more faithful); ``None``
+                picks 32 for either method.
+            seed: seed of the initial phase (random for the reference, integration constants for
+                ``"fast"``); equal seeds give equal output.
 
         Returns:
-            ``(..., frames * hop_length)`` float32 waveform on ``self.device`` (same scale as the
-            waveform the magnitudes came from).
+            ``(..., frames * hop_length)`` float32 waveform on ``self.device``, at the scale of the
+            waveform the magnitudes came from.
         """
         _check_mel(mel, self.params)
-        if method not in ("fast", "reference"):
-            raise ParameterError(f"method={method!r} must be 'fast' or 'reference'")
+        _check_method(method)
         if num_iterations is not None and (
-            not isinstance(num_iterations, int) or num_iterations < 1
+            isinstance(num_iterations, bool)
+            or not isinstance(num_iterations, int)
+            or num_iterations < 0
+            or (method == "reference" and num_iterations < 1)
         ):
-            raise ParameterError(f"num_iterations={num_iterations!r} must be a positive integer")
+            raise ParameterError(
+                f"num_iterations={num_iterations!r} must be a positive integer "
+                "(0 is allowed for method='fast': phase initialisation only)"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ParameterError(f"seed={seed!r} must be an integer")
+        iterations = DEFAULT_ITERATIONS if num_iterations is None else num_iterations
+        mel = mel.to(self.device, torch.float32)
         if method == "reference":
-            return self._reference_mel_to_waveform(mel, num_iterations or 32, seed)
-        return self._fast_mel_to_waveform(mel, num_iterations or 32, seed)
+            return self._reference_mel_to_waveform(mel, iterations, seed)
+        leading = mel.shape[:-2]
+        flat = mel.reshape(-1, *mel.shape[-2:])
+        waveform = self._fast_mel_to_waveform(flat, iterations, seed)
+        return waveform.reshape(*leading, waveform.shape[-1])
 
     def _reference_mel_to_waveform(
         self, mel: torch.Tensor, num_iterations: int, seed: int
@@ -241,7 +695,6 @@ class SpectrogramConverter:
             length=None,
             rand_init=True,
         ).to(self.device)
-        mel = mel.to(self.device, torch.float32)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)
             linear = inverse_mel(mel)
@@ -250,57 +703,32 @@ class SpectrogramConverter:
         missing = mel.shape[-1] * params.hop_length - waveform.shape[-1]
         return torch.nn.functional.pad(waveform, (0, missing))
 
+    def _get_inverse(self) -> _InverseOperators:
+        if self._inverse is None:
+            self._inverse = _InverseOperators.build(
+                self.params, self._filterbank[: self.num_bins], self._zoom or 1, self.device
+            )
+        return self._inverse
+
     def _fast_mel_to_waveform(
         self, mel: torch.Tensor, num_iterations: int, seed: int
     ) -> torch.Tensor:
+        """``(batch, n_mels, frames)`` → ``(batch, frames * hop_length)``."""
+        ops = self._get_inverse()
         params = self.params
-        if self._inverse_filterbank is None:
-            # Minimum-norm inverse of the filterbank, computed once; equals the per-call
-            # least-squares solve of the reference.
-            self._inverse_filterbank = torch.linalg.pinv(self._filterbank.double()).float()
-        mel = mel.to(self.device, torch.float32)
-        linear = torch.relu(torch.matmul(self._inverse_filterbank.T, mel))
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        phase = torch.rand(linear.shape, generator=generator).to(self.device)
-        angles = torch.polar(torch.ones_like(linear), 2 * torch.pi * phase)
-        return _griffin_lim(
-            linear,
-            angles,
-            params=params,
-            window=self._window,
-            num_iterations=num_iterations,
-            momentum=0.99,
+        # Linear magnitudes on the analysis grid, (batch, frames, bins): bins are channels last so
+        # that the FFTs below read them without copies.
+        magnitudes = torch.relu(torch.matmul(mel.transpose(-1, -2), ops.mel_to_linear))
+        phase = gradient_phase(
+            magnitudes,
+            bin_hz=ops.bin_hz,
+            hop_s=params.hop_length / params.sample_rate,
+            window_s=params.win_length / params.sample_rate,
+            seed=seed,
         )
-
-
-def _griffin_lim(
-    magnitudes: torch.Tensor,
-    angles: torch.Tensor,
-    *,
-    params: SpectrogramParams,
-    window: torch.Tensor,
-    num_iterations: int,
-    momentum: float,
-) -> torch.Tensor:
-    """Fast Griffin-Lim (Perraudin et al. 2013) from initial unit phasors ``angles``."""
-    leading = magnitudes.shape[:-2]
-    magnitudes = magnitudes.reshape(-1, *magnitudes.shape[-2:])
-    angles = angles.reshape(-1, *angles.shape[-2:])
-    length = magnitudes.shape[-1] * params.hop_length
-    stft_args = {
-        "n_fft": params.n_fft,
-        "hop_length": params.hop_length,
-        "win_length": params.win_length,
-        "window": window,
-    }
-    previous = torch.zeros_like(angles)
-    for _ in range(num_iterations):
-        waveform = torch.istft(magnitudes * angles, length=length, **stft_args)
-        rebuilt = torch.stft(
-            waveform, center=True, pad_mode="reflect", return_complex=True, **stft_args
-        )[..., : magnitudes.shape[-1]]
-        angles = rebuilt - (momentum / (1 + momentum)) * previous
-        angles = angles / angles.abs().clamp_min(1e-16)
-        previous = rebuilt
-    waveform = torch.istft(magnitudes * angles, length=length, **stft_args)
-    return waveform.reshape(*leading, length)
+        # Centre-referenced phase → phase of frames whose window starts at the frame start.
+        phase = phase - ops.centre_shift
+        angles = torch.polar(torch.ones_like(magnitudes), phase)
+        if num_iterations > 0:
+            angles = ops.internal.griffin_lim(magnitudes, angles, num_iterations, momentum=0.95)
+        return ops.output.synthesize(magnitudes * angles)
