@@ -42,6 +42,9 @@ InverseMethod = Literal["fast", "reference"]
 DEFAULT_ITERATIONS = 32
 """Griffin-Lim iterations when ``num_iterations`` is ``None`` (both methods)."""
 
+_FRAME_BLOCK = 64
+"""STFT frames the fast forward transform processes at a time."""
+
 
 def num_frames(num_samples: int, params: SpectrogramParams) -> int:
     """Spectrogram frames (image columns) for ``num_samples`` samples: ``num_samples // hop``.
@@ -178,51 +181,57 @@ class _BandedFilterbank:
         return out[..., :n_mels]
 
 
-def _zoom_modulations(
+def _zoom_basis(
     win_length: int, zoom: int, *, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """``exp(-2πi j n / (zoom · win_length))`` for ``j = 1 .. zoom // 2``: ``(zoom // 2, win)``."""
+    """Real modulators ``[1, cos θ₁n, sin θ₁n, cos θ₂n, ...]`` with ``θⱼ = 2πj / (zoom · L)``
+    for ``j = 1 .. zoom // 2``: ``(1 + 2 · (zoom // 2), L)`` float32."""
     n = torch.arange(win_length, dtype=torch.float64)
-    j = torch.arange(1, zoom // 2 + 1, dtype=torch.float64)[:, None]
-    angle = -2 * math.pi * j * n / (zoom * win_length)
-    return torch.polar(torch.ones_like(angle), angle).to(device=device, dtype=torch.complex64)
+    rows = [torch.ones_like(n)]
+    for j in range(1, zoom // 2 + 1):
+        theta = 2 * math.pi * j / (zoom * win_length)
+        rows += [torch.cos(theta * n), torch.sin(theta * n)]
+    return torch.stack(rows).to(device=device, dtype=torch.float32)
 
 
 def zoomed_dft_magnitudes(
-    segments: torch.Tensor, zoom: int, num_bins: int, modulations: torch.Tensor | None = None
+    segments: torch.Tensor, zoom: int, num_bins: int, basis: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Magnitudes of the ``zoom · L``-point DFT of ``L``-sample segments, bins ``[0, num_bins)``.
 
     Zero padding a segment to ``zoom · L`` points only interpolates its spectrum: bin
     ``zoom · k + j`` is bin ``k`` of the ``L``-point DFT of the segment modulated by
-    ``exp(-2πi j n / (zoom · L))``. For real segments bin ``zoom · k + (zoom − j)`` is the mirror
-    image of the same modulated DFT, so ``zoom // 2`` complex FFTs and one real FFT of length ``L``
-    give every bin — and all of them only up to ``num_bins``.
+    ``exp(-2πi j n / (zoom · L))``, i.e. ``C[k] − i S[k]`` with ``C``, ``S`` the real FFTs of the
+    segment times ``cos`` and ``sin`` of that phase; for real segments bin
+    ``zoom · k + (zoom − j)`` is ``conj(C[k + 1] + i S[k + 1])``. So ``1 + 2 · (zoom // 2)`` real
+    FFTs of length ``L`` (one batched call) give every bin, and only bins up to ``num_bins``
+    are ever formed — instead of one real FFT of length ``zoom · L`` over all bins.
 
     Args:
         segments: ``(..., L)`` real windowed frames (float32).
         zoom: the padding factor (``n_fft // win_length``), at least 1.
         num_bins: how many of the ``zoom · L // 2 + 1`` bins to return.
-        modulations: cached :func:`_zoom_modulations` (computed when ``None``).
+        basis: cached :func:`_zoom_basis` (computed when ``None``).
 
     Returns:
-        ``(..., num_bins)`` float32 magnitudes (the same values as ``torch.stft(...).abs()`` with
-        the window centred in an ``n_fft`` frame, up to float rounding).
+        ``(..., num_bins)`` float32 magnitudes: the values of ``torch.stft(...).abs()`` with the
+        window centred in an ``n_fft`` frame, up to float rounding (a few ulps).
     """
     length = segments.shape[-1]
     per_residue = (num_bins - 1) // zoom + 1
-    if modulations is None:
-        modulations = _zoom_modulations(length, zoom, device=segments.device)
+    if basis is None:
+        basis = _zoom_basis(length, zoom, device=segments.device)
+    spectra = torch.fft.rfft(segments.unsqueeze(-2) * basis)[..., : per_residue + 1]
     parts: list[torch.Tensor | None] = [None] * zoom
-    parts[0] = torch.fft.rfft(segments)[..., :per_residue].abs()
-    if zoom > 1:
-        shifted = torch.fft.fft(segments.unsqueeze(-2) * modulations)  # (..., zoom // 2, L)
-        for j in range(1, zoom // 2 + 1):
-            spectrum = shifted[..., j - 1, :]
-            parts[j] = spectrum[..., :per_residue].abs()
-            if j != zoom - j:
-                # Bin zoom·k + (zoom − j) = conj(bin zoom·(L − 1 − k) + j).
-                parts[zoom - j] = spectrum.flip(-1)[..., :per_residue].abs()
+    parts[0] = spectra[..., 0, :per_residue].abs()
+    for j in range(1, zoom // 2 + 1):
+        cos_part = torch.view_as_real(spectra[..., 2 * j - 1, :])
+        sin_part = torch.view_as_real(spectra[..., 2 * j, :])
+        a, b = cos_part[..., 0], cos_part[..., 1]
+        c, d = sin_part[..., 0], sin_part[..., 1]
+        parts[j] = torch.hypot(a + d, b - c)[..., :per_residue]
+        if j != zoom - j:
+            parts[zoom - j] = torch.hypot(a - d, b + c)[..., 1 : per_residue + 1]
     stacked = torch.stack(parts, dim=-1)  # type: ignore[arg-type]
     return stacked.flatten(-2)[..., :num_bins]
 
@@ -507,7 +516,7 @@ class SpectrogramConverter:
         # copies of it when n_fft = z * win_length (zero padding only interpolates).
         zoom, remainder = divmod(params.n_fft, params.win_length)
         self._zoom = zoom if remainder == 0 else 0
-        self._modulations: torch.Tensor | None = None
+        self._basis: torch.Tensor | None = None
         self._inverse: _InverseOperators | None = None
         self._reference_forward: tuple[torch.nn.Module, torch.nn.Module] | None = None
 
@@ -546,8 +555,7 @@ class SpectrogramConverter:
         if method == "reference":
             mel = self._reference_waveform_to_mel(flat)[..., :frames]
         else:
-            magnitudes = self._stft_magnitudes(flat, frames)  # (batch, frames, bins)
-            mel = self._band.apply(magnitudes).transpose(-1, -2)
+            mel = self._fast_waveform_to_mel(flat, frames).transpose(-1, -2)
         return mel.reshape(*leading, params.num_frequencies, frames)
 
     def _reference_waveform_to_mel(self, flat: torch.Tensor) -> torch.Tensor:
@@ -578,11 +586,14 @@ class SpectrogramConverter:
         spectrogram, mel_scale = self._reference_forward
         return mel_scale(spectrogram(flat))
 
-    def _stft_magnitudes(self, flat: torch.Tensor, frames: int) -> torch.Tensor:
-        """``|STFT|`` of ``(batch, samples)`` at bins ``[0, num_bins)``: ``(batch, frames, bins)``.
+    def _fast_waveform_to_mel(self, flat: torch.Tensor, frames: int) -> torch.Tensor:
+        """``(batch, samples)`` → ``(batch, frames, n_mels)``: ``|STFT|`` at bins
+        ``[0, num_bins)`` through the banded filterbank.
 
         Same framing as ``torch.stft(center=True, pad_mode="reflect")`` with the window centred
-        in the ``n_fft`` frame; only the magnitudes, so the window's offset does not matter.
+        in the ``n_fft`` frame; only magnitudes are formed, so the window's offset does not
+        matter. Frames go through in blocks of :data:`_FRAME_BLOCK` so that the temporaries stay
+        small (large short-lived buffers cost more in page faults than in arithmetic).
         """
         params = self.params
         n_fft, win, hop = params.n_fft, params.win_length, params.hop_length
@@ -597,18 +608,19 @@ class SpectrogramConverter:
                 pad_mode="reflect",
                 return_complex=True,
             )
-            return stft[:, : self.num_bins, :frames].abs().transpose(-1, -2)
+            return self._band.apply(stft[:, : self.num_bins, :frames].abs().transpose(-1, -2))
+        if self._basis is None:
+            self._basis = _zoom_basis(win, self._zoom, device=self.device)
         padded = torch.nn.functional.pad(flat[:, None], (n_fft // 2, n_fft // 2), mode="reflect")
         offset = (n_fft - win) // 2
-        segments = padded[:, 0, offset:].unfold(-1, win, hop)[:, :frames] * self._window
-        return zoomed_dft_magnitudes(segments, self._zoom, self.num_bins, self._get_modulations())
-
-    def _get_modulations(self) -> torch.Tensor:
-        if self._modulations is None:
-            self._modulations = _zoom_modulations(
-                self.params.win_length, self._zoom, device=self.device
-            )
-        return self._modulations
+        segments = padded[:, 0, offset:].unfold(-1, win, hop)[:, :frames]
+        mel = flat.new_empty(flat.shape[0], frames, params.num_frequencies)
+        for item in range(flat.shape[0]):
+            for start in range(0, frames, _FRAME_BLOCK):
+                block = segments[item, start : start + _FRAME_BLOCK] * self._window
+                magnitudes = zoomed_dft_magnitudes(block, self._zoom, self.num_bins, self._basis)
+                mel[item, start : start + _FRAME_BLOCK] = self._band.apply(magnitudes)
+        return mel
 
     # ---------------------------------------------------------------------------- inverse
     def mel_to_waveform(
