@@ -314,8 +314,10 @@ def gradient_phase(
     anchor = torch.where(use_below, below, torch.where(has_above, above, loudest))
     needs_anchor = (~continues).any(dim=-1).any(dim=0).tolist()
 
+    # The same integration constants for every item, so a batch decodes like its items.
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    current = (torch.rand(batch, bins, generator=generator) * (2 * math.pi)).to(device)
+    start = (torch.rand(bins, generator=generator) * (2 * math.pi)).to(device)
+    current = start.expand(batch, bins)
     phase = torch.empty_like(magnitudes)
     for t in range(frames):
         candidate = current + step_time[:, t]
@@ -636,14 +638,15 @@ class SpectrogramConverter:
         Methods:
 
         - ``"fast"`` (default): linear magnitudes from a cached operator (the minimum-norm
-          inverse of the filterbank, the same solution as the reference's least squares, restricted
-          to the bins below ``max_frequency_hz`` on the ``win_length``-point DFT grid), phase
-          initialised by integrating the phase gradient implied by the magnitudes (PGHI, Průša
-          et al. 2017), then ``num_iterations`` (default 32) fast Griffin-Lim iterations with
-          momentum 0.95 at a reduced internal sample rate that still holds every bin below
-          ``max_frequency_hz``; the final synthesis is at ``params.sample_rate``. ``seed`` picks
-          the integration constants of the phase (the starting phase of each bin's track), so
-          the output is a deterministic function of ``mel`` and ``seed``.
+          inverse of the filterbank — the solution the reference's least squares finds —
+          restricted to the bins below ``max_frequency_hz`` on the ``win_length``-point DFT grid
+          padded 2x), phase initialised by integrating the phase gradient implied by the
+          magnitudes (PGHI, Průša et al. 2017), then ``num_iterations`` (default 32) fast
+          Griffin-Lim iterations with momentum 0.95 at a reduced internal sample rate that still
+          holds every bin below ``max_frequency_hz``; the final synthesis is at
+          ``params.sample_rate``. ``seed`` picks the integration constants of the phase (the
+          starting phase of each bin's track), so the output is a deterministic function of
+          ``mel`` and ``seed``.
         - ``"reference"``: Riffusion's algorithm — torchaudio ``InverseMelScale`` (least squares
           per call), then ``GriffinLim`` with ``num_iterations`` (default 32) iterations, momentum
           0.99 and a random initial phase drawn from ``seed``.
@@ -675,6 +678,14 @@ class SpectrogramConverter:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ParameterError(f"seed={seed!r} must be an integer")
         iterations = DEFAULT_ITERATIONS if num_iterations is None else num_iterations
+        if method == "reference" and (mel.shape[-1] - 1) * self.params.hop_length <= (
+            self.params.n_fft // 2
+        ):
+            raise ParameterError(
+                f"mel with {mel.shape[-1]} frames is too short for method='reference' (torch.stft "
+                f"reflect-pads {self.params.n_fft // 2} samples); use at least "
+                f"{self.params.n_fft // 2 // self.params.hop_length + 2} frames or method='fast'"
+            )
         mel = mel.to(self.device, torch.float32)
         if method == "reference":
             return self._reference_mel_to_waveform(mel, iterations, seed)
@@ -717,8 +728,13 @@ class SpectrogramConverter:
 
     def _get_inverse(self) -> _InverseOperators:
         if self._inverse is None:
+            # Griffin-Lim on the win_length-point grid zero-padded 2x (5 Hz bins at the defaults):
+            # the 10 Hz grid alone cannot shape the low mel bands, which are narrower than 10 Hz
+            # (measured: spectral convergence 0.084 → 0.059 on a synthetic tune, at 2.3x the
+            # cost). Without an even padding factor, the n_fft grid itself.
+            zoom = self._zoom // 2 if self._zoom % 2 == 0 and self._zoom else 1
             self._inverse = _InverseOperators.build(
-                self.params, self._filterbank[: self.num_bins], self._zoom or 1, self.device
+                self.params, self._filterbank[: self.num_bins], zoom, self.device
             )
         return self._inverse
 
