@@ -668,13 +668,9 @@ class SpectrogramConverter:
         if num_iterations is not None and (
             isinstance(num_iterations, bool)
             or not isinstance(num_iterations, int)
-            or num_iterations < 0
-            or (method == "reference" and num_iterations < 1)
+            or num_iterations < 1
         ):
-            raise ParameterError(
-                f"num_iterations={num_iterations!r} must be a positive integer "
-                "(0 is allowed for method='fast': phase initialisation only)"
-            )
+            raise ParameterError(f"num_iterations={num_iterations!r} must be a positive integer")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ParameterError(f"seed={seed!r} must be an integer")
         iterations = DEFAULT_ITERATIONS if num_iterations is None else num_iterations
@@ -757,6 +753,5 @@ class SpectrogramConverter:
         # Centre-referenced phase → phase of frames whose window starts at the frame start.
         phase = phase - ops.centre_shift
         angles = torch.polar(torch.ones_like(magnitudes), phase)
-        if num_iterations > 0:
-            angles = ops.internal.griffin_lim(magnitudes, angles, num_iterations, momentum=0.95)
+        angles = ops.internal.griffin_lim(magnitudes, angles, num_iterations, momentum=0.95)
         return ops.output.synthesize(magnitudes * angles)
