@@ -29,6 +29,10 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     )
     os.close(handle)
     temporary = Path(temporary_name)
+    # mkstemp creates private files; give the output the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
     try:
         yield temporary
         os.replace(temporary, path)

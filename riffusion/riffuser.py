@@ -1,0 +1,953 @@
+"""The front door: :class:`Riffuser` composes generation, decoding and joining into clips.
+
+Everything here is also reachable from the layers beneath it (``riffusion.diffusion`` for
+images, ``riffusion.convert`` for audio, ``riffusion.looping`` for joining); this module only
+composes them and records how each clip was made in a :class:`Recipe`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import io
+import json
+import math
+import os
+import secrets
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from riffusion.audio import Audio
+from riffusion.convert import audio_to_image, image_to_audio
+from riffusion.diffusion import DEFAULT_MODEL, SCHEDULER_NAMES, PromptInput, RiffusionPipeline
+from riffusion.diffusion.masks import time_range_mask
+from riffusion.errors import ParameterError, RiffusionError
+from riffusion.image import load_image, save_image
+from riffusion.looping import periodic_image_to_audio, stream_schedule
+from riffusion.params import SpectrogramParams
+from riffusion.seeds import (
+    DEFAULT_SEED_IMAGE,
+    image_fingerprint,
+    load_mask_image,
+    load_seed_image,
+    mask_images,
+    seed_images,
+)
+from riffusion.spectrogram import InverseMethod
+
+__all__ = ["DEFAULT_SEED", "Clip", "Recipe", "Riffuser"]
+
+DEFAULT_SEED = "default"
+"""Sentinel for ``seed_image=``: the built-in default seed image (``og_beat``)."""
+
+_WINDOW_PX = 512  # one model window: 5.12 s at the default parameters
+_CONTEXT_PX = 256  # continuation keeps one bar (2.56 s at 93.75 BPM) of the previous window
+_BLEND_PX = 16  # columns over which a continuation window is blended into its context
+_OVERLAP_PX = 64  # audio_to_audio window overlap
+_MAX_DURATION_S = 600.0
+_URL_PREFIX = "riffusion:1:"
+
+
+def _library_version() -> str:
+    from riffusion import __version__
+
+    return __version__
+
+
+# ----------------------------------------------------------------------------------- Recipe
+@dataclass(frozen=True)
+class Recipe:
+    """Every input needed to reproduce a clip.
+
+    Attributes:
+        kind: ``"text_to_audio"``, ``"audio_to_audio"``, ``"riffuse"`` or ``"loop"``.
+        model: model id or folder the pipeline was loaded from.
+        scheduler: scheduler name (one of ``SCHEDULER_NAMES``).
+        start: the start prompt input (prompt, seed, negative prompt, denoising, guidance).
+        end: the end prompt input of an interpolation, or ``None``.
+        alpha: interpolation weight in [0, 1].
+        num_inference_steps: scheduler steps of a full run.
+        seed_image: built-in seed image name, ``"custom:<fingerprint>"`` for a user image or
+            audio, or ``None`` for pure text-to-image.
+        mask_image: built-in mask name, ``"custom:<fingerprint>"``, or ``None``.
+        duration_s: requested duration (in seconds).
+        input_audio: fingerprint of the input audio of ``audio_to_audio``, else ``None``.
+        decode_method: phase recovery method of ``image_to_audio``.
+        decode_seed: seed of the phase recovery.
+        params: the spectrogram parameters.
+        version: riffusion version that made the clip.
+    """
+
+    kind: str
+    model: str
+    scheduler: str
+    start: PromptInput
+    end: PromptInput | None = None
+    alpha: float = 0.0
+    num_inference_steps: int = 50
+    seed_image: str | None = DEFAULT_SEED_IMAGE
+    mask_image: str | None = None
+    duration_s: float = 5.12
+    input_audio: str | None = None
+    decode_method: str = "fast"
+    decode_seed: int = 0
+    params: SpectrogramParams = field(default_factory=SpectrogramParams)
+    version: str = field(default_factory=_library_version)
+
+    def __post_init__(self) -> None:
+        kinds = ("text_to_audio", "audio_to_audio", "riffuse", "loop")
+        if self.kind not in kinds:
+            raise ParameterError(f"kind={self.kind!r} must be one of {', '.join(kinds)}")
+        if not isinstance(self.start, PromptInput):
+            raise ParameterError(f"start={self.start!r} must be a PromptInput")
+        if self.end is not None and not isinstance(self.end, PromptInput):
+            raise ParameterError(f"end={self.end!r} must be a PromptInput or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (prompt inputs use riffusion's field names)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["start"] = self.start.to_dict()
+        data["end"] = self.end.to_dict() if self.end is not None else None
+        data["params"] = dataclasses.asdict(self.params)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """The inverse of :meth:`to_dict`; unknown keys raise :class:`ParameterError`."""
+        if not isinstance(data, dict):
+            raise ParameterError(f"recipe must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ParameterError(f"recipe has unknown keys {unknown}")
+        values = dict(data)
+        try:
+            values["start"] = PromptInput.from_dict(values["start"])
+            if values.get("end") is not None:
+                values["end"] = PromptInput.from_dict(values["end"])
+            if "params" in values:
+                values["params"] = SpectrogramParams(**values["params"])
+            return cls(**values)
+        except (KeyError, TypeError) as error:
+            raise ParameterError(f"recipe is incomplete or malformed: {error}") from error
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """The recipe as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> Recipe:
+        """Parse :meth:`to_json` output."""
+        try:
+            data = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as error:
+            raise ParameterError(f"recipe is not valid JSON: {error}") from error
+        return cls.from_dict(data)
+
+    def to_url(self) -> str:
+        """A compact, URL-safe share string (``riffusion:1:`` + base64url of zlib'd JSON)."""
+        packed = zlib.compress(self.to_json(indent=None).encode(), level=9)
+        return _URL_PREFIX + base64.urlsafe_b64encode(packed).decode().rstrip("=")
+
+    @classmethod
+    def from_url(cls, text: str) -> Recipe:
+        """Parse a :meth:`to_url` string."""
+        if not isinstance(text, str) or not text.startswith(_URL_PREFIX):
+            raise ParameterError(f"{str(text)[:40]!r}... is not a riffusion recipe string")
+        body = text[len(_URL_PREFIX) :]
+        try:
+            packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            return cls.from_json(zlib.decompress(packed).decode())
+        except (ValueError, zlib.error) as error:
+            if isinstance(error, RiffusionError):
+                raise
+            raise ParameterError(f"recipe string is corrupt: {error}") from error
+
+
+# ------------------------------------------------------------------------------------- Clip
+@dataclass(frozen=True, eq=False)
+class Clip:
+    """A generated piece of music.
+
+    Attributes:
+        audio: the sound (44.1 kHz at the default parameters).
+        image: the spectrogram image it was decoded from (PIL RGB with spectrogram EXIF); for
+            clips longer than one window, the joined image.
+        recipe: everything needed to make it again (:meth:`Riffuser.render`).
+        debug: alphas, seeds, strengths, guidance, timesteps per window, and per-stage timings
+            in seconds (``timings_s``).
+    """
+
+    audio: Audio
+    image: Image.Image
+    recipe: Recipe
+    debug: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        """Duration of the audio (in seconds)."""
+        return self.audio.duration_s
+
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        save_image: bool = False,
+        save_recipe: bool = False,
+    ) -> Path:
+        """Write the audio (format by extension: .wav, .flac, .ogg, .mp3).
+
+        Args:
+            path: audio file to write.
+            save_image: also write the spectrogram as PNG beside it (same stem, ``.png``).
+            save_recipe: also write the recipe as JSON beside it (same stem, ``.json``).
+
+        Returns:
+            The audio path.
+        """
+        path = Path(path)
+        self.audio.save(path)
+        if save_image:
+            _save_image(self.image, path.with_suffix(".png"))
+        if save_recipe:
+            path.with_suffix(".json").write_text(self.recipe.to_json())
+        return path
+
+    def _repr_html_(self) -> str:
+        png = io.BytesIO()
+        self.image.save(png, format="PNG")
+        wav = self.audio.to_bytes("WAV")
+        prompt = html.escape(self.recipe.start.prompt)
+        return (
+            f"<div><b>{prompt}</b> — {self.duration_s:.2f} s<br>"
+            f'<img src="data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}" '
+            f'style="max-width:100%;image-rendering:pixelated"><br>'
+            f'<audio controls src="data:audio/wav;base64,{base64.b64encode(wav).decode()}">'
+            "</audio></div>"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Clip(prompt={self.recipe.start.prompt!r}, duration_s={self.duration_s:.2f}, "
+            f"kind={self.recipe.kind!r})"
+        )
+
+
+def _save_image(image: Image.Image, path: Path) -> Path:
+    return save_image(image, path)
+
+
+# ------------------------------------------------------------------------------- helpers
+def _check_steps(num_inference_steps: Any) -> int:
+    if (
+        isinstance(num_inference_steps, bool)
+        or not isinstance(num_inference_steps, int)
+        or num_inference_steps < 1
+    ):
+        raise ParameterError(
+            f"num_inference_steps={num_inference_steps!r} must be a positive integer"
+        )
+    return num_inference_steps
+
+
+def _check_duration(duration_s: Any) -> float:
+    if (
+        not isinstance(duration_s, int | float)
+        or isinstance(duration_s, bool)
+        or not math.isfinite(duration_s)
+        or not 0 < duration_s <= _MAX_DURATION_S
+    ):
+        raise ParameterError(
+            f"duration_s={duration_s!r} must be a number in (0, {_MAX_DURATION_S:g}] seconds"
+        )
+    return float(duration_s)
+
+
+def _random_seed() -> int:
+    return secrets.randbelow(2**31)
+
+
+def _fit_width(image: Image.Image, width: int) -> Image.Image:
+    """Crop to ``width`` columns, or tile the image until it is that wide."""
+    if image.width == width:
+        return image
+    if image.width > width:
+        return image.crop((0, 0, width, image.height))
+    tiled = Image.new(image.mode, (width, image.height))
+    for left in range(0, width, image.width):
+        tiled.paste(image, (left, 0))
+    return tiled
+
+
+def _pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float32)
+
+
+def _to_image(pixels: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="RGB")
+
+
+class Riffuser:
+    """Text to music, audio to audio, interpolation, endless streams and seamless loops.
+
+    Args:
+        pipeline: a loaded :class:`~riffusion.diffusion.RiffusionPipeline`.
+        model: the id or folder it came from (recorded in recipes).
+        params: spectrogram parameters of the model's images (Riffusion's by default).
+        decode_method: phase recovery used for every clip (``"fast"`` or ``"reference"``).
+        decode_seed: seed of the phase recovery.
+
+    Example:
+        >>> riffuser = Riffuser.from_pretrained()  # doctest: +SKIP
+        >>> clip = riffuser.text_to_audio("funky bass groove", seed=42)  # doctest: +SKIP
+        >>> clip.save("funk.wav")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        pipeline: RiffusionPipeline,
+        *,
+        model: str = "custom",
+        params: SpectrogramParams | None = None,
+        decode_method: InverseMethod = "fast",
+        decode_seed: int = 0,
+        scheduler: str = "default",
+    ) -> None:
+        if not isinstance(pipeline, RiffusionPipeline):
+            raise ParameterError(
+                f"pipeline must be a RiffusionPipeline, got {type(pipeline).__name__}"
+            )
+        self.pipeline = pipeline
+        self.model = str(model)
+        self.params = params or SpectrogramParams()
+        if self.params.stereo:
+            raise ParameterError("Riffuser works with mono spectrogram params (stereo=False)")
+        self.decode_method = decode_method
+        self.decode_seed = decode_seed
+        self.scheduler_name = scheduler
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike[str] = DEFAULT_MODEL,
+        *,
+        device: str | torch.device = "auto",
+        dtype: torch.dtype | str | None = None,
+        scheduler: str | None = None,
+        **kwargs: Any,
+    ) -> Riffuser:
+        """Load a checkpoint (hub id or folder) and wrap it.
+
+        Args:
+            model: hub id (default ``riffusion/riffusion-model-v1``) or local folder.
+            device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
+            dtype: weights dtype (float16 on CUDA by default, float32 elsewhere).
+            scheduler: scheduler name (``SCHEDULER_NAMES``); the checkpoint's own by default.
+            **kwargs: passed to :meth:`RiffusionPipeline.from_pretrained` (``local_files_only``,
+                ``cache_dir``, ``revision``).
+        """
+        pipeline = RiffusionPipeline.from_pretrained(
+            model, device=device, torch_dtype=dtype, scheduler=scheduler, **kwargs
+        )
+        return cls(pipeline, model=os.fspath(model), scheduler=scheduler or "default")
+
+    def set_scheduler(self, name: str) -> Riffuser:
+        """Switch the sampling scheduler by name (recorded in recipes)."""
+        self.pipeline.set_scheduler(name)
+        self.scheduler_name = name
+        return self
+
+    def __repr__(self) -> str:
+        return f"Riffuser(model={self.model!r}, pipeline={self.pipeline!r})"
+
+    # ------------------------------------------------------------------------ inputs
+    def _decode_device(self) -> torch.device:
+        # Phase recovery runs on CUDA when the model does; MPS lacks some FFT ops, so CPU there.
+        device = self.pipeline.device
+        return device if device.type == "cuda" else torch.device("cpu")
+
+    def _seed_image(
+        self, seed_image: Any, *, width: int = _WINDOW_PX
+    ) -> tuple[Image.Image | None, str | None]:
+        """Resolve ``seed_image=`` to (RGB image ``width`` wide or None, recipe identity)."""
+        if seed_image is None:
+            return None, None
+        if isinstance(seed_image, str) and seed_image == DEFAULT_SEED:
+            seed_image = DEFAULT_SEED_IMAGE
+        if isinstance(seed_image, str) and seed_image in {s.name for s in seed_images()}:
+            return _fit_width(load_seed_image(seed_image), width), seed_image
+        if isinstance(seed_image, Audio):
+            length = self.params.samples_for_width(width)
+            audio = seed_image.resample(self.params.sample_rate).to_mono()
+            repeats = math.ceil(length / audio.num_samples)
+            looped = Audio(np.tile(audio.waveform, (1, repeats)), audio.sample_rate)
+            image = audio_to_image(looped.fit_length(length), self.params)
+        elif isinstance(seed_image, Image.Image | str | os.PathLike):
+            if isinstance(seed_image, str) and not Path(seed_image).exists():
+                names = ", ".join(s.name for s in seed_images())
+                raise ParameterError(
+                    f"seed_image={seed_image!r} is neither a built-in seed image ({names}) "
+                    "nor an existing file"
+                )
+            image = _fit_width(load_image(seed_image).convert("RGB"), width)
+        else:
+            raise ParameterError(
+                f"seed_image must be a name, path, PIL image, Audio or None, got "
+                f"{type(seed_image).__name__}"
+            )
+        if image.height != self.params.num_frequencies:
+            raise ParameterError(
+                f"seed_image height {image.height} must be {self.params.num_frequencies}"
+            )
+        return image, f"custom:{image_fingerprint(image)}"
+
+    def _mask_image(self, mask_image: Any) -> tuple[Image.Image | None, str | None]:
+        if mask_image is None:
+            return None, None
+        if isinstance(mask_image, str) and mask_image in {m.name for m in mask_images()}:
+            return load_mask_image(mask_image), mask_image
+        if isinstance(mask_image, str) and not Path(mask_image).exists():
+            names = ", ".join(m.name for m in mask_images())
+            raise ParameterError(
+                f"mask_image={mask_image!r} is neither a built-in mask ({names}) nor a file"
+            )
+        if not isinstance(mask_image, Image.Image | str | os.PathLike):
+            raise ParameterError(
+                f"mask_image must be a name, path or PIL image, got {type(mask_image).__name__}"
+            )
+        image = load_image(mask_image).convert("L")
+        return image, f"custom:{image_fingerprint(image)}"
+
+    # --------------------------------------------------------------------- building blocks
+    def _generate(
+        self,
+        start: PromptInput,
+        end: PromptInput | None,
+        alpha: float,
+        *,
+        init_image: Image.Image | None,
+        mask_image: Image.Image | None,
+        steps: int,
+        periodic: bool = False,
+    ) -> tuple[Image.Image, dict[str, Any]]:
+        result = self.pipeline.riffuse(
+            start,
+            end,
+            alpha,
+            init_image=init_image,
+            mask_image=mask_image,
+            num_inference_steps=steps,
+            width=None if init_image is not None else _WINDOW_PX,
+            height=None if init_image is not None else self.params.num_frequencies,
+            periodic=periodic,
+        )
+        info = {
+            "alpha": result.alpha,
+            "seeds": list(result.seeds),
+            "denoising": result.denoising,
+            "guidance": result.guidance,
+            "timesteps": list(result.timesteps),
+            "timings_s": dict(result.timings_s),
+        }
+        return result.image, info
+
+    def _decode(self, image: Image.Image, num_samples: int | None = None) -> Audio:
+        audio = image_to_audio(
+            image,
+            self.params,
+            method=self.decode_method,
+            seed=self.decode_seed,
+            device=self._decode_device(),
+        )
+        return audio.fit_length(num_samples) if num_samples is not None else audio
+
+    def _with_exif(self, image: Image.Image) -> Image.Image:
+        exif = image.getexif()
+        for tag, value in self.params.to_exif().items():
+            exif[int(tag)] = value
+        return image
+
+    def _finish(
+        self,
+        image: Image.Image,
+        recipe: Recipe,
+        windows: list[dict[str, Any]],
+        started: float,
+        *,
+        num_samples: int | None = None,
+        periodic: bool = False,
+    ) -> Clip:
+        decode_started = time.perf_counter()
+        if periodic:
+            audio = periodic_image_to_audio(
+                image,
+                self.params,
+                method=self.decode_method,
+                seed=self.decode_seed,
+                device=self._decode_device(),
+            )
+        else:
+            audio = self._decode(image, num_samples)
+        decode_s = time.perf_counter() - decode_started
+        generation = {
+            key: sum(window["timings_s"].get(key, 0.0) for window in windows)
+            for key in ("text_encoder", "vae_encode", "unet", "vae_decode", "total")
+        }
+        debug = {
+            "alphas": [window["alpha"] for window in windows],
+            "seeds": [window["seeds"] for window in windows],
+            "strengths": [window["denoising"] for window in windows],
+            "guidance": [window["guidance"] for window in windows],
+            "timesteps": [window["timesteps"] for window in windows],
+            "timings_s": {
+                "generation": generation["total"],
+                "text_encoder": generation["text_encoder"],
+                "vae_encode": generation["vae_encode"],
+                "unet": generation["unet"],
+                "vae_decode": generation["vae_decode"],
+                "audio_decode": decode_s,
+                "total": time.perf_counter() - started,
+            },
+        }
+        return Clip(audio=audio, image=self._with_exif(image), recipe=recipe, debug=debug)
+
+    def _recipe(self, kind: str, start: PromptInput, **values: Any) -> Recipe:
+        scheduler = self.scheduler_name if self.scheduler_name in SCHEDULER_NAMES else "default"
+        return Recipe(
+            kind=kind,
+            model=self.model,
+            scheduler=scheduler,
+            start=start,
+            decode_method=self.decode_method,
+            decode_seed=self.decode_seed,
+            params=self.params,
+            **values,
+        )
+
+    # ------------------------------------------------------------------------ public API
+    def text_to_audio(
+        self,
+        prompt: str,
+        *,
+        seed: int | None = None,
+        negative_prompt: str | None = None,
+        denoising: float = 0.75,
+        guidance: float = 7.0,
+        num_inference_steps: int = 50,
+        seed_image: Any = DEFAULT_SEED,
+        mask_image: Any = None,
+        duration_s: float = 5.12,
+    ) -> Clip:
+        """Generate music from a text prompt.
+
+        Args:
+            prompt: what to play (supports ``(word:1.3)`` emphasis).
+            seed: noise seed; ``None`` draws one (recorded in the recipe).
+            negative_prompt: what to steer away from.
+            denoising: img2img strength in [0, 1] against the seed image (ignored without one).
+            guidance: classifier-free guidance scale.
+            num_inference_steps: scheduler steps of a full run.
+            seed_image: built-in name (see :func:`riffusion.seed_images`), path, PIL image,
+                :class:`Audio`, or ``None`` for pure text-to-image. Default ``"og_beat"``.
+            mask_image: built-in mask name, path or PIL image (white = regenerate); applies to
+                the first window.
+            duration_s: length in seconds, (0, 600]. Beyond one window (5.12 s) the music is
+                continued: each next window is in-painted with the last 2.56 s of the previous
+                one kept as context, and the joined spectrogram is decoded in one piece, so
+                there are no seams in the phase.
+
+        Returns:
+            A :class:`Clip` of exactly ``round(duration_s * sample_rate)`` samples.
+        """
+        duration_s = _check_duration(duration_s)
+        steps = _check_steps(num_inference_steps)
+        seed = _random_seed() if seed is None else seed
+        start = PromptInput(
+            prompt=prompt,
+            seed=seed,
+            negative_prompt=negative_prompt,
+            denoising=denoising,
+            guidance=guidance,
+        )
+        seed_picture, seed_identity = self._seed_image(seed_image)
+        mask_picture, mask_identity = self._mask_image(mask_image)
+        if mask_picture is not None and seed_picture is None:
+            raise ParameterError("mask_image needs a seed image; seed_image=None has none")
+        recipe = self._recipe(
+            "text_to_audio",
+            start,
+            num_inference_steps=steps,
+            seed_image=seed_identity,
+            mask_image=mask_identity,
+            duration_s=duration_s,
+        )
+        return self._text_to_audio(recipe, seed_picture, mask_picture)
+
+    def _text_to_audio(
+        self, recipe: Recipe, seed_picture: Image.Image | None, mask_picture: Image.Image | None
+    ) -> Clip:
+        started = time.perf_counter()
+        start = recipe.start
+        num_samples = round(recipe.duration_s * self.params.sample_rate)
+        columns = math.ceil(num_samples / self.params.hop_length)
+        image, info = self._generate(
+            start,
+            None,
+            0.0,
+            init_image=seed_picture,
+            mask_image=mask_picture,
+            steps=recipe.num_inference_steps,
+        )
+        windows = [info]
+        joined = _pixels(image)
+        window = 1
+        while joined.shape[1] < columns:
+            # Continue: keep the last bar as context, regenerate the rest from the seed image.
+            context = _to_image(joined[:, -_CONTEXT_PX:])
+            init = Image.new("RGB", (_WINDOW_PX, image.height))
+            init.paste(context, (0, 0))
+            if seed_picture is not None:
+                init.paste(
+                    seed_picture.crop((_CONTEXT_PX, 0, _WINDOW_PX, image.height)), (_CONTEXT_PX, 0)
+                )
+                window_start = dataclasses.replace(start, seed=start.seed + window)
+            else:
+                # Without a seed image the new part starts from noise (full strength).
+                init.paste(
+                    Image.new("RGB", (_WINDOW_PX - _CONTEXT_PX, image.height), "white"),
+                    (_CONTEXT_PX, 0),
+                )
+                window_start = dataclasses.replace(start, seed=start.seed + window, denoising=1.0)
+            mask = time_range_mask(
+                width=_WINDOW_PX, height=image.height, keep_start_px=0, keep_end_px=_CONTEXT_PX
+            )
+            generated, info = self._generate(
+                window_start,
+                None,
+                0.0,
+                init_image=init,
+                mask_image=mask,
+                steps=recipe.num_inference_steps,
+            )
+            windows.append(info)
+            new = _pixels(generated)
+            # Blend the last columns of the context into the regenerated window's version of
+            # them, so the join follows the model's own transition.
+            ramp = np.linspace(0.0, 1.0, _BLEND_PX, dtype=np.float32)[None, :, None]
+            tail = (
+                joined[:, -_BLEND_PX:] * (1 - ramp)
+                + new[:, _CONTEXT_PX - _BLEND_PX : _CONTEXT_PX] * ramp
+            )
+            joined = np.concatenate([joined[:, :-_BLEND_PX], tail, new[:, _CONTEXT_PX:]], axis=1)
+            window += 1
+        full = _to_image(joined[:, :columns])
+        return self._finish(full, recipe, windows, started, num_samples=num_samples)
+
+    def audio_to_audio(
+        self,
+        audio: Audio,
+        prompt: str,
+        *,
+        denoising: float = 0.5,
+        seed: int | None = None,
+        negative_prompt: str | None = None,
+        guidance: float = 7.0,
+        num_inference_steps: int = 50,
+    ) -> Clip:
+        """Transform audio of any length with a prompt (style transfer on the spectrogram).
+
+        The audio is resampled and mixed to mono, encoded as a spectrogram, cut into 5.12 s
+        windows overlapping by 0.64 s (one window, padded, for shorter audio), each window
+        regenerated with img2img (window ``k`` uses seed ``seed + k``), the windows crossfaded
+        back together in the image and the result decoded in one piece.
+
+        Args:
+            audio: input :class:`Audio` (any rate, channels, length of at least 10 ms).
+            prompt: what it should sound like.
+            denoising: strength in [0, 1]; low keeps more of the input.
+            seed, negative_prompt, guidance, num_inference_steps: as in :meth:`text_to_audio`.
+
+        Returns:
+            A :class:`Clip` as long as the input (at ``params.sample_rate``).
+        """
+        if not isinstance(audio, Audio):
+            raise ParameterError(f"audio must be a riffusion.Audio, got {type(audio).__name__}")
+        steps = _check_steps(num_inference_steps)
+        seed = _random_seed() if seed is None else seed
+        start = PromptInput(
+            prompt=prompt,
+            seed=seed,
+            negative_prompt=negative_prompt,
+            denoising=denoising,
+            guidance=guidance,
+        )
+        prepared = audio.resample(self.params.sample_rate).to_mono()
+        recipe = self._recipe(
+            "audio_to_audio",
+            start,
+            num_inference_steps=steps,
+            seed_image=None,
+            duration_s=prepared.duration_s,
+            input_audio=image_fingerprint(audio_to_image(prepared, self.params)),
+        )
+        return self._audio_to_audio(recipe, prepared)
+
+    def _audio_to_audio(self, recipe: Recipe, prepared: Audio) -> Clip:
+        started = time.perf_counter()
+        source = audio_to_image(prepared, self.params)
+        columns = source.width
+        # The UNet halves the latent grid three times: keep widths a multiple of 64 pixels.
+        padded_width = max(64, math.ceil(columns / 64) * 64)
+        window_width = min(_WINDOW_PX, padded_width)
+        canvas = Image.new("RGB", (padded_width, source.height), "white")
+        canvas.paste(source, (0, 0))
+        step = window_width - _OVERLAP_PX
+        lefts = list(range(0, max(1, padded_width - window_width), step))
+        if lefts[-1] + window_width < padded_width:
+            lefts.append(padded_width - window_width)
+        total = np.zeros((source.height, padded_width, 3), np.float32)
+        weights = np.zeros((1, padded_width, 1), np.float32)
+        windows = []
+        for index, left in enumerate(lefts):
+            window_start = dataclasses.replace(recipe.start, seed=recipe.start.seed + index)
+            crop = canvas.crop((left, 0, left + window_width, source.height))
+            generated, info = self._generate(
+                window_start,
+                None,
+                0.0,
+                init_image=crop,
+                mask_image=None,
+                steps=recipe.num_inference_steps,
+            )
+            windows.append(info)
+            weight = np.ones(window_width, np.float32)
+            ramp = np.linspace(0.0, 1.0, _OVERLAP_PX + 2, dtype=np.float32)[1:-1]
+            if index > 0:
+                weight[:_OVERLAP_PX] = ramp
+            if index < len(lefts) - 1:
+                weight[-_OVERLAP_PX:] = ramp[::-1]
+            total[:, left : left + window_width] += _pixels(generated) * weight[None, :, None]
+            weights[:, left : left + window_width] += weight[None, :, None]
+        joined = _to_image(total / np.maximum(weights, 1e-6))
+        full = joined.crop((0, 0, columns, source.height))
+        return self._finish(full, recipe, windows, started, num_samples=prepared.num_samples)
+
+    def riffuse(
+        self,
+        start: PromptInput,
+        end: PromptInput | None = None,
+        alpha: float = 0.0,
+        *,
+        num_inference_steps: int = 50,
+        seed_image: Any = DEFAULT_SEED,
+        mask_image: Any = None,
+    ) -> Clip:
+        """One interpolation step between two prompt inputs (one 5.12 s clip).
+
+        Text embeddings are mixed linearly, the seeds' noise spherically, denoising and
+        guidance linearly; ``alpha=0`` is the start alone, ``alpha=1`` the end alone.
+        """
+        steps = _check_steps(num_inference_steps)
+        if not isinstance(start, PromptInput) or not isinstance(end, PromptInput | None):
+            raise ParameterError("start and end must be riffusion.PromptInput values")
+        seed_picture, seed_identity = self._seed_image(seed_image)
+        mask_picture, mask_identity = self._mask_image(mask_image)
+        recipe = self._recipe(
+            "riffuse",
+            start,
+            end=end,
+            alpha=alpha,
+            num_inference_steps=steps,
+            seed_image=seed_identity,
+            mask_image=mask_identity,
+        )
+        return self._riffuse(recipe, seed_picture, mask_picture)
+
+    def _riffuse(
+        self, recipe: Recipe, seed_picture: Image.Image | None, mask_picture: Image.Image | None
+    ) -> Clip:
+        started = time.perf_counter()
+        image, info = self._generate(
+            recipe.start,
+            recipe.end,
+            recipe.alpha,
+            init_image=seed_picture,
+            mask_image=mask_picture,
+            steps=recipe.num_inference_steps,
+        )
+        return self._finish(image, recipe, [info], started)
+
+    def interpolate(
+        self, start: PromptInput, end: PromptInput, num_clips: int, **options: Any
+    ) -> list[Clip]:
+        """``num_clips`` clips along alpha from 0 to 1 inclusive (options as :meth:`riffuse`)."""
+        if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 2:
+            raise ParameterError(f"num_clips={num_clips!r} must be an integer >= 2")
+        alphas = [index / (num_clips - 1) for index in range(num_clips)]
+        return [self.riffuse(start, end, alpha, **options) for alpha in alphas]
+
+    def stream(
+        self,
+        prompts: Iterable[PromptInput | str] | PromptInput | str,
+        *,
+        steps_per_transition: int = 4,
+        max_clips: int | None = None,
+        endless: bool = True,
+        **options: Any,
+    ) -> Iterator[Clip]:
+        """The web app's endless playback, as a generator of 5.12 s clips.
+
+        Moves between successive prompts in ``steps_per_transition`` alpha steps; when the
+        prompt stays the same (or the prompts run out, with ``endless``) the seed walks
+        ``n → n + 1``. All clips share the seed image, so they line up on its beat and can be
+        played back to back (see :func:`riffusion.stitch`). Each clip's ``debug`` holds its
+        ``alphas`` and ``seeds``.
+
+        Args:
+            prompts: :class:`PromptInput` values or strings (see
+                :func:`riffusion.looping.stream_schedule`).
+            steps_per_transition: clips per transition (4: alpha 0, 0.25, 0.5, 0.75).
+            max_clips: stop after this many clips (``None``: as the schedule goes).
+            endless: keep walking the seed after the last prompt.
+            **options: ``num_inference_steps``, ``seed_image``, ``mask_image`` for every clip.
+        """
+        if max_clips is not None and (not isinstance(max_clips, int) or max_clips < 0):
+            raise ParameterError(f"max_clips={max_clips!r} must be a non-negative integer")
+        schedule = stream_schedule(
+            prompts, steps_per_transition=steps_per_transition, endless=endless
+        )
+        for step in schedule:
+            if max_clips is not None and step.index >= max_clips:
+                return
+            end = None if step.end == step.start else step.end
+            yield self.riffuse(step.start, end, step.alpha if end else 0.0, **options)
+
+    def loop(
+        self,
+        prompt: str,
+        *,
+        seed: int | None = None,
+        negative_prompt: str | None = None,
+        denoising: float = 0.75,
+        guidance: float = 7.0,
+        num_inference_steps: int = 50,
+        seed_image: Any = DEFAULT_SEED,
+    ) -> Clip:
+        """A 5.12 s clip that loops seamlessly.
+
+        The generation itself is periodic in time (circular padding along the latent time
+        axis in the UNet and VAE), and the phase is recovered on the image tiled three times
+        (:func:`riffusion.looping.periodic_image_to_audio`), so played end to start there is no
+        click or jump. The built-in seed images are two bars at 93.75 BPM, so the loop is two
+        bars long; :func:`riffusion.trim_to_bars` trims other audio to whole bars.
+        """
+        steps = _check_steps(num_inference_steps)
+        seed = _random_seed() if seed is None else seed
+        start = PromptInput(
+            prompt=prompt,
+            seed=seed,
+            negative_prompt=negative_prompt,
+            denoising=denoising,
+            guidance=guidance,
+        )
+        seed_picture, seed_identity = self._seed_image(seed_image)
+        recipe = self._recipe("loop", start, num_inference_steps=steps, seed_image=seed_identity)
+        return self._loop(recipe, seed_picture)
+
+    def _loop(self, recipe: Recipe, seed_picture: Image.Image | None) -> Clip:
+        started = time.perf_counter()
+        result = self.pipeline.riffuse(
+            recipe.start,
+            init_image=seed_picture,
+            num_inference_steps=recipe.num_inference_steps,
+            width=None if seed_picture is not None else _WINDOW_PX,
+            height=None if seed_picture is not None else self.params.num_frequencies,
+            periodic=True,
+        )
+        info = {
+            "alpha": result.alpha,
+            "seeds": list(result.seeds),
+            "denoising": result.denoising,
+            "guidance": result.guidance,
+            "timesteps": list(result.timesteps),
+            "timings_s": dict(result.timings_s),
+        }
+        return self._finish(result.image, recipe, [info], started, periodic=True)
+
+    def render(
+        self,
+        recipe: Recipe | str,
+        *,
+        seed_image: Any = None,
+        mask_image: Any = None,
+        audio: Audio | None = None,
+    ) -> Clip:
+        """Make the clip a recipe describes again — bit for bit on the same device and versions.
+
+        Args:
+            recipe: a :class:`Recipe`, its JSON, or its URL string.
+            seed_image: the custom seed image a ``custom:`` recipe used (checked by fingerprint).
+            mask_image: likewise for a custom mask.
+            audio: the input audio of an ``audio_to_audio`` recipe (checked by fingerprint).
+        """
+        if isinstance(recipe, str):
+            text = recipe.strip()
+            recipe = (
+                Recipe.from_url(text) if text.startswith(_URL_PREFIX) else Recipe.from_json(text)
+            )
+        if not isinstance(recipe, Recipe):
+            raise ParameterError(
+                f"recipe must be a Recipe or a string, got {type(recipe).__name__}"
+            )
+        if recipe.params != self.params:
+            raise ParameterError(
+                f"recipe params {recipe.params} differ from this Riffuser's {self.params}"
+            )
+        if recipe.scheduler != self.scheduler_name:
+            self.set_scheduler(recipe.scheduler)
+        previous = (self.decode_method, self.decode_seed)
+        self.decode_method, self.decode_seed = recipe.decode_method, recipe.decode_seed  # type: ignore[assignment]
+        try:
+            if recipe.kind == "audio_to_audio":
+                if audio is None:
+                    raise ParameterError("this recipe transforms audio: pass audio=")
+                prepared = audio.resample(self.params.sample_rate).to_mono()
+                found = image_fingerprint(audio_to_image(prepared, self.params))
+                if found != recipe.input_audio:
+                    raise ParameterError(
+                        f"audio fingerprint {found} differs from the recipe's {recipe.input_audio}"
+                    )
+                return self._audio_to_audio(recipe, prepared)
+            seed_picture = self._recipe_image(recipe.seed_image, seed_image, self._seed_image)
+            mask_picture = self._recipe_image(recipe.mask_image, mask_image, self._mask_image)
+            if recipe.kind == "text_to_audio":
+                return self._text_to_audio(recipe, seed_picture, mask_picture)
+            if recipe.kind == "loop":
+                return self._loop(recipe, seed_picture)
+            return self._riffuse(recipe, seed_picture, mask_picture)
+        finally:
+            self.decode_method, self.decode_seed = previous
+
+    @staticmethod
+    def _recipe_image(identity: str | None, given: Any, resolve: Any) -> Image.Image | None:
+        if identity is None:
+            return None
+        if identity.startswith("custom:"):
+            if given is None:
+                raise ParameterError(
+                    f"the recipe used a custom image ({identity}); pass it to render()"
+                )
+            picture, found = resolve(given)
+            if found != identity:
+                raise ParameterError(f"image identity {found} differs from the recipe's {identity}")
+            return picture
+        return resolve(identity)[0]
