@@ -194,17 +194,22 @@ def trim_to_bars(audio: Audio, *, bpm: float | None = None, beats_per_bar: int =
 def periodic_image_to_audio(
     image: Image.Image,
     params: SpectrogramParams | None = None,
+    *,
+    seam_s: float = 0.05,
     **decode_options: Any,
 ) -> Audio:
     """Decode a spectrogram image that wraps around in time into audio that loops seamlessly.
 
     Phase recovery of a single image treats both ends as edges, so even a periodic spectrogram
-    gives a click at the wrap. Here the image is tiled three times, decoded as one, and the
-    middle copy is cut out: its end flows into its start exactly as it flows into the next copy.
+    gives a click at the wrap. Here the image is tiled three times and decoded as one piece; the
+    middle copy is cut out, and its first ``seam_s`` seconds are crossfaded (equal power) from
+    the start of the third copy, which is what naturally follows the middle copy's last sample.
+    Played end to start, the sample after the last one is therefore exactly its continuation.
 
     Args:
         image: spectrogram image whose last column continues into its first.
         params: decoding parameters (EXIF or defaults when ``None``).
+        seam_s: length (in seconds) of the crossfade at the start, shorter than the clip.
         **decode_options: passed to :func:`riffusion.image_to_audio` (``method``, ``seed``, ...).
 
     Returns:
@@ -213,12 +218,24 @@ def periodic_image_to_audio(
     image = load_image(image)
     params = params or params_from_image(image)
     width, height = image.size
+    samples = width * params.hop_length
+    fade = round(seam_s * params.sample_rate) if isinstance(seam_s, int | float) else -1
+    if not 0 <= fade < samples:
+        raise ParameterError(
+            f"seam_s={seam_s!r} must be >= 0 and shorter than the clip ({samples} samples)"
+        )
     tiled = Image.new(image.mode, (3 * width, height))
     for copy in range(3):
         tiled.paste(image, (copy * width, 0))
-    audio = image_to_audio(tiled, params, **decode_options)
-    samples = width * params.hop_length
-    return Audio(audio.waveform[:, samples : 2 * samples], sample_rate=audio.sample_rate)
+    waveform = image_to_audio(tiled, params, **decode_options).waveform
+    middle = waveform[:, samples : 2 * samples].copy()
+    if fade:
+        ramp = (np.arange(fade, dtype=np.float64) + 0.5) / fade
+        fade_in = np.sin(ramp * np.pi / 2).astype(np.float32)
+        fade_out = np.cos(ramp * np.pi / 2).astype(np.float32)
+        following = waveform[:, 2 * samples : 2 * samples + fade]
+        middle[:, :fade] = following * fade_out + middle[:, :fade] * fade_in
+    return Audio(middle, sample_rate=params.sample_rate)
 
 
 def seam_discontinuity(audio: Audio, *, frame_s: float = 0.02) -> dict[str, float]:

@@ -893,6 +893,10 @@ class Riffuser:
     ) -> Clip:
         """Make the clip a recipe describes again — bit for bit on the same device and versions.
 
+        "Same" includes torch's CPU thread count (``torch.get_num_threads()``): reductions are
+        split per thread, so a different count changes the last bits and, through the
+        iterations, the audio.
+
         Args:
             recipe: a :class:`Recipe`, its JSON, or its URL string.
             seed_image: the custom seed image a ``custom:`` recipe used (checked by fingerprint).
