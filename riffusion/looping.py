@@ -141,8 +141,8 @@ def estimate_tempo(audio: Audio, *, min_bpm: float = 60.0, max_bpm: float = 200.
     spectrum = np.fft.rfft(envelope, size)
     autocorrelation = np.fft.irfft(spectrum * np.conj(spectrum), size)[: len(envelope)]
     autocorrelation /= np.arange(len(envelope), 0, -1)  # unbiased: long lags see fewer pairs
-    shortest = max(1, int(math.floor(60.0 * frame_rate / max_bpm)))
-    longest = min(len(envelope) - 2, int(math.ceil(60.0 * frame_rate / min_bpm)))
+    shortest = max(1, math.floor(60.0 * frame_rate / max_bpm))
+    longest = min(len(envelope) - 2, math.ceil(60.0 * frame_rate / min_bpm))
     if longest <= shortest:
         raise ParameterError("audio too short for the requested tempo range")
     lags = np.arange(shortest, longest + 1)
