@@ -319,6 +319,8 @@ def gradient_phase(
     )
     loudest = magnitudes.argmax(dim=-1, keepdim=True).expand(batch, frames, bins)
     anchor = torch.where(use_below, below, torch.where(has_above, above, loudest))
+    # Seeded bins take their anchor's phase plus the frequency integral from the anchor.
+    offset = along_freq - along_freq.gather(-1, anchor)
     needs_anchor = (~continues).any(dim=-1).any(dim=0).tolist()
 
     # The same integration constants for every item, so a batch decodes like its items.
@@ -329,8 +331,7 @@ def gradient_phase(
     for t in range(frames):
         candidate = current + step_time[:, t]
         if needs_anchor[t]:
-            a = anchor[:, t]
-            seeded = candidate.gather(-1, a) + along_freq[:, t] - along_freq[:, t].gather(-1, a)
+            seeded = candidate.gather(-1, anchor[:, t]).add_(offset[:, t])
             candidate = torch.where(continues[:, t], candidate, seeded)
         phase[:, t] = candidate
         current = candidate
