@@ -76,6 +76,16 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=32)
 
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        # argparse measures sub-command names without the extra indent it prints them with, so
+        # the longer names would wrap onto their own line; count that indent.
+        if isinstance(action, argparse._SubParsersAction) and action.choices:
+            longest = max(len(name) for name in action.choices)
+            self._action_max_length = max(
+                self._action_max_length, longest + self._current_indent + self._indent_increment
+            )
+
 
 def _one_line(message: str) -> str:
     """``message`` with all whitespace runs (newlines included) collapsed to single spaces."""
@@ -95,7 +105,9 @@ def _int_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
     return parse
 
 
-def _float_in(low: float, high: float, what: str, *, open_low: bool = False) -> Callable:
+def _float_in(
+    low: float, high: float, what: str, *, open_low: bool = False
+) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -146,7 +158,9 @@ def _common_parent() -> argparse.ArgumentParser:
     return parent
 
 
-def _model_parent(*, model_default: str | None = DEFAULT_MODEL) -> argparse.ArgumentParser:
+def _model_parent(
+    *, model_default: str | None = DEFAULT_MODEL, scheduler: bool = True
+) -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("model")
     shown = model_default or "the recipe's model"
@@ -161,13 +175,14 @@ def _model_parent(*, model_default: str | None = DEFAULT_MODEL) -> argparse.Argu
         default="auto",
         help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps' (default: auto)",
     )
-    group.add_argument(
-        "--scheduler",
-        default=None,
-        metavar="NAME",
-        help="sampling scheduler: default, ddim, dpm++, euler, euler_ancestral, lms, pndm "
-        "(default: the model's own)",
-    )
+    if scheduler:  # render takes the scheduler from the recipe
+        group.add_argument(
+            "--scheduler",
+            default=None,
+            metavar="NAME",
+            help="sampling scheduler: default, ddim, dpm++, euler, euler_ancestral, lms, pndm "
+            "(default: the model's own)",
+        )
     group.add_argument(
         "--local-files-only",
         action="store_true",
@@ -342,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     # -- interpolate
     sub = command(
         "interpolate",
-        "morph from one prompt to another in clips joined into one file",
+        "morph between two prompts in clips joined into one file",
         _example(
             'riffusion interpolate "jazz" "rock" --num-clips 4 --seed 1 --end-seed 2 -o morph.wav'
         ),
@@ -379,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     # -- stream
     sub = command(
         "stream",
-        "the web app's endless stream: N clips moving through the prompts, joined",
+        "N clips of the web app's endless stream, joined into one file",
         _example(
             'riffusion stream "jazz" "rock" --num-clips 8 --steps-per-transition 4 -o stream.wav'
         ),
@@ -426,12 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     # -- render
     sub = command(
         "render",
-        "make a clip again from the recipe a --recipe run wrote (or a riffusion:1: URL)",
+        "reproduce a clip from its recipe JSON or riffusion:1: URL",
         _example(
             'riffusion text-to-audio "funky bass" --recipe -o funk.wav   # writes funk.json',
             "riffusion render funk.json -o funk_again.wav",
         ),
-        parents=[_model_parent(model_default=None)],
+        parents=[_model_parent(model_default=None, scheduler=False)],
     )
     sub.add_argument("recipe", help="recipe JSON file, or a riffusion:1:... recipe string")
     _add_output(sub, "audio")
@@ -449,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     # -- audio-to-image
     sub = command(
         "audio-to-image",
-        "encode audio as a spectrogram image (parameters stored in its EXIF)",
+        "encode audio as a spectrogram image with EXIF parameters",
         _example("riffusion audio-to-image loop.wav -o loop.png"),
     )
     sub.add_argument("input", help="audio file (any rate and channels)")
@@ -612,6 +627,15 @@ def _mask_image(value: str | None) -> Any:
     return load_image(value)
 
 
+def _images(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``--seed-image`` and ``--mask-image`` resolved, and checked to go together."""
+    seed_image = _seed_image(args.seed_image)
+    mask_image = _mask_image(getattr(args, "mask_image", None))
+    if mask_image is not None and seed_image is None:
+        raise ParameterError("--mask-image needs a seed image, but --seed-image is 'none'")
+    return seed_image, mask_image
+
+
 def _seed(value: int | None) -> int:
     # Drawn here rather than inside Riffuser so the status line can report it.
     return secrets.randbelow(2**31) if value is None else value
@@ -634,7 +658,8 @@ def _load_riffuser(
     """Load the model (after every cheap check has passed) with progress set up."""
     if console.quiet:
         _quiet_libraries()
-    _check_scheduler(args.scheduler)
+    scheduler = getattr(args, "scheduler", None)
+    _check_scheduler(scheduler)
     from riffusion.riffuser import Riffuser
 
     model = model or args.model
@@ -645,7 +670,7 @@ def _load_riffuser(
     riffuser = Riffuser.from_pretrained(
         model,
         device=args.device,
-        scheduler=args.scheduler,
+        scheduler=scheduler,
         local_files_only=args.local_files_only,
     )
     # leave=False: the per-clip denoising bars disappear when done, keeping the log short.
@@ -751,10 +776,7 @@ def _write_clips(
 # ------------------------------------------------------------------------------ commands
 def _text_to_audio(args: argparse.Namespace, console: _Console) -> int:
     output = _output_path(args.output, "audio")
-    seed_image = _seed_image(args.seed_image)
-    mask_image = _mask_image(args.mask_image)
-    if mask_image is not None and seed_image is None:
-        raise ParameterError("--mask-image needs a seed image, but --seed-image is 'none'")
+    seed_image, mask_image = _images(args)
     seed = _seed(args.seed)
     riffuser = _load_riffuser(args, console)
     console.status(
@@ -797,8 +819,7 @@ def _audio_to_audio(args: argparse.Namespace, console: _Console) -> int:
 
 def _interpolate(args: argparse.Namespace, console: _Console) -> int:
     output = _output_path(args.output, "audio")
-    seed_image = _seed_image(args.seed_image)
-    mask_image = _mask_image(args.mask_image)
+    seed_image, mask_image = _images(args)
     from riffusion.diffusion import PromptInput
 
     seed = _seed(args.seed)
@@ -843,8 +864,7 @@ def _interpolate(args: argparse.Namespace, console: _Console) -> int:
 
 def _stream(args: argparse.Namespace, console: _Console) -> int:
     output = _output_path(args.output, "audio")
-    seed_image = _seed_image(args.seed_image)
-    mask_image = _mask_image(args.mask_image)
+    seed_image, mask_image = _images(args)
     from riffusion.diffusion import PromptInput
 
     seed = _seed(args.seed)
@@ -1074,6 +1094,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _warnings_silenced(console.quiet):
             return int(args.handler(args, console))
+    except BrokenPipeError:
+        # The reader went away (``riffusion seed-images | head -1``): not an error worth a
+        # message. Point stdout at devnull so the interpreter's final flush stays quiet too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         if debug:
             raise
