@@ -1058,6 +1058,9 @@ def _print_exif(args: argparse.Namespace, console: _Console) -> int:
     print("Spectrogram parameters:")
     for name, value in vars(params).items():
         print(f"  {name:<20} {value}")
+    if ExifTag.MAX_VALUE in found:
+        # Two different numbers share the name; say which is which.
+        print("  (MAX_VALUE is the encoder's peak; decoding uses max_value, like Riffusion)")
     seconds = image.width * params.hop_length / params.sample_rate
     print(f"Duration: {seconds:.2f} s ({image.width} columns × {params.hop_length} samples)")
     return 0

@@ -298,6 +298,11 @@ def test_help_with_an_example(command, capsys):
         assert f"riffusion {command}" in out
 
 
+def test_no_command_prints_the_help(capsys):
+    assert main([]) == 2
+    assert "text-to-audio" in capsys.readouterr().err
+
+
 def test_version(capsys):
     import riffusion
 
