@@ -6,6 +6,8 @@
    is kept whole; the Sphinx "escaped space" after a role (used before a plural "s") is dropped.
 2. Grouped arguments. Napoleon accepts ``a, b, c: description`` in an ``Args:`` section; griffe
    does not, so such a line becomes one entry per name with the same description.
+3. Literal blocks. reStructuredText's ``text::`` before an indented block becomes ``text:``; the
+   indented block is already a Markdown code block.
 
 Loaded by the mkdocstrings options in mkdocs.yml.
 """
@@ -19,6 +21,7 @@ import griffe
 
 _KINDS = "class|func|meth|mod|data|attr|exc|obj|const|type"
 _ROLE = re.compile(rf":(?:py:)?(?:{_KINDS}):`([^`]+)`(?:\\ )?")
+_LITERAL = re.compile(r"(?<=\S)::$", re.MULTILINE)
 _GROUPED = re.compile(r"^(?P<indent>[ \t]+)(?P<names>\w+(?:, \w+)+): (?P<text>.*)$", re.MULTILINE)
 
 
@@ -40,8 +43,9 @@ def _grouped(match: re.Match[str]) -> str:
 
 
 def rewrite(text: str) -> str:
-    """The docstring ``text`` with roles and grouped arguments rewritten."""
-    return _GROUPED.sub(_grouped, _ROLE.sub(_role, text))
+    """The docstring ``text`` with roles, literal-block markers and grouped arguments rewritten."""
+    text = _LITERAL.sub(":", _ROLE.sub(_role, text))
+    return _GROUPED.sub(_grouped, text)
 
 
 class SphinxRoles(griffe.Extension):
