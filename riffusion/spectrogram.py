@@ -49,7 +49,7 @@ FINE_SHARE = 4
 """The ``"fast"`` inverse runs ``num_iterations // FINE_SHARE`` of its Griffin-Lim iterations on
 the finer (2x padded) grid, the rest on the ``win_length``-point grid."""
 
-_FRAME_BLOCK = 64
+_FRAME_BLOCK = 128
 """STFT frames the fast forward transform processes at a time."""
 
 
@@ -144,103 +144,6 @@ def band_limit(filterbank: torch.Tensor) -> int:
     + 1); the bins above contribute nothing to the mel spectrogram."""
     rows = torch.nonzero(filterbank.abs().sum(dim=-1)).flatten()
     return int(rows.max()) + 1 if rows.numel() else 1
-
-
-class _BandedFilterbank:
-    """A triangular filterbank stored as what it is: every STFT bin feeds at most two adjacent
-    mel bins (the falling edge of filter ``m`` and the rising edge of ``m + 1``).
-
-    ``apply`` costs ``2 · bins`` multiply-adds per frame instead of ``bins · n_mels``.
-    """
-
-    def __init__(
-        self, index: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, dense: torch.Tensor
-    ) -> None:
-        self.index = index  # (bins,) int64: first mel bin each STFT bin feeds
-        self.lower = lower  # (bins,) weight into mel bin ``index``
-        self.upper = upper  # (bins,) weight into mel bin ``index + 1``
-        self.dense = dense  # (bins, n_mels), for devices without a deterministic scatter
-
-    @classmethod
-    def from_dense(cls, dense: torch.Tensor) -> _BandedFilterbank:
-        bins, n_mels = dense.shape
-        nonzero = dense != 0
-        if int(nonzero.sum(dim=-1).max()) > 2:
-            raise ParameterError("the mel filterbank has a bin in more than two filters")
-        arange = torch.arange(n_mels, device=dense.device)
-        first = torch.where(nonzero, arange, n_mels).amin(dim=-1).clamp_max(n_mels - 1)
-        rows = torch.arange(bins, device=dense.device)
-        lower = dense[rows, first]
-        second = (first + 1).clamp_max(n_mels - 1)
-        upper = torch.where(first + 1 < n_mels, dense[rows, second], torch.zeros_like(lower))
-        # A bin whose only filter is its rising edge: (first, first+1) still covers it.
-        return cls(first, lower, upper, dense)
-
-    def apply(self, magnitudes: torch.Tensor) -> torch.Tensor:
-        """``(..., bins)`` magnitudes → ``(..., n_mels)`` mel magnitudes."""
-        n_mels = self.dense.shape[-1]
-        if magnitudes.device.type != "cpu":
-            # index_add_ is non-deterministic on GPUs; a dense product over the band is cheap there.
-            return torch.matmul(magnitudes, self.dense)
-        out = magnitudes.new_zeros(*magnitudes.shape[:-1], n_mels + 1)
-        out.index_add_(-1, self.index, magnitudes * self.lower)
-        out.index_add_(-1, self.index + 1, magnitudes * self.upper)
-        return out[..., :n_mels]
-
-
-def _zoom_basis(
-    win_length: int, zoom: int, *, device: torch.device | str | None = None
-) -> torch.Tensor:
-    """Real modulators ``[1, cos θ₁n, sin θ₁n, cos θ₂n, ...]`` with ``θⱼ = 2πj / (zoom · L)``
-    for ``j = 1 .. zoom // 2``: ``(1 + 2 · (zoom // 2), L)`` float32."""
-    n = torch.arange(win_length, dtype=torch.float64)
-    rows = [torch.ones_like(n)]
-    for j in range(1, zoom // 2 + 1):
-        theta = 2 * math.pi * j / (zoom * win_length)
-        rows += [torch.cos(theta * n), torch.sin(theta * n)]
-    return torch.stack(rows).to(device=device, dtype=torch.float32)
-
-
-def zoomed_dft_magnitudes(
-    segments: torch.Tensor, zoom: int, num_bins: int, basis: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Magnitudes of the ``zoom · L``-point DFT of ``L``-sample segments, bins ``[0, num_bins)``.
-
-    Zero padding a segment to ``zoom · L`` points only interpolates its spectrum: bin
-    ``zoom · k + j`` is bin ``k`` of the ``L``-point DFT of the segment modulated by
-    ``exp(-2πi j n / (zoom · L))``, i.e. ``C[k] − i S[k]`` with ``C``, ``S`` the real FFTs of the
-    segment times ``cos`` and ``sin`` of that phase; for real segments bin
-    ``zoom · k + (zoom − j)`` is ``conj(C[k + 1] + i S[k + 1])``. So ``1 + 2 · (zoom // 2)`` real
-    FFTs of length ``L`` (one batched call) give every bin, and only bins up to ``num_bins``
-    are ever formed — instead of one real FFT of length ``zoom · L`` over all bins.
-
-    Args:
-        segments: ``(..., L)`` real windowed frames (float32).
-        zoom: the padding factor (``n_fft // win_length``), at least 1.
-        num_bins: how many of the ``zoom · L // 2 + 1`` bins to return.
-        basis: cached :func:`_zoom_basis` (computed when ``None``).
-
-    Returns:
-        ``(..., num_bins)`` float32 magnitudes: the values of ``torch.stft(...).abs()`` with the
-        window centred in an ``n_fft`` frame, up to float rounding (a few ulps).
-    """
-    length = segments.shape[-1]
-    per_residue = (num_bins - 1) // zoom + 1
-    if basis is None:
-        basis = _zoom_basis(length, zoom, device=segments.device)
-    spectra = torch.fft.rfft(segments.unsqueeze(-2) * basis)[..., : per_residue + 1]
-    parts: list[torch.Tensor | None] = [None] * zoom
-    parts[0] = spectra[..., 0, :per_residue].abs()
-    for j in range(1, zoom // 2 + 1):
-        cos_part = torch.view_as_real(spectra[..., 2 * j - 1, :])
-        sin_part = torch.view_as_real(spectra[..., 2 * j, :])
-        a, b = cos_part[..., 0], cos_part[..., 1]
-        c, d = sin_part[..., 0], sin_part[..., 1]
-        parts[j] = torch.hypot(a + d, b - c)[..., :per_residue]
-        if j != zoom - j:
-            parts[zoom - j] = torch.hypot(a - d, b + c)[..., 1 : per_residue + 1]
-    stacked = torch.stack(parts, dim=-1)  # type: ignore[arg-type]
-    return stacked.flatten(-2)[..., :num_bins]
 
 
 # ------------------------------------------------------------------------------ phase recovery
@@ -504,11 +407,12 @@ class SpectrogramConverter:
 
     Both directions offer two methods:
 
-    - ``"fast"`` (default): the forward transform computes only the STFT bins the mel filterbank
-      uses (up to ``max_frequency_hz``) with short FFTs and applies the filterbank as the banded
-      matrix it is; the inverse maps mel to linear magnitudes with a cached operator, initialises
-      the phase from the magnitudes (phase-gradient integration) and refines it with fast
-      Griffin-Lim on a band-limited, reduced-rate grid. See :meth:`mel_to_waveform`.
+    - ``"fast"`` (default): the forward transform runs the STFT in blocks of frames and takes
+      ``abs`` and the filterbank product only over the bins the filterbank uses (up to
+      ``max_frequency_hz``), bit-identical to the reference on CPU; the inverse maps mel to
+      linear magnitudes with a cached operator, initialises the phase from the magnitudes
+      (phase-gradient integration) and refines it with fast Griffin-Lim on a band-limited,
+      reduced-rate grid. See :meth:`mel_to_waveform`.
     - ``"reference"``: Riffusion's original algorithm with torchaudio (``Spectrogram`` +
       ``MelScale`` forward; ``InverseMelScale`` least squares + ``GriffinLim`` inverse), kept for
       comparisons and benchmarks.
@@ -535,12 +439,10 @@ class SpectrogramConverter:
         self._filterbank = mel_filterbank(params, device=self.device)
         # Bins above the last non-zero filterbank row never reach the mel spectrogram.
         self.num_bins = band_limit(self._filterbank)
-        self._band = _BandedFilterbank.from_dense(self._filterbank[: self.num_bins])
-        # The n_fft-point DFT of a win_length frame is the win_length-point DFT of z modulated
-        # copies of it when n_fft = z * win_length (zero padding only interpolates).
+        self._band = self._filterbank[: self.num_bins].contiguous()
+        # n_fft = zoom · win_length: the win_length-point DFT grid is every zoom-th bin.
         zoom, remainder = divmod(params.n_fft, params.win_length)
         self._zoom = zoom if remainder == 0 else 0
-        self._basis: torch.Tensor | None = None
         self._inverse: _InverseOperators | None = None
         self._reference_forward: tuple[torch.nn.Module, torch.nn.Module] | None = None
 
@@ -554,10 +456,11 @@ class SpectrogramConverter:
             waveform: ``(..., samples)`` float tensor at ``params.sample_rate`` Hz, at least one
                 hop long. Audio shorter than half an FFT frame is zero-padded at the end (the
                 reflect padding of a centred STFT needs that many samples).
-            method: ``"fast"`` (default; only the bins below ``max_frequency_hz``, short FFTs,
-                banded filterbank) or ``"reference"`` (torchaudio ``Spectrogram`` + ``MelScale``
-                over all ``n_fft // 2 + 1`` bins). Both give the same images; the float values
-                differ by rounding (a few ulps), which can move a handful of pixels by one level.
+            method: ``"fast"`` (default; STFT in blocks of frames, ``abs`` and filterbank only
+                over the bins below ``max_frequency_hz``) or ``"reference"`` (torchaudio
+                ``Spectrogram`` + ``MelScale`` over all ``n_fft // 2 + 1`` bins). On CPU with
+                MKL both give bit-identical magnitudes (so identical images); another BLAS or
+                device may round the band-limited product differently by an ulp.
 
         Returns:
             ``(..., n_mels, samples // hop_length)`` float32 magnitudes on ``self.device``.
@@ -611,39 +514,34 @@ class SpectrogramConverter:
         return mel_scale(spectrogram(flat))
 
     def _fast_waveform_to_mel(self, flat: torch.Tensor, frames: int) -> torch.Tensor:
-        """``(batch, samples)`` → ``(batch, frames, n_mels)``: ``|STFT|`` at bins
-        ``[0, num_bins)`` through the banded filterbank.
+        """``(batch, samples)`` → ``(batch, frames, n_mels)``, bit-identical to the reference.
 
-        Same framing as ``torch.stft(center=True, pad_mode="reflect")`` with the window centred
-        in the ``n_fft`` frame; only magnitudes are formed, so the window's offset does not
-        matter. Frames go through in blocks of :data:`_FRAME_BLOCK` so that the temporaries stay
-        small (large short-lived buffers cost more in page faults than in arithmetic).
+        The same ``torch.stft`` frames as the reference (reflect padding, centred window), but
+        in blocks of :data:`_FRAME_BLOCK` frames, so that the temporaries stay small (fresh
+        full-size buffers cost more in page faults than in arithmetic); ``abs`` only of the
+        bins the filterbank uses (≤ ``max_frequency_hz``), and the product with only those rows
+        of the filterbank — the rows above are zeros, which add nothing, so the sums and their
+        rounding are the reference's.
         """
         params = self.params
-        n_fft, win, hop = params.n_fft, params.win_length, params.hop_length
-        if not self._zoom:
-            stft = torch.stft(
-                flat,
-                n_fft=n_fft,
-                hop_length=hop,
-                win_length=win,
-                window=self._window,
-                center=True,
-                pad_mode="reflect",
-                return_complex=True,
-            )
-            return self._band.apply(stft[:, : self.num_bins, :frames].abs().transpose(-1, -2))
-        if self._basis is None:
-            self._basis = _zoom_basis(win, self._zoom, device=self.device)
+        n_fft, hop = params.n_fft, params.hop_length
         padded = torch.nn.functional.pad(flat[:, None], (n_fft // 2, n_fft // 2), mode="reflect")
-        offset = (n_fft - win) // 2
-        segments = padded[:, 0, offset:].unfold(-1, win, hop)[:, :frames]
         mel = flat.new_empty(flat.shape[0], frames, params.num_frequencies)
         for item in range(flat.shape[0]):
             for start in range(0, frames, _FRAME_BLOCK):
-                block = segments[item, start : start + _FRAME_BLOCK] * self._window
-                magnitudes = zoomed_dft_magnitudes(block, self._zoom, self.num_bins, self._basis)
-                mel[item, start : start + _FRAME_BLOCK] = self._band.apply(magnitudes)
+                count = min(_FRAME_BLOCK, frames - start)
+                segment = padded[item, 0, start * hop : (start + count - 1) * hop + n_fft]
+                stft = torch.stft(
+                    segment,
+                    n_fft=n_fft,
+                    hop_length=hop,
+                    win_length=params.win_length,
+                    window=self._window,
+                    center=False,
+                    return_complex=True,
+                )
+                magnitudes = stft[: self.num_bins].abs().transpose(0, 1)
+                mel[item, start : start + count] = torch.matmul(magnitudes, self._band)
         return mel
 
     # ---------------------------------------------------------------------------- inverse

@@ -21,7 +21,6 @@ from riffusion.spectrogram import (
     mel_filterbank,
     num_frames,
     spectral_convergence,
-    zoomed_dft_magnitudes,
 )
 from tests.conftest import harmonic_tone, music_like
 
@@ -89,16 +88,6 @@ def test_filterbank_matches_torchaudio_and_is_cached(converter: SpectrogramConve
     assert converter._get_inverse() is operators
 
 
-@pytest.mark.parametrize("zoom", [1, 2, 3, 4])
-def test_zoomed_dft_magnitudes_match_padded_fft(zoom: int) -> None:
-    generator = torch.Generator().manual_seed(zoom)
-    segments = torch.randn(3, 5, 90, generator=generator) * torch.hann_window(90)
-    expected = torch.fft.rfft(segments, n=zoom * 90).abs()
-    bins = expected.shape[-1] - 1
-    got = zoomed_dft_magnitudes(segments, zoom, bins)
-    torch.testing.assert_close(got, expected[..., :bins], rtol=1e-4, atol=1e-4)
-
-
 def test_gradient_phase_recovers_a_sinusoid_phase_advance() -> None:
     # A steady 1005 Hz tone (Gaussian-shaped peak between bins 100 and 101): the phase of its
     # bins advances by 2π·f·hop per frame.
@@ -135,16 +124,10 @@ def test_forward_fast_matches_reference(converter: SpectrogramConverter, make) -
     waveform = torch.from_numpy(make())[None] * INT16_SCALE
     fast = converter.waveform_to_mel(waveform)
     reference = converter.waveform_to_mel(waveform, method="reference")
-    # Same math, different rounding: a few ulps of the peak.
-    assert float((fast - reference).abs().max() / reference.max()) < 1e-5
-    pixels_fast = np.asarray(mel_to_image(fast, PARAMS)).astype(int)
-    pixels_reference = np.asarray(mel_to_image(reference, PARAMS)).astype(int)
-    difference = np.abs(pixels_fast - pixels_reference)
-    # Documented: identical where it can be. Pixels >= 220 are magnitudes more than ~70 dB below
-    # the peak, where float32 FFT rounding (of either method) is the signal; synthetic tones have
-    # such deep spectral valleys, real recordings hardly any (<= 12 pixels per clip).
-    assert difference.max() <= 2
-    assert not difference[pixels_reference < 220].any()
+    # The same STFT frames and the same sums (the dropped filterbank rows are zeros): on CPU
+    # with MKL the magnitudes are bit-identical, hence so are the images.
+    assert torch.equal(fast, reference)
+    assert mel_to_image(fast, PARAMS).tobytes() == mel_to_image(reference, PARAMS).tobytes()
 
 
 def test_reference_forward_is_torchaudio(converter: SpectrogramConverter) -> None:
@@ -164,13 +147,13 @@ def test_forward_short_audio_is_padded(converter: SpectrogramConverter) -> None:
 
 
 def test_forward_other_params_use_the_general_path() -> None:
-    # n_fft = 11025 is not a multiple of the 4410-sample window: plain STFT, banded filterbank.
+    # n_fft = 11025 is not a multiple of the 4410-sample window.
     params = SpectrogramParams(padded_duration_ms=250.0, num_frequencies=128)
     converter = SpectrogramConverter(params)
     waveform = torch.from_numpy(music_like(0.5, seed=3))[None] * INT16_SCALE
     fast = converter.waveform_to_mel(waveform)
     reference = converter.waveform_to_mel(waveform, method="reference")
-    assert float((fast - reference).abs().max() / reference.max()) < 1e-5
+    assert torch.equal(fast, reference)
 
 
 # ---------------------------------------------------------------------------------- inverse
