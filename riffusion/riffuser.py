@@ -674,7 +674,10 @@ class Riffuser:
             audio: input :class:`Audio` (any rate, channels, length of at least 10 ms).
             prompt: what it should sound like.
             denoising: strength in [0, 1]; low keeps more of the input.
-            seed, negative_prompt, guidance, num_inference_steps: as in :meth:`text_to_audio`.
+            seed: noise seed of the first window; ``None`` draws one.
+            negative_prompt: what to steer away from.
+            guidance: classifier-free guidance scale.
+            num_inference_steps: scheduler steps of a full run.
 
         Returns:
             A :class:`Clip` as long as the input (at ``params.sample_rate``).

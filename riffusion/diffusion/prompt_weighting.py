@@ -24,10 +24,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from riffusion.errors import ParameterError
+
+if TYPE_CHECKING:
+    from transformers import CLIPTextModel, CLIPTokenizer
 
 __all__ = [
     "MAX_CHUNKS",
@@ -150,7 +154,9 @@ def _special_ids(tokenizer) -> tuple[int, int, int, int]:
     return length, bos, eos, pad
 
 
-def tokenize_weighted(tokenizer, prompt: str, *, max_chunks: int = MAX_CHUNKS) -> WeightedTokens:
+def tokenize_weighted(
+    tokenizer: CLIPTokenizer, prompt: str, *, max_chunks: int = MAX_CHUNKS
+) -> WeightedTokens:
     """Tokenize a weighted prompt into chunks of ``model_max_length`` (77 for CLIP).
 
     An unweighted prompt of at most 75 tokens gives exactly the ids of
@@ -252,7 +258,9 @@ def weighted_embeddings(embeddings: torch.Tensor, weights: torch.Tensor) -> torc
     return weighted.to(embeddings.dtype)
 
 
-def encode_chunks(text_encoder, tokens: WeightedTokens, *, device: torch.device) -> torch.Tensor:
+def encode_chunks(
+    text_encoder: CLIPTextModel, tokens: WeightedTokens, *, device: torch.device
+) -> torch.Tensor:
     """Encode chunked tokens and concatenate them into one conditioning sequence.
 
     Each chunk goes through the encoder separately (batch of one), so a prompt's embedding does
