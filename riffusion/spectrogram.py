@@ -25,9 +25,12 @@ from riffusion.errors import ParameterError
 from riffusion.params import SpectrogramParams
 
 __all__ = [
+    "DEFAULT_ITERATIONS",
     "INT16_SCALE",
     "InverseMethod",
     "SpectrogramConverter",
+    "band_limit",
+    "gradient_phase",
     "mel_filterbank",
     "num_frames",
     "spectral_convergence",
