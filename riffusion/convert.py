@@ -78,6 +78,7 @@ def image_to_audio(
     num_iterations: int | None = None,
     seed: int = 0,
     normalize: bool = True,
+    periodic: bool = False,
     device: torch.device | str = "cpu",
 ) -> Audio:
     """Decode a Riffusion spectrogram image to audio, recovering the phase.
@@ -91,6 +92,8 @@ def image_to_audio(
         seed: seed of the initial phase; equal seeds give equal audio.
         normalize: peak-normalise to -0.1 dBFS like Riffusion; otherwise the level follows
             ``params.max_value`` (int16 scale).
+        periodic: the image is one period of a loop (``method="fast"`` only): phase recovery
+            wraps around the ends, so the audio loops seamlessly.
         device: where the inverse runs.
 
     Returns:
@@ -104,7 +107,7 @@ def image_to_audio(
         silent = np.zeros((mel.shape[0], mel.shape[-1] * params.hop_length), np.float32)
         return Audio(silent, sample_rate=params.sample_rate)
     waveform = get_converter(params, device=device).mel_to_waveform(
-        mel, method=method, num_iterations=num_iterations, seed=seed
+        mel, method=method, num_iterations=num_iterations, seed=seed, periodic=periodic
     )
     audio = Audio(waveform.cpu().numpy() / INT16_SCALE, sample_rate=params.sample_rate)
     return audio.normalize_peak(-0.1) if normalize else audio

@@ -194,62 +194,48 @@ def trim_to_bars(audio: Audio, *, bpm: float | None = None, beats_per_bar: int =
 def periodic_image_to_audio(
     image: Image.Image,
     params: SpectrogramParams | None = None,
-    *,
-    seam_s: float = 0.05,
     **decode_options: Any,
 ) -> Audio:
     """Decode a spectrogram image that wraps around in time into audio that loops seamlessly.
 
-    Phase recovery of a single image treats both ends as edges, so even a periodic spectrogram
-    gives a click at the wrap. Here the image is tiled three times and decoded as one piece; the
-    middle copy is cut out, and its first ``seam_s`` seconds are crossfaded (equal power) from
-    the start of the third copy, which is what naturally follows the middle copy's last sample.
-    Played end to start, the sample after the last one is therefore exactly its continuation.
+    Phase recovery of a single image normally treats both ends as edges, so even a periodic
+    spectrogram gives a click at the wrap. Here the STFT frames wrap around the ends (circular
+    framing in every Griffin-Lim iteration), so the waveform is exactly one period of a loop:
+    played end to start, the sample after the last one is its continuation.
 
     Args:
-        image: spectrogram image whose last column continues into its first.
+        image: spectrogram image (PIL or path) whose last column continues into its first.
         params: decoding parameters (EXIF or defaults when ``None``).
-        seam_s: length (in seconds) of the crossfade at the start, shorter than the clip.
-        **decode_options: passed to :func:`riffusion.image_to_audio` (``method``, ``seed``, ...).
+        **decode_options: passed to :func:`riffusion.image_to_audio` (``seed``,
+            ``num_iterations``, ``device``, ...); the method is always ``"fast"``.
 
     Returns:
         Audio of ``width * hop_length`` samples, peak-normalised like ``image_to_audio``.
     """
     image = load_image(image)
     params = params or params_from_image(image)
-    width, height = image.size
-    samples = width * params.hop_length
-    fade = round(seam_s * params.sample_rate) if isinstance(seam_s, int | float) else -1
-    if not 0 <= fade < samples:
-        raise ParameterError(
-            f"seam_s={seam_s!r} must be >= 0 and shorter than the clip ({samples} samples)"
-        )
-    tiled = Image.new(image.mode, (3 * width, height))
-    for copy in range(3):
-        tiled.paste(image, (copy * width, 0))
-    waveform = image_to_audio(tiled, params, **decode_options).waveform
-    middle = waveform[:, samples : 2 * samples].copy()
-    if fade:
-        ramp = (np.arange(fade, dtype=np.float64) + 0.5) / fade
-        fade_in = np.sin(ramp * np.pi / 2).astype(np.float32)
-        fade_out = np.cos(ramp * np.pi / 2).astype(np.float32)
-        following = waveform[:, 2 * samples : 2 * samples + fade]
-        middle[:, :fade] = following * fade_out + middle[:, :fade] * fade_in
-    return Audio(middle, sample_rate=params.sample_rate)
+    return image_to_audio(image, params, periodic=True, **decode_options)
 
 
-def seam_discontinuity(audio: Audio, *, frame_s: float = 0.02) -> dict[str, float]:
+def seam_discontinuity(
+    audio: Audio, *, frame_s: float = 0.02, local_s: float = 0.01
+) -> dict[str, float]:
     """How audible the wrap-around of a loop is, relative to the clip's own typical values.
 
     Returns:
-        ``jump_ratio``: |last sample − first sample| divided by the median absolute difference of
-        neighbouring samples; ``flux_ratio``: spectral flux between the last and first frames
-        divided by the median flux between neighbouring frames inside the clip. Values near 1 (or
-        below) mean the seam is like any other moment of the clip.
+        ``jump_ratio``: |first sample − last sample| divided by the RMS of the steps between
+        neighbouring samples within ``local_s`` seconds on either side of the seam (what the
+        waveform normally does right there, so loud noisy material is not mistaken for a click);
+        ``flux_ratio``: spectral flux between the last and first ``frame_s`` frames divided by
+        the 95th percentile of the flux between neighbouring frames inside the clip (a loop may
+        wrap on a downbeat, an onset like the clip's others). Values near 1 (or below) mean the
+        seam is like any other moment of the clip.
     """
     waveform = audio.to_mono().waveform[0].astype(np.float64)
-    steps = np.abs(np.diff(waveform))
-    typical_step = float(np.median(steps)) or 1e-12
+    local = max(2, round(local_s * audio.sample_rate))
+    steps = np.concatenate([np.diff(waveform[-local:]), np.diff(waveform[:local])])
+    # Silence on both sides: any jump is infinitely unusual; the floor avoids dividing by 0.
+    typical_step = float(np.sqrt(np.mean(steps**2))) or 1e-12
     jump_ratio = abs(waveform[0] - waveform[-1]) / typical_step
     frame = max(16, round(frame_s * audio.sample_rate))
     count = len(waveform) // frame
@@ -262,7 +248,7 @@ def seam_discontinuity(audio: Audio, *, frame_s: float = 0.02) -> dict[str, floa
         return float(np.linalg.norm(b - a) / (np.linalg.norm(a) + np.linalg.norm(b) + 1e-12))
 
     inner = [flux(spectra[i], spectra[i + 1]) for i in range(count - 1)]
-    typical_flux = float(np.median(inner)) or 1e-12
+    typical_flux = float(np.percentile(inner, 95)) or 1e-12
     seam_flux = flux(spectra[-1], spectra[0])
     return {"jump_ratio": jump_ratio, "flux_ratio": seam_flux / typical_flux}
 

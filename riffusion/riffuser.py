@@ -32,7 +32,7 @@ from riffusion.diffusion import DEFAULT_MODEL, SCHEDULER_NAMES, PromptInput, Rif
 from riffusion.diffusion.masks import time_range_mask
 from riffusion.errors import ParameterError, RiffusionError
 from riffusion.image import load_image, save_image
-from riffusion.looping import periodic_image_to_audio, stream_schedule
+from riffusion.looping import stream_schedule
 from riffusion.params import SpectrogramParams
 from riffusion.seeds import (
     DEFAULT_SEED_IMAGE,
@@ -460,16 +460,6 @@ class Riffuser:
         }
         return result.image, info
 
-    def _decode(self, image: Image.Image, num_samples: int | None = None) -> Audio:
-        audio = image_to_audio(
-            image,
-            self.params,
-            method=self.decode_method,
-            seed=self.decode_seed,
-            device=self._decode_device(),
-        )
-        return audio.fit_length(num_samples) if num_samples is not None else audio
-
     def _with_exif(self, image: Image.Image) -> Image.Image:
         exif = image.getexif()
         for tag, value in self.params.to_exif().items():
@@ -487,16 +477,16 @@ class Riffuser:
         periodic: bool = False,
     ) -> Clip:
         decode_started = time.perf_counter()
-        if periodic:
-            audio = periodic_image_to_audio(
-                image,
-                self.params,
-                method=self.decode_method,
-                seed=self.decode_seed,
-                device=self._decode_device(),
-            )
-        else:
-            audio = self._decode(image, num_samples)
+        audio = image_to_audio(
+            image,
+            self.params,
+            method="fast" if periodic else self.decode_method,
+            seed=self.decode_seed,
+            periodic=periodic,
+            device=self._decode_device(),
+        )
+        if num_samples is not None:
+            audio = audio.fit_length(num_samples)
         decode_s = time.perf_counter() - decode_started
         generation = {
             key: sum(window["timings_s"].get(key, 0.0) for window in windows)
@@ -848,7 +838,7 @@ class Riffuser:
         """A 5.12 s clip that loops seamlessly.
 
         The generation itself is periodic in time (circular padding along the latent time
-        axis in the UNet and VAE), and the phase is recovered on the image tiled three times
+        axis in the UNet and VAE), and the phase is recovered with circular framing
         (:func:`riffusion.looping.periodic_image_to_audio`), so played end to start there is no
         click or jump. The built-in seed images are two bars at 93.75 BPM, so the loop is two
         bars long; :func:`riffusion.trim_to_bars` trims other audio to whole bars.

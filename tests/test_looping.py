@@ -155,3 +155,14 @@ def test_seam_discontinuity_of_a_continuous_loop_is_typical():
 
 def test_music_like_helper_is_sane():
     assert np.abs(music_like(0.5)).max() == pytest.approx(0.8)
+
+
+def test_periodic_decoding_of_a_seed_image_loops_on_the_downbeat():
+    from riffusion.seeds import load_seed_image
+
+    image = load_seed_image("marimba_arp")
+    plain = seam_discontinuity(riffusion.image_to_audio(image))
+    looped = seam_discontinuity(periodic_image_to_audio(image))
+    assert plain["jump_ratio"] > 15  # measured ≈ 29
+    assert looped["jump_ratio"] < 1.5  # measured ≈ 0.2
+    assert looped["flux_ratio"] < plain["flux_ratio"] and looped["flux_ratio"] < 1.5
