@@ -858,23 +858,16 @@ class Riffuser:
 
     def _loop(self, recipe: Recipe, seed_picture: Image.Image | None) -> Clip:
         started = time.perf_counter()
-        result = self.pipeline.riffuse(
+        image, info = self._generate(
             recipe.start,
+            None,
+            0.0,
             init_image=seed_picture,
-            num_inference_steps=recipe.num_inference_steps,
-            width=None if seed_picture is not None else _WINDOW_PX,
-            height=None if seed_picture is not None else self.params.num_frequencies,
+            mask_image=None,
+            steps=recipe.num_inference_steps,
             periodic=True,
         )
-        info = {
-            "alpha": result.alpha,
-            "seeds": list(result.seeds),
-            "denoising": result.denoising,
-            "guidance": result.guidance,
-            "timesteps": list(result.timesteps),
-            "timings_s": dict(result.timings_s),
-        }
-        return self._finish(result.image, recipe, [info], started, periodic=True)
+        return self._finish(image, recipe, [info], started, periodic=True)
 
     def render(
         self,
