@@ -26,12 +26,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from riffusion._files import atomic_output
 from riffusion.audio import Audio
 from riffusion.convert import audio_to_image, image_to_audio
 from riffusion.diffusion import DEFAULT_MODEL, SCHEDULER_NAMES, PromptInput, RiffusionPipeline
 from riffusion.diffusion.masks import time_range_mask
 from riffusion.errors import ParameterError, RiffusionError
-from riffusion.image import load_image, save_image
+from riffusion.image import load_image
+from riffusion.image import save_image as write_image
 from riffusion.looping import stream_schedule
 from riffusion.params import SpectrogramParams
 from riffusion.seeds import (
@@ -217,9 +219,10 @@ class Clip:
         path = Path(path)
         self.audio.save(path)
         if save_image:
-            _save_image(self.image, path.with_suffix(".png"))
+            write_image(self.image, path.with_suffix(".png"))
         if save_recipe:
-            path.with_suffix(".json").write_text(self.recipe.to_json())
+            with atomic_output(path.with_suffix(".json")) as temporary:
+                temporary.write_text(self.recipe.to_json())
         return path
 
     def _repr_html_(self) -> str:
@@ -240,10 +243,6 @@ class Clip:
             f"Clip(prompt={self.recipe.start.prompt!r}, duration_s={self.duration_s:.2f}, "
             f"kind={self.recipe.kind!r})"
         )
-
-
-def _save_image(image: Image.Image, path: Path) -> Path:
-    return save_image(image, path)
 
 
 # ------------------------------------------------------------------------------- helpers
