@@ -292,9 +292,14 @@ class _FrameGrid:
 
     def _wrap(self, buffer: torch.Tensor, length: int) -> torch.Tensor:
         """Fold an overlap-add buffer onto a circle of ``length`` samples (periodic signals)."""
-        positions = torch.arange(buffer.shape[-1], device=buffer.device) - self.win // 2
-        wrapped = buffer.new_zeros(buffer.shape[0], length)
-        return wrapped.index_add_(1, positions % length, buffer)
+        # Buffer sample j belongs at position (j - win // 2) mod length. Pad in front so the
+        # first sample sits at a multiple of length, pad the end to whole periods and sum the
+        # periods: deterministic on every device (unlike index_add_ on CUDA).
+        front = (-(self.win // 2)) % length
+        total = front + buffer.shape[-1]
+        back = -total % length
+        padded = torch.nn.functional.pad(buffer, (front, back))
+        return padded.reshape(buffer.shape[0], -1, length).sum(dim=1)
 
     def _place(self, buffer: torch.Tensor, length: int, periodic: bool) -> torch.Tensor:
         return self._wrap(buffer, length) if periodic else self._crop(buffer, length)
