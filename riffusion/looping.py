@@ -310,7 +310,18 @@ def stream_schedule(
         )
     if isinstance(prompts, str | PromptInput):
         prompts = [prompts]
-    iterator = iter(prompts)
+    if isinstance(prompts, Sequence) and len(prompts) == 0:
+        raise ParameterError("prompts is empty; give at least one prompt")
+    return _walk_schedule(iter(prompts), steps_per_transition, seed, endless)
+
+
+def _walk_schedule(
+    iterator: Iterator[PromptInput | str | dict[str, Any]],
+    steps_per_transition: int,
+    seed: int,
+    endless: bool,
+) -> Iterator[StreamStep]:
+    """The generator behind :func:`stream_schedule` (arguments already validated)."""
     first = next(iterator, None)
     if first is None:
         raise ParameterError("prompts is empty; give at least one prompt")

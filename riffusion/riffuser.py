@@ -8,13 +8,16 @@ composes them and records how each clip was made in a :class:`Recipe`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import html
 import io
 import json
 import math
 import os
+import queue
 import secrets
+import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator
@@ -293,6 +296,52 @@ def _pixels(image: Image.Image) -> np.ndarray:
 
 def _to_image(pixels: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="RGB")
+
+
+def _buffered(items: Iterator[Clip], size: int) -> Iterator[Clip]:
+    """Pull ``items`` in one background thread, up to ``size`` ahead of the consumer.
+
+    One worker keeps generation sequential (the pipeline is not thread-safe); torch releases
+    the GIL inside its kernels, so the consumer stays responsive. An exception in the worker is
+    re-raised to the consumer at the position where it happened; closing the iterator waits for
+    the clip in progress, then stops the worker.
+    """
+    done = object()
+    ready: queue.Queue[Any] = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(done)
+        except BaseException as error:  # handed to the consumer, not lost in the thread
+            ready.put(error)
+
+    worker = threading.Thread(target=work, name="riffusion-stream", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        # Wait for the clip in progress rather than leave a thread inside torch at exit.
+        stop.set()
+        while worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                ready.get_nowait()
+            worker.join(timeout=0.05)
 
 
 class Riffuser:
@@ -794,9 +843,10 @@ class Riffuser:
         steps_per_transition: int = 4,
         max_clips: int | None = None,
         endless: bool = True,
+        buffer_ahead: int = 0,
         **options: Any,
     ) -> Iterator[Clip]:
-        """The web app's endless playback, as a generator of 5.12 s clips.
+        """The web app's endless playback, as an iterator of 5.12 s clips.
 
         Moves between successive prompts in ``steps_per_transition`` alpha steps; when the
         prompt stays the same (or the prompts run out, with ``endless``) the seed walks
@@ -810,18 +860,32 @@ class Riffuser:
             steps_per_transition: clips per transition (4: alpha 0, 0.25, 0.5, 0.75).
             max_clips: stop after this many clips (``None``: as the schedule goes).
             endless: keep walking the seed after the last prompt.
+            buffer_ahead: generate up to this many clips ahead in a background thread while the
+                caller plays the current one (the web app keeps 3); 0 generates on demand.
+                Clips and their order are the same either way.
             **options: ``num_inference_steps``, ``seed_image``, ``mask_image`` for every clip.
+
+        Raises:
+            ParameterError: bad arguments, raised at the call, before any clip is made.
         """
-        if max_clips is not None and (not isinstance(max_clips, int) or max_clips < 0):
+        if max_clips is not None and (
+            isinstance(max_clips, bool) or not isinstance(max_clips, int) or max_clips < 0
+        ):
             raise ParameterError(f"max_clips={max_clips!r} must be a non-negative integer")
+        if isinstance(buffer_ahead, bool) or not isinstance(buffer_ahead, int) or buffer_ahead < 0:
+            raise ParameterError(f"buffer_ahead={buffer_ahead!r} must be a non-negative integer")
         schedule = stream_schedule(
             prompts, steps_per_transition=steps_per_transition, endless=endless
         )
-        for step in schedule:
-            if max_clips is not None and step.index >= max_clips:
-                return
-            end = None if step.end == step.start else step.end
-            yield self.riffuse(step.start, end, step.alpha if end else 0.0, **options)
+
+        def clips() -> Iterator[Clip]:
+            for step in schedule:
+                if max_clips is not None and step.index >= max_clips:
+                    return
+                end = None if step.end == step.start else step.end
+                yield self.riffuse(step.start, end, step.alpha if end else 0.0, **options)
+
+        return clips() if buffer_ahead == 0 else _buffered(clips(), buffer_ahead)
 
     def loop(
         self,

@@ -206,3 +206,24 @@ def test_other_bad_inputs(riffuser):
         riffuser.interpolate(PromptInput("a"), PromptInput("b"), 1)
     with pytest.raises(ParameterError, match="RiffusionPipeline"):
         Riffuser("not a pipeline")  # type: ignore[arg-type]
+
+
+def test_stream_buffered_ahead_gives_the_same_clips(riffuser):
+    options = {"steps_per_transition": 2, "max_clips": 3, "num_inference_steps": STEPS}
+    on_demand = [clip.audio for clip in riffuser.stream(["jazz", "rock"], **options)]
+    buffered = [clip.audio for clip in riffuser.stream(["jazz", "rock"], buffer_ahead=2, **options)]
+    assert buffered == on_demand
+    # Closing an endless buffered stream early stops its worker without error.
+    endless = riffuser.stream("ambient", buffer_ahead=1, num_inference_steps=STEPS)
+    first = next(endless)
+    endless.close()
+    assert first.debug["seeds"][0] == [0, 1]
+
+
+def test_stream_checks_arguments_at_the_call(riffuser):
+    with pytest.raises(ParameterError, match="max_clips=-1"):
+        riffuser.stream(["jazz"], max_clips=-1)
+    with pytest.raises(ParameterError, match="buffer_ahead=-2"):
+        riffuser.stream(["jazz"], buffer_ahead=-2)
+    with pytest.raises(ParameterError, match="steps_per_transition=0"):
+        riffuser.stream(["jazz"], steps_per_transition=0)
