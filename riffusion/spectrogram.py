@@ -164,6 +164,7 @@ def gradient_phase(
     window_s: float,
     seed: int = 0,
     tolerance: float = 1e-4,
+    periodic: bool = False,
 ) -> torch.Tensor:
     """Phase estimated from STFT magnitudes by integrating its gradient (PGHI-style).
 
@@ -182,6 +183,9 @@ def gradient_phase(
         seed: seeds the integration constant (the phase each track starts with) of every bin;
             the result is a deterministic function of ``magnitudes`` and ``seed``.
         tolerance: bins quieter than ``tolerance × max`` never anchor other bins.
+        periodic: the frames are one period of a loop: the first frame continues from the last
+            (time derivatives taken circularly, and a second pass around the loop starts from
+            the first pass's last frame), so the phase has no seam at the wrap.
 
     Returns:
         ``(batch, frames, bins)`` float32 phase in radians, referenced to the window centre.
@@ -193,21 +197,31 @@ def gradient_phase(
     log_mag = torch.log(torch.maximum(magnitudes, peak * 1e-10))
     d_freq = torch.zeros_like(log_mag)
     d_freq[..., 1:-1] = (log_mag[..., 2:] - log_mag[..., :-2]) / (2 * bin_hz)
-    d_time = torch.zeros_like(log_mag)
-    d_time[:, 1:-1] = (log_mag[:, 2:] - log_mag[:, :-2]) / (2 * hop_s)
+    if periodic:
+        d_time = (log_mag.roll(-1, dims=1) - log_mag.roll(1, dims=1)) / (2 * hop_s)
+    else:
+        d_time = torch.zeros_like(log_mag)
+        d_time[:, 1:-1] = (log_mag[:, 2:] - log_mag[:, :-2]) / (2 * hop_s)
     freqs = torch.arange(bins, device=device, dtype=torch.float32) * bin_hz
     omega = d_freq / lam + 2 * math.pi * freqs  # rad/s
-    step_time = torch.zeros_like(omega)
-    step_time[:, 1:] = 0.5 * hop_s * (omega[:, 1:] + omega[:, :-1])
+    if periodic:
+        step_time = 0.5 * hop_s * (omega + omega.roll(1, dims=1))
+    else:
+        step_time = torch.zeros_like(omega)
+        step_time[:, 1:] = 0.5 * hop_s * (omega[:, 1:] + omega[:, :-1])
     psi = -lam * d_time  # rad/Hz
     along_freq = torch.zeros_like(psi)
     along_freq[..., 1:] = torch.cumsum(0.5 * bin_hz * (psi[..., 1:] + psi[..., :-1]), dim=-1)
 
     loud = magnitudes > tolerance * peak
-    previous = torch.zeros_like(magnitudes)
-    previous[:, 1:] = magnitudes[:, :-1]
+    if periodic:
+        previous = magnitudes.roll(1, dims=1)
+    else:
+        previous = torch.zeros_like(magnitudes)
+        previous[:, 1:] = magnitudes[:, :-1]
     continues = loud & (previous >= 0.5 * magnitudes)
-    continues[:, 0] = False
+    if not periodic:
+        continues[:, 0] = False
     # Nearest continuing bin below and above each bin, and the louder of the two as anchor.
     index = torch.arange(bins, device=device).expand(batch, frames, bins)
     below = torch.cummax(torch.where(continues, index, -1), dim=-1).values
@@ -234,13 +248,16 @@ def gradient_phase(
     start = (torch.rand(bins, generator=generator) * (2 * math.pi)).to(device)
     current = start.expand(batch, bins)
     phase = torch.empty_like(magnitudes)
-    for t in range(frames):
-        candidate = current + step_time[:, t]
-        if needs_anchor[t]:
-            seeded = candidate.gather(-1, anchor[:, t]).add_(offset[:, t])
-            candidate = torch.where(continues[:, t], candidate, seeded)
-        phase[:, t] = candidate
-        current = candidate
+    # A loop goes round twice: the second pass starts where the first ended, so the first
+    # frame continues from the last one as every other frame continues from its predecessor.
+    for _ in range(2 if periodic else 1):
+        for t in range(frames):
+            candidate = current + step_time[:, t]
+            if needs_anchor[t]:
+                seeded = candidate.gather(-1, anchor[:, t]).add_(offset[:, t])
+                candidate = torch.where(continues[:, t], candidate, seeded)
+            phase[:, t] = candidate
+            current = candidate
     return phase
 
 
@@ -734,6 +751,7 @@ class SpectrogramConverter:
             hop_s=params.hop_length / params.sample_rate,
             window_s=params.win_length / params.sample_rate,
             seed=seed,
+            periodic=periodic,
         )
         # Centre-referenced phase → phase of frames whose window starts at the frame start.
         spectrum = torch.polar(magnitudes, phase - coarse.centre_shift)

@@ -164,5 +164,5 @@ def test_periodic_decoding_of_a_seed_image_loops_on_the_downbeat():
     plain = seam_discontinuity(riffusion.image_to_audio(image))
     looped = seam_discontinuity(periodic_image_to_audio(image))
     assert plain["jump_ratio"] > 15  # measured ≈ 29
-    assert looped["jump_ratio"] < 1.5  # measured ≈ 0.2
+    assert looped["jump_ratio"] < 1.5  # measured ≈ 0.3
     assert looped["flux_ratio"] < plain["flux_ratio"] and looped["flux_ratio"] < 1.5

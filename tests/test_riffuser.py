@@ -165,10 +165,10 @@ def test_loop_has_no_seam(riffuser):
     # The same image decoded as a one-shot clip clicks at the wrap (measured ratio 24-29).
     one_shot = seam_discontinuity(riffusion.image_to_audio(clip.image))
     assert one_shot["jump_ratio"] > 15
-    # Looped, the wrap is close to the clip's own local sample steps (measured ~5 on this
-    # noise-like tiny-model spectrogram, 0.2-0.8 on the built-in seed images) and its spectral
-    # flux is like that between any two neighbouring frames.
-    assert seam["jump_ratio"] < one_shot["jump_ratio"] / 4 and seam["jump_ratio"] < 8
+    # Looped, the wrap is like the clip's own local sample steps (measured 0.3-1.6 over seeds
+    # 4-6 on this noise-like tiny-model spectrogram, 0.1-0.5 on the built-in seed images) and
+    # its spectral flux is like that between any two neighbouring frames.
+    assert seam["jump_ratio"] < 3
     assert seam["flux_ratio"] < 2
     assert riffuser.render(clip.recipe).audio == clip.audio
 
