@@ -731,20 +731,23 @@ class Riffuser:
             denoising=denoising,
             guidance=guidance,
         )
+        started = time.perf_counter()
         prepared = audio.resample(self.params.sample_rate).to_mono()
+        source = audio_to_image(prepared, self.params)
         recipe = self._recipe(
             "audio_to_audio",
             start,
             num_inference_steps=steps,
             seed_image=None,
             duration_s=prepared.duration_s,
-            input_audio=image_fingerprint(audio_to_image(prepared, self.params)),
+            input_audio=image_fingerprint(source),
         )
-        return self._audio_to_audio(recipe, prepared)
+        return self._audio_to_audio(recipe, source, prepared.num_samples, started)
 
-    def _audio_to_audio(self, recipe: Recipe, prepared: Audio) -> Clip:
-        started = time.perf_counter()
-        source = audio_to_image(prepared, self.params)
+    def _audio_to_audio(
+        self, recipe: Recipe, source: Image.Image, num_samples: int, started: float
+    ) -> Clip:
+        """Transform the spectrogram ``source`` of the (resampled, mono) input audio."""
         columns = source.width
         # The UNet halves the latent grid three times: keep widths a multiple of 64 pixels.
         padded_width = max(64, math.ceil(columns / 64) * 64)
@@ -758,6 +761,7 @@ class Riffuser:
         total = np.zeros((source.height, padded_width, 3), np.float32)
         weights = np.zeros((1, padded_width, 1), np.float32)
         windows = []
+        ramp = np.linspace(0.0, 1.0, _OVERLAP_PX + 2, dtype=np.float32)[1:-1]
         for index, left in enumerate(lefts):
             window_start = dataclasses.replace(recipe.start, seed=recipe.start.seed + index)
             crop = canvas.crop((left, 0, left + window_width, source.height))
@@ -771,7 +775,6 @@ class Riffuser:
             )
             windows.append(info)
             weight = np.ones(window_width, np.float32)
-            ramp = np.linspace(0.0, 1.0, _OVERLAP_PX + 2, dtype=np.float32)[1:-1]
             if index > 0:
                 weight[:_OVERLAP_PX] = ramp
             if index < len(lefts) - 1:
@@ -780,7 +783,7 @@ class Riffuser:
             weights[:, left : left + window_width] += weight[None, :, None]
         joined = _to_image(total / np.maximum(weights, 1e-6))
         full = joined.crop((0, 0, columns, source.height))
-        return self._finish(full, recipe, windows, started, num_samples=prepared.num_samples)
+        return self._finish(full, recipe, windows, started, num_samples=num_samples)
 
     def riffuse(
         self,
@@ -973,13 +976,15 @@ class Riffuser:
             if recipe.kind == "audio_to_audio":
                 if audio is None:
                     raise ParameterError("this recipe transforms audio: pass audio=")
+                started = time.perf_counter()
                 prepared = audio.resample(self.params.sample_rate).to_mono()
-                found = image_fingerprint(audio_to_image(prepared, self.params))
+                source = audio_to_image(prepared, self.params)
+                found = image_fingerprint(source)
                 if found != recipe.input_audio:
                     raise ParameterError(
                         f"audio fingerprint {found} differs from the recipe's {recipe.input_audio}"
                     )
-                return self._audio_to_audio(recipe, prepared)
+                return self._audio_to_audio(recipe, source, prepared.num_samples, started)
             seed_picture = self._recipe_image(recipe.seed_image, seed_image, self._seed_image)
             mask_picture = self._recipe_image(recipe.mask_image, mask_image, self._mask_image)
             if recipe.kind == "text_to_audio":
