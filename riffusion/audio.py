@@ -18,6 +18,7 @@ import soundfile
 import torch
 import torchaudio
 
+from riffusion._checks import check_integer
 from riffusion._files import atomic_output
 from riffusion.errors import AudioFileError, ParameterError
 
@@ -239,8 +240,7 @@ class Audio:
 
     def with_channels(self, num_channels: int) -> Audio:
         """The audio with ``num_channels`` channels: mono is averaged, mono→N is duplicated."""
-        if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
-            raise ParameterError(f"num_channels={num_channels!r} must be a positive integer")
+        check_integer("num_channels", num_channels)
         if num_channels == self.num_channels:
             return self
         mono = self.waveform.mean(axis=0, keepdims=True)
@@ -318,8 +318,7 @@ class Audio:
 
     def fit_length(self, num_samples: int) -> Audio:
         """Trimmed or zero-padded at the end to exactly ``num_samples`` samples per channel."""
-        if not isinstance(num_samples, int) or num_samples < 1:
-            raise ParameterError(f"num_samples={num_samples!r} must be a positive integer")
+        check_integer("num_samples", num_samples)
         if num_samples <= self.num_samples:
             return Audio(self.waveform[:, :num_samples], sample_rate=self.sample_rate)
         padding = np.zeros((self.num_channels, num_samples - self.num_samples), np.float32)

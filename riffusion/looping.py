@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from riffusion._checks import check_integer
 from riffusion.audio import Audio
 from riffusion.convert import image_to_audio
 from riffusion.diffusion.interpolation import PromptInput
@@ -175,8 +176,7 @@ def trim_to_bars(audio: Audio, *, bpm: float | None = None, beats_per_bar: int =
     Raises:
         ParameterError: bad tempo or audio shorter than one bar.
     """
-    if not isinstance(beats_per_bar, int) or beats_per_bar < 1:
-        raise ParameterError(f"beats_per_bar={beats_per_bar!r} must be a positive integer")
+    check_integer("beats_per_bar", beats_per_bar)
     if bpm is None:
         bpm = estimate_tempo(audio)
     if not isinstance(bpm, int | float) or not math.isfinite(bpm) or bpm <= 0:
@@ -300,14 +300,7 @@ def stream_schedule(
     Yields:
         :class:`StreamStep` values, ``index`` counting from 0.
     """
-    if (
-        isinstance(steps_per_transition, bool)
-        or not isinstance(steps_per_transition, int)
-        or steps_per_transition < 1
-    ):
-        raise ParameterError(
-            f"steps_per_transition={steps_per_transition!r} must be a positive integer"
-        )
+    check_integer("steps_per_transition", steps_per_transition)
     if isinstance(prompts, str | PromptInput):
         prompts = [prompts]
     if isinstance(prompts, Sequence) and len(prompts) == 0:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from riffusion._checks import check_integer
 from riffusion._files import atomic_output
 from riffusion.audio import Audio
 from riffusion.convert import audio_to_image, image_to_audio
@@ -250,15 +251,7 @@ class Clip:
 
 # ------------------------------------------------------------------------------- helpers
 def _check_steps(num_inference_steps: Any) -> int:
-    if (
-        isinstance(num_inference_steps, bool)
-        or not isinstance(num_inference_steps, int)
-        or num_inference_steps < 1
-    ):
-        raise ParameterError(
-            f"num_inference_steps={num_inference_steps!r} must be a positive integer"
-        )
-    return num_inference_steps
+    return check_integer("num_inference_steps", num_inference_steps)
 
 
 def _check_duration(duration_s: Any) -> float:
@@ -834,8 +827,7 @@ class Riffuser:
         self, start: PromptInput, end: PromptInput, num_clips: int, **options: Any
     ) -> list[Clip]:
         """``num_clips`` clips along alpha from 0 to 1 inclusive (options as :meth:`riffuse`)."""
-        if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 2:
-            raise ParameterError(f"num_clips={num_clips!r} must be an integer >= 2")
+        check_integer("num_clips", num_clips, minimum=2)
         alphas = [index / (num_clips - 1) for index in range(num_clips)]
         return [self.riffuse(start, end, alpha, **options) for alpha in alphas]
 
@@ -871,12 +863,9 @@ class Riffuser:
         Raises:
             ParameterError: bad arguments, raised at the call, before any clip is made.
         """
-        if max_clips is not None and (
-            isinstance(max_clips, bool) or not isinstance(max_clips, int) or max_clips < 0
-        ):
-            raise ParameterError(f"max_clips={max_clips!r} must be a non-negative integer")
-        if isinstance(buffer_ahead, bool) or not isinstance(buffer_ahead, int) or buffer_ahead < 0:
-            raise ParameterError(f"buffer_ahead={buffer_ahead!r} must be a non-negative integer")
+        if max_clips is not None:
+            check_integer("max_clips", max_clips, minimum=0)
+        check_integer("buffer_ahead", buffer_ahead, minimum=0)
         schedule = stream_schedule(
             prompts, steps_per_transition=steps_per_transition, endless=endless
         )
