@@ -18,9 +18,10 @@ import soundfile
 import torch
 import torchaudio
 
-from riffusion._checks import check_integer
-from riffusion._files import atomic_output
+from riffusion._checks import check_integer, check_number
+from riffusion._files import atomic_output, check_output_path
 from riffusion.errors import AudioFileError, ParameterError
+from riffusion.limits import MAX_AUDIO_SAMPLES, MAX_CHANNELS, MAX_DURATION_S, MAX_SAMPLE_RATE
 
 __all__ = ["Audio"]
 
@@ -31,6 +32,43 @@ _WRITE_FORMATS: dict[str, tuple[str, str]] = {
     ".ogg": ("OGG", "VORBIS"),
     ".mp3": ("MP3", "MPEG_LAYER_III"),
 }
+
+# Sample rates each lossy encoder supports. MPEG layer III knows nine rates; libsndfile's Vorbis
+# encoder kills the whole process (no exception) at 240 kHz and above, so stay at 192 kHz.
+_MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+_OGG_MAX_SAMPLE_RATE = 192_000
+
+
+def _check_sample_rate(name: str, value: object) -> int:
+    """``value`` as an int in ``[1, MAX_SAMPLE_RATE]`` Hz, or a ParameterError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ParameterError(f"{name}={value!r} must be a positive integer (Hz)")
+    if not 0 < value <= MAX_SAMPLE_RATE:
+        raise ParameterError(
+            f"{name}={value} must be a positive integer of at most {MAX_SAMPLE_RATE} Hz"
+        )
+    return int(value)
+
+
+def _check_encodable(format: str, subtype: str | None, sample_rate: int, target: str) -> None:
+    """Refuse, before writing a byte, what libsndfile cannot write (or would crash on)."""
+    if not isinstance(format, str) or format.upper() not in soundfile.available_formats():
+        raise AudioFileError(
+            f"format={format!r} for {target} is not an audio format libsndfile writes; use one "
+            f"of {', '.join(sorted(soundfile.available_formats()))}"
+        )
+    if subtype is not None and not isinstance(subtype, str):
+        raise AudioFileError(f"subtype={subtype!r} for {target} must be a string such as 'PCM_16'")
+    if format.upper() == "MP3" and sample_rate not in _MP3_SAMPLE_RATES:
+        raise AudioFileError(
+            f"MP3 cannot store sample_rate={sample_rate} Hz ({target}); resample to one of "
+            f"{', '.join(map(str, _MP3_SAMPLE_RATES))} first"
+        )
+    if format.upper() == "OGG" and sample_rate > _OGG_MAX_SAMPLE_RATE:
+        raise AudioFileError(
+            f"OGG Vorbis cannot store sample_rate={sample_rate} Hz ({target}); at most "
+            f"{_OGG_MAX_SAMPLE_RATE} Hz — resample first or save as .wav/.flac"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,21 +105,26 @@ class Audio:
             )
         if waveform.shape[0] < 1 or waveform.shape[1] < 1:
             raise ParameterError(f"waveform of shape {waveform.shape} holds no samples")
-        if waveform.shape[0] > waveform.shape[1] and waveform.shape[0] > 16:
+        if waveform.shape[0] > MAX_CHANNELS:
             raise ParameterError(
-                f"waveform of shape {waveform.shape} looks like (samples, channels); "
-                "expected (channels, samples) — transpose it"
+                f"waveform of shape {waveform.shape} has more than {MAX_CHANNELS} channels; "
+                "expected (channels, samples) — if it is (samples, channels), transpose it"
             )
-        waveform = np.ascontiguousarray(waveform, dtype=np.float32)
+        if waveform.shape[1] > MAX_AUDIO_SAMPLES:
+            raise ParameterError(
+                f"waveform of shape {waveform.shape} has more than {MAX_AUDIO_SAMPLES} samples "
+                "per channel (riffusion.limits.MAX_AUDIO_SAMPLES)"
+            )
+        sample_rate = _check_sample_rate("sample_rate", self.sample_rate)
+        with np.errstate(over="ignore", invalid="ignore"):
+            waveform = np.ascontiguousarray(waveform, dtype=np.float32)
         if not np.isfinite(waveform).all():
-            raise ParameterError("waveform contains NaN or infinite samples")
-        if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int | np.integer):
-            raise ParameterError(f"sample_rate={self.sample_rate!r} must be a positive integer")
-        if self.sample_rate <= 0:
-            raise ParameterError(f"sample_rate={self.sample_rate} must be a positive integer (Hz)")
+            raise ParameterError(
+                "waveform contains NaN or infinite samples (or values beyond float32's range)"
+            )
         waveform.setflags(write=False)
         object.__setattr__(self, "waveform", waveform)
-        object.__setattr__(self, "sample_rate", int(self.sample_rate))
+        object.__setattr__(self, "sample_rate", sample_rate)
 
     # ------------------------------------------------------------------------------ facts
     @property
@@ -143,28 +186,43 @@ class Audio:
             AudioFileError: missing, unreadable, corrupt, unsupported or empty file.
         """
         name = "<bytes>"
-        if isinstance(source, bytes | bytearray):
-            source = io.BytesIO(source)
+        if sample_rate is not None:
+            _check_sample_rate("sample_rate", sample_rate)
+        if num_channels is not None:
+            check_integer("num_channels", num_channels)
+        if isinstance(source, bytes | bytearray | memoryview):
+            source = io.BytesIO(bytes(source))
         elif isinstance(source, str | os.PathLike):
-            path = Path(source)
+            path = Path(os.fsdecode(source))
             name = str(path)
+            if "\x00" in name:
+                raise AudioFileError(f"audio file name {name!r} contains a NUL byte")
             if not path.exists():
                 raise AudioFileError(f"audio file {name!r} does not exist")
             if path.is_dir():
                 raise AudioFileError(f"audio file {name!r} is a folder, not a file")
             if path.stat().st_size == 0:
                 raise AudioFileError(f"audio file {name!r} is empty (0 bytes)")
+        elif hasattr(source, "read"):
+            name = str(getattr(source, "name", "<file object>"))
         else:
-            name = getattr(source, "name", "<file object>")
+            raise AudioFileError(
+                f"audio source must be a path, an open binary file or bytes, got "
+                f"{type(source).__name__}; e.g. Audio.load('song.wav')"
+            )
         try:
-            data, rate = soundfile.read(source, dtype="float32", always_2d=True)
-        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+            data, rate = _read_bounded(source, name)
+        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as error:
+            if isinstance(error, AudioFileError):
+                raise
             raise AudioFileError(
                 f"cannot read audio from {name!r}: {error} (supported formats: "
                 f"{', '.join(sorted(soundfile.available_formats()))})"
             ) from error
         if data.shape[0] == 0:
             raise AudioFileError(f"audio file {name!r} contains no samples")
+        if not np.isfinite(data).all():
+            raise AudioFileError(f"audio file {name!r} contains NaN or infinite samples")
         audio = cls(data.T, sample_rate=int(rate))
         if sample_rate is not None:
             audio = audio.resample(sample_rate)
@@ -188,7 +246,7 @@ class Audio:
         Raises:
             AudioFileError: unknown extension or a failed write.
         """
-        path = Path(path)
+        path = check_output_path(path, error=AudioFileError, what="audio file")
         suffix = path.suffix.lower()
         if format is None:
             if suffix not in _WRITE_FORMATS:
@@ -198,9 +256,10 @@ class Audio:
                 )
             format, default_subtype = _WRITE_FORMATS[suffix]
             subtype = subtype or default_subtype
+        _check_encodable(format, subtype, self.sample_rate, repr(str(path)))
         waveform = np.clip(self.waveform, -1.0, 1.0).T
         try:
-            with atomic_output(path) as temporary:
+            with atomic_output(path, error=AudioFileError) as temporary:
                 soundfile.write(
                     temporary, waveform, self.sample_rate, format=format, subtype=subtype
                 )
@@ -209,38 +268,67 @@ class Audio:
         return path
 
     def to_bytes(self, format: str = "WAV", subtype: str | None = None) -> bytes:
-        """The audio encoded as a file in memory (default 16-bit WAV)."""
+        """The audio encoded as a file in memory.
+
+        Args:
+            format: libsndfile format name: ``"WAV"`` (16-bit PCM by default), ``"FLAC"``,
+                ``"OGG"`` (Vorbis), ``"MP3"``, ...
+            subtype: libsndfile subtype; a sensible default per format otherwise.
+
+        Returns:
+            The encoded file's bytes; samples are clipped to [-1, 1].
+
+        Raises:
+            AudioFileError: unknown format or subtype, or a sample rate the format cannot store.
+        """
+        _check_encodable(format, subtype, self.sample_rate, "in-memory audio")
         buffer = io.BytesIO()
         subtype = subtype or {f: s for f, s in _WRITE_FORMATS.values()}.get(format.upper())
-        soundfile.write(
-            buffer,
-            np.clip(self.waveform, -1.0, 1.0).T,
-            self.sample_rate,
-            format=format,
-            subtype=subtype,
-        )
+        try:
+            soundfile.write(
+                buffer,
+                np.clip(self.waveform, -1.0, 1.0).T,
+                self.sample_rate,
+                format=format,
+                subtype=subtype,
+            )
+        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+            raise AudioFileError(f"cannot encode audio as {format!r}: {error}") from error
         return buffer.getvalue()
 
     # ------------------------------------------------------------------------------ edits
     def resample(self, sample_rate: int) -> Audio:
-        """The audio at ``sample_rate`` Hz (band-limited sinc interpolation; itself if equal)."""
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
-            raise ParameterError(f"sample_rate={sample_rate!r} must be a positive integer (Hz)")
+        """The audio at ``sample_rate`` Hz (band-limited sinc interpolation; itself if equal).
+
+        Args:
+            sample_rate: target rate (in Hz), at most :data:`riffusion.limits.MAX_SAMPLE_RATE`.
+
+        Returns:
+            ``(channels, round(samples * sample_rate / self.sample_rate))`` audio.
+        """
+        sample_rate = _check_sample_rate("sample_rate", sample_rate)
         if sample_rate == self.sample_rate:
             return self
-        resampled = torchaudio.functional.resample(
-            torch.from_numpy(self.waveform.copy()), self.sample_rate, sample_rate
-        )
+        expected = math.ceil(self.num_samples * sample_rate / self.sample_rate)
+        if expected > MAX_AUDIO_SAMPLES:
+            raise ParameterError(
+                f"resampling {self.num_samples} samples from {self.sample_rate} Hz to "
+                f"sample_rate={sample_rate} Hz gives {expected} samples, more than "
+                f"{MAX_AUDIO_SAMPLES} (riffusion.limits.MAX_AUDIO_SAMPLES)"
+            )
+        resampled = _resample(self.waveform, self.sample_rate, sample_rate)
         if resampled.shape[-1] == 0:
             raise ParameterError(
                 f"resampling {self.num_samples} samples from {self.sample_rate} Hz to "
                 f"{sample_rate} Hz leaves no samples"
             )
-        return Audio(resampled.numpy(), sample_rate=sample_rate)
+        return Audio(resampled, sample_rate=sample_rate)
 
     def with_channels(self, num_channels: int) -> Audio:
         """The audio with ``num_channels`` channels: mono is averaged, mono→N is duplicated."""
         check_integer("num_channels", num_channels)
+        if num_channels > MAX_CHANNELS:
+            raise ParameterError(f"num_channels={num_channels} must be at most {MAX_CHANNELS}")
         if num_channels == self.num_channels:
             return self
         mono = self.waveform.mean(axis=0, keepdims=True)
@@ -262,8 +350,7 @@ class Audio:
 
         Silence stays silent (no division by zero).
         """
-        if not math.isfinite(peak_dbfs) or peak_dbfs > 0:
-            raise ParameterError(f"peak_dbfs={peak_dbfs!r} must be a finite number <= 0")
+        check_number("peak_dbfs", peak_dbfs, maximum=0.0)
         peak = self.peak
         if peak == 0:
             return self
@@ -282,10 +369,7 @@ class Audio:
             )
         if self.peak == 0:
             return float("-inf")
-        loudness = torchaudio.functional.loudness(
-            torch.from_numpy(self.waveform.copy()), self.sample_rate
-        )
-        return float(loudness)
+        return _integrated_loudness(self.waveform, self.sample_rate)
 
     def normalize_loudness(self, target_lufs: float = -14.0, *, max_peak: float = 1.0) -> Audio:
         """Scale to an integrated loudness of ``target_lufs`` (LUFS), peaks limited to ``max_peak``.
@@ -293,9 +377,9 @@ class Audio:
         The gain is reduced if it would push any sample above ``max_peak``, so the result can be
         quieter than the target. Silence stays silent.
         """
-        if not math.isfinite(target_lufs):
-            raise ParameterError(f"target_lufs={target_lufs!r} must be finite")
-        if not 0 < max_peak <= 1:
+        check_number("target_lufs", target_lufs, minimum=-100.0, maximum=0.0)
+        check_number("max_peak", max_peak, maximum=1.0)
+        if max_peak <= 0:
             raise ParameterError(f"max_peak={max_peak!r} must be in (0, 1]")
         current = self.loudness_lufs()
         if not math.isfinite(current):
@@ -305,7 +389,18 @@ class Audio:
         return Audio(self.waveform * gain, sample_rate=self.sample_rate)
 
     def slice(self, start_s: float = 0.0, end_s: float | None = None) -> Audio:
-        """The part between ``start_s`` and ``end_s`` (seconds; ``None`` = the end)."""
+        """The part between ``start_s`` and ``end_s`` (seconds; ``None`` = the end).
+
+        Args:
+            start_s: first instant kept (in seconds), ``>= 0``.
+            end_s: end of the part (in seconds), above ``start_s`` and at most ``duration_s``.
+
+        Returns:
+            ``(channels, round(end_s·rate) − round(start_s·rate))`` audio (at least one sample).
+        """
+        check_number("start_s", start_s)
+        if end_s is not None:
+            check_number("end_s", end_s)
         end_s = self.duration_s if end_s is None else end_s
         if not (0 <= start_s < end_s <= self.duration_s + 1e-9):
             raise ParameterError(
@@ -319,7 +414,78 @@ class Audio:
     def fit_length(self, num_samples: int) -> Audio:
         """Trimmed or zero-padded at the end to exactly ``num_samples`` samples per channel."""
         check_integer("num_samples", num_samples)
+        if num_samples > MAX_AUDIO_SAMPLES:
+            raise ParameterError(
+                f"num_samples={num_samples} is more than {MAX_AUDIO_SAMPLES} "
+                "(riffusion.limits.MAX_AUDIO_SAMPLES)"
+            )
         if num_samples <= self.num_samples:
             return Audio(self.waveform[:, :num_samples], sample_rate=self.sample_rate)
         padding = np.zeros((self.num_channels, num_samples - self.num_samples), np.float32)
         return Audio(np.concatenate([self.waveform, padding], axis=1), sample_rate=self.sample_rate)
+
+
+def _read_bounded(source: object, name: str) -> tuple[np.ndarray, int]:
+    """Read a whole file with soundfile after checking its header against the limits."""
+    with soundfile.SoundFile(source) as handle:  # type: ignore[arg-type]
+        rate, frames, channels = handle.samplerate, handle.frames, handle.channels
+        if not 0 < rate <= MAX_SAMPLE_RATE:
+            raise AudioFileError(
+                f"audio file {name!r} declares a sample rate of {rate} Hz; at most "
+                f"{MAX_SAMPLE_RATE} Hz is supported"
+            )
+        if channels > MAX_CHANNELS:
+            raise AudioFileError(
+                f"audio file {name!r} declares {channels} channels; at most {MAX_CHANNELS}"
+            )
+        if frames > MAX_AUDIO_SAMPLES or frames / rate > MAX_DURATION_S:
+            raise AudioFileError(
+                f"audio file {name!r} declares {frames} frames ({frames / rate:.0f} s); at most "
+                f"{MAX_DURATION_S:.0f} s and {MAX_AUDIO_SAMPLES} frames are read at once"
+            )
+        data = handle.read(dtype="float32", always_2d=True)
+    return data, int(rate)
+
+
+# Above this many polyphase filter taps (new/g × old/g for g = gcd of the rates), torchaudio's
+# kernel would take gigabytes (44100 → 44101 Hz asks for ~8 GB); use scipy's polyphase
+# resampler instead, whose filter grows with max(up, down) rather than with their product.
+_MAX_TORCHAUDIO_PHASES = 1_000_000
+
+
+def _resample(waveform: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """``(channels, samples)`` float32 at ``from_rate`` → at ``to_rate`` (both in Hz)."""
+    divisor = math.gcd(from_rate, to_rate)
+    up, down = to_rate // divisor, from_rate // divisor
+    if up * down <= _MAX_TORCHAUDIO_PHASES:
+        resampled = torchaudio.functional.resample(
+            torch.from_numpy(waveform.copy()), from_rate, to_rate
+        )
+        return resampled.numpy()
+    from scipy.signal import resample_poly
+
+    length = math.ceil(waveform.shape[-1] * up / down)
+    out = resample_poly(waveform.astype(np.float64), up, down, axis=-1)[:, :length]
+    return out.astype(np.float32)
+
+
+def _integrated_loudness(waveform: np.ndarray, sample_rate: int) -> float:
+    """ITU-R BS.1770-4 integrated loudness (in LUFS) of ``(channels, samples)`` audio.
+
+    Uses ``pyloudnorm``: its K-weighting filter is not clamped, so bright full-scale material
+    measures correctly (full-scale white noise: about -1.7 LUFS).
+    """
+    import warnings
+
+    import pyloudnorm
+
+    if waveform.shape[0] > 5:
+        raise ParameterError(
+            f"loudness is defined for at most 5 channels (ITU-R BS.1770 weights), got "
+            f"{waveform.shape[0]}; mix down with with_channels(2) first"
+        )
+    meter = pyloudnorm.Meter(sample_rate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loudness = meter.integrated_loudness(waveform.T.astype(np.float64))
+    return float(loudness)

@@ -24,14 +24,17 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from riffusion.errors import ImageFormatError, ParameterError
+from riffusion.limits import MAX_IMAGE_HEIGHT, MAX_IMAGE_WIDTH
 from riffusion.params import ExifTag, SpectrogramParams
 
 __all__ = [
+    "check_image_size",
     "image_to_mel",
     "load_image",
     "mel_to_image",
     "params_from_image",
     "save_image",
+    "to_rgb_array",
 ]
 
 
@@ -99,19 +102,67 @@ def image_to_mel(image: Image.Image, params: SpectrogramParams) -> torch.Tensor:
     """
     if not isinstance(image, Image.Image):
         raise ParameterError(f"image must be a PIL.Image.Image, got {type(image).__name__}")
-    width, height = image.size
-    if width == 0 or height == 0:
-        raise ImageFormatError(f"image of size {width}×{height} is empty")
+    if not isinstance(params, SpectrogramParams):
+        raise ParameterError(f"params must be a SpectrogramParams, got {type(params).__name__}")
+    check_image_size(image)
+    height = image.size[1]
     if height != params.num_frequencies:
         raise ImageFormatError(
             f"image height {height} must equal num_frequencies={params.num_frequencies} "
             "(one row per mel bin)"
         )
-    rgb = np.asarray(image.convert("RGB"))[::-1]
+    rgb = to_rgb_array(image)[::-1]
     channels = rgb[..., 1:3] if params.stereo else rgb[..., 0:1]
     data = torch.from_numpy(np.ascontiguousarray(channels.transpose(2, 0, 1))).float()
     data = (255 - data) / 255
     return data ** (1 / params.power_for_image) * params.max_value
+
+
+def check_image_size(image: Image.Image) -> None:
+    """Refuse empty images and images beyond the documented limits, before decoding pixels.
+
+    Raises:
+        ImageFormatError: width or height is 0, or above
+            :data:`~riffusion.limits.MAX_IMAGE_WIDTH` / :data:`~riffusion.limits.MAX_IMAGE_HEIGHT`.
+    """
+    width, height = image.size
+    if width == 0 or height == 0:
+        raise ImageFormatError(f"image of size {width}×{height} is empty")
+    if width > MAX_IMAGE_WIDTH or height > MAX_IMAGE_HEIGHT:
+        raise ImageFormatError(
+            f"image of size {width}×{height} exceeds the limit of {MAX_IMAGE_WIDTH}×"
+            f"{MAX_IMAGE_HEIGHT} pixels (riffusion.limits)"
+        )
+
+
+def to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Any PIL image as an ``(height, width, 3)`` uint8 RGB array.
+
+    8-bit modes convert the usual PIL way (alpha dropped, palettes expanded). High-bit-depth
+    grey modes are scaled to 8 bits rather than clipped: ``I;16*`` divides by 257 (65535 → 255);
+    ``I`` is taken as 16-bit when its values exceed 255; ``F`` is taken as 0–255 floats (PIL's
+    own ``L`` → ``F`` convention), rounded and clipped.
+    """
+    mode = image.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if mode == "F":
+            if not np.isfinite(values).all():
+                raise ImageFormatError("image in mode 'F' holds NaN or infinite pixels")
+            grey = np.clip(np.rint(values), 0, 255)
+        elif mode.startswith("I;16") or values.max(initial=0) > 255:
+            grey = np.clip(np.rint(values / 257.0), 0, 255)
+        else:
+            grey = np.clip(values, 0, 255)
+        return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=-1)
+    try:
+        if mode in ("LA", "La", "PA", "RGBa"):
+            image = image.convert("RGBA")
+        return np.asarray(image.convert("RGB"))
+    except (ValueError, OSError) as error:
+        raise ImageFormatError(
+            f"cannot convert an image in mode {mode!r} to RGB: {error}"
+        ) from error
 
 
 def params_from_image(
@@ -136,11 +187,15 @@ def load_image(source: str | os.PathLike[str] | Image.Image) -> Image.Image:
         return source
     if not isinstance(source, str | os.PathLike):
         raise ParameterError(f"image must be a PIL image or a path, got {type(source).__name__}")
-    path = Path(source)
+    path = Path(os.fsdecode(source))
+    if "\x00" in str(path):
+        raise ImageFormatError(f"image file name {str(path)!r} contains a NUL byte")
     if not path.is_file():
         raise ImageFormatError(f"image file {str(path)!r} does not exist")
     try:
         with Image.open(path) as opened:
+            # The header alone tells the size: refuse huge images before decoding a pixel.
+            check_image_size(opened)
             opened.load()
             image = opened.copy()
             image.info.update(opened.info)
@@ -150,7 +205,15 @@ def load_image(source: str | os.PathLike[str] | Image.Image) -> Image.Image:
             for tag, value in exif.items():
                 target[tag] = value
             return image
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as error:
+        if isinstance(error, ImageFormatError):
+            raise
         raise ImageFormatError(f"cannot read image {str(path)!r}: {error}") from error
 
 
@@ -159,10 +222,12 @@ def save_image(image: Image.Image, path: str | os.PathLike[str]) -> Path:
 
     The file appears only once completely written, so a failure never leaves a partial file.
     """
-    from riffusion._files import atomic_output
+    from riffusion._files import atomic_output, check_output_path
 
-    path = Path(path)
-    with atomic_output(path) as temporary:
+    if not isinstance(image, Image.Image):
+        raise ParameterError(f"image must be a PIL.Image.Image, got {type(image).__name__}")
+    path = check_output_path(path, error=ImageFormatError, what="image")
+    with atomic_output(path, error=ImageFormatError) as temporary:
         image_format = Image.registered_extensions().get(path.suffix.lower())
         if image_format is None:
             raise ImageFormatError(

@@ -13,6 +13,12 @@ from enum import IntEnum
 from typing import Any
 
 from riffusion.errors import ImageFormatError, ParameterError
+from riffusion.limits import (
+    MAX_FFT_SIZE,
+    MAX_FILTERBANK_SIZE,
+    MAX_NUM_FREQUENCIES,
+    MAX_SAMPLE_RATE,
+)
 
 __all__ = ["ExifTag", "SpectrogramParams"]
 
@@ -74,8 +80,11 @@ class SpectrogramParams:
             raise ParameterError(
                 f"sample_rate={self.sample_rate!r} must be a positive integer (Hz)"
             )
-        if self.sample_rate <= 0:
-            raise ParameterError(f"sample_rate={self.sample_rate} must be a positive integer (Hz)")
+        if not 0 < self.sample_rate <= MAX_SAMPLE_RATE:
+            raise ParameterError(
+                f"sample_rate={self.sample_rate} must be a positive integer of at most "
+                f"{MAX_SAMPLE_RATE} Hz"
+            )
         if not isinstance(self.stereo, bool):
             raise ParameterError(f"stereo={self.stereo!r} must be True or False")
         for name in (
@@ -92,8 +101,11 @@ class SpectrogramParams:
             raise ParameterError(
                 f"num_frequencies={self.num_frequencies!r} must be a positive integer"
             )
-        if self.num_frequencies <= 0:
-            raise ParameterError(f"num_frequencies={self.num_frequencies} must be positive")
+        if not 0 < self.num_frequencies <= MAX_NUM_FREQUENCIES:
+            raise ParameterError(
+                f"num_frequencies={self.num_frequencies} must be between 1 and "
+                f"{MAX_NUM_FREQUENCIES} (mel bins = image rows)"
+            )
         for name in ("min_frequency_hz", "max_frequency_hz"):
             value = getattr(self, name)
             if not _is_number(value) or not math.isfinite(value) or value < 0:
@@ -107,6 +119,23 @@ class SpectrogramParams:
             raise ParameterError(
                 f"window_duration_ms={self.window_duration_ms} gives a window of "
                 f"{self.win_length} samples at {self.sample_rate} Hz; it must be at least 2"
+            )
+        if self.n_fft > MAX_FFT_SIZE:
+            raise ParameterError(
+                f"padded_duration_ms={self.padded_duration_ms} gives an FFT of {self.n_fft} "
+                f"samples at {self.sample_rate} Hz; at most {MAX_FFT_SIZE} (riffusion.limits)"
+            )
+        if (self.n_fft // 2 + 1) * self.num_frequencies > MAX_FILTERBANK_SIZE:
+            raise ParameterError(
+                f"padded_duration_ms={self.padded_duration_ms} and "
+                f"num_frequencies={self.num_frequencies} give a mel filterbank of "
+                f"{self.n_fft // 2 + 1}×{self.num_frequencies} entries; at most "
+                f"{MAX_FILTERBANK_SIZE} (riffusion.limits)"
+            )
+        if self.hop_length > self.n_fft:
+            raise ParameterError(
+                f"step_size_ms={self.step_size_ms} must not exceed "
+                f"padded_duration_ms={self.padded_duration_ms} (frames would leave gaps)"
             )
         if self.window_duration_ms > self.padded_duration_ms:
             raise ParameterError(
@@ -215,8 +244,10 @@ class SpectrogramParams:
                 continue
             raw = exif[int(tag)]
             try:
+                if isinstance(raw, str | bytes):
+                    raise TypeError("text")
                 number = float(raw)
-            except (TypeError, ValueError, ZeroDivisionError) as error:
+            except (TypeError, ValueError, ZeroDivisionError, OverflowError) as error:
                 raise ImageFormatError(
                     f"EXIF tag {int(tag)} ({name}) holds {raw!r}, which is not a number"
                 ) from error
@@ -239,8 +270,13 @@ class SpectrogramParams:
         try:
             return dataclasses.replace(base, **fields)
         except ParameterError as error:
+            tags = ", ".join(
+                f"tag {int(tag)} ({name})={fields[name]!r}"
+                for tag, (name, _) in mapping.items()
+                if name in fields
+            )
             raise ImageFormatError(
-                f"the image's EXIF parameters are impossible: {error}"
+                f"the image's EXIF parameters are impossible ({tags}): {error}"
             ) from error
 
 

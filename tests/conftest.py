@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from riffusion import Audio
+
+# Property-based tests: a quick default profile, and HYPOTHESIS_PROFILE=slow for thousands of
+# cases. No deadline: a shared 2-core machine makes per-example timings meaningless.
+settings.register_profile("default", max_examples=40, deadline=None, derandomize=True)
+settings.register_profile("slow", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 SAMPLE_RATE = 44100
 

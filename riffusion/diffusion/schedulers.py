@@ -19,8 +19,10 @@ __all__ = ["SCHEDULER_NAMES", "make_scheduler"]
 
 # name -> (diffusers class name, config overrides). "default" is handled by the pipeline: it is
 # the scheduler the checkpoint ships with.
+# DDIM's clip_sample defaults to True, which Stable Diffusion's latents must not get (they are not
+# in [-1, 1]); diffusers' own StableDiffusionPipeline forces it off for the same reason.
 _SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "ddim": ("DDIMScheduler", {}),
+    "ddim": ("DDIMScheduler", {"clip_sample": False}),
     "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
     "euler": ("EulerDiscreteScheduler", {}),
     "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),

@@ -1,0 +1,54 @@
+"""Documented size limits, checked before anything is allocated.
+
+Images, EXIF tags, recipes and audio files arrive from other people (share links, uploads, a
+server). Without bounds, one number in a file asks for gigabytes: an EXIF sample rate of
+10,000,000 Hz makes a 4-million-point FFT whose mel filterbank alone is 4 GB. Every public entry
+point checks its sizes against these limits first and raises a
+:class:`~riffusion.errors.RiffusionError` that names the value and the limit.
+
+The limits are generous for music work (an hour of audio, 384 kHz studio rates, 11-minute
+spectrograms) and small enough that no single call can exhaust a laptop's memory.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MAX_AUDIO_SAMPLES",
+    "MAX_CHANNELS",
+    "MAX_DURATION_S",
+    "MAX_FFT_SIZE",
+    "MAX_FILTERBANK_SIZE",
+    "MAX_IMAGE_HEIGHT",
+    "MAX_IMAGE_WIDTH",
+    "MAX_NUM_FREQUENCIES",
+    "MAX_SAMPLE_RATE",
+]
+
+#: Highest sample rate (in Hz) accepted anywhere: audio, EXIF, parameters.
+MAX_SAMPLE_RATE = 384_000
+
+#: Longest audio (in seconds) read, generated, resampled or encoded in one call.
+MAX_DURATION_S = 3600.0
+
+#: Most samples per channel in one waveform (an hour at 384 kHz is beyond it; an hour at 48 kHz
+#: fits): bounds resampling and overlap-add buffers.
+MAX_AUDIO_SAMPLES = 200_000_000
+
+#: Most channels in one waveform (the library encodes 1 or 2; files may hold up to 8).
+MAX_CHANNELS = 64
+
+#: Largest FFT (in samples) a parameter set may ask for: 0.4 s at 384 kHz is 153,600.
+MAX_FFT_SIZE = 262_144
+
+#: Most entries in one mel filterbank, ``(n_fft // 2 + 1) × num_frequencies``: 64 Mi floats,
+#: 256 MiB (Riffusion's own is 8,821 × 512, about 4.5 M).
+MAX_FILTERBANK_SIZE = 64 * 1024 * 1024
+
+#: Most mel bins (image rows) a parameter set may ask for.
+MAX_NUM_FREQUENCIES = 2048
+
+#: Widest spectrogram image (columns): 65,536 columns are 11 minutes at 10 ms per column.
+MAX_IMAGE_WIDTH = 65_536
+
+#: Tallest spectrogram image (rows); equals :data:`MAX_NUM_FREQUENCIES`.
+MAX_IMAGE_HEIGHT = MAX_NUM_FREQUENCIES
