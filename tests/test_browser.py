@@ -7,6 +7,8 @@ browser is an error, not a skip, so the test can not silently stop running.
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 import socket
 import threading
@@ -25,7 +27,8 @@ webdriver = pytest.importorskip("selenium.webdriver")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "assets" / "playground.png"
+# RIFFUSION_UPDATE_SCREENSHOT=1 refreshes the picture in the docs; otherwise it goes to tmp.
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "assets" / "playground.png"
 STEPS = 2
 
 
@@ -97,7 +100,7 @@ def _wait(driver, script: str, timeout_s: float, what: str):
     raise AssertionError(f"timed out waiting for {what}; page state {state}")
 
 
-def test_play_schedules_clips_back_to_back_and_share_link_reopens(server, browser):
+def test_play_schedules_clips_back_to_back_and_share_link_reopens(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
     # Buffer three clips before the clock starts: this shared CPU is slower than real time.
@@ -134,7 +137,7 @@ def test_play_schedules_clips_back_to_back_and_share_link_reopens(server, browse
     assert all(abs(d - durations[0]) < 1e-6 and d > 5.0 for d in durations)
     back_to_back = [
         abs(later["startTime"] - (earlier["startTime"] + earlier["duration"])) < 1e-6
-        for earlier, later in zip(results, results[1:])
+        for earlier, later in itertools.pairwise(results)
     ]
     assert back_to_back[:2] == [True, True], results
     clock = browser.execute_script("return window.playground.ctx.currentTime")
@@ -142,13 +145,18 @@ def test_play_schedules_clips_back_to_back_and_share_link_reopens(server, browse
 
     # The debug panel lists every clip with its alpha.
     rows = browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")
-    listed = {int(r.get_attribute("data-counter")): float(r.get_attribute("data-alpha")) for r in rows}
+    listed = {
+        int(r.get_attribute("data-counter")): float(r.get_attribute("data-alpha")) for r in rows
+    }
     for r in results:
         assert listed[r["counter"]] == r["alpha"]
     cells = rows[1].find_elements(By.TAG_NAME, "td")
     assert cells[1].text == "0.25" and "funky bass groove (8)" in cells[3].text
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOT))
+    screenshot = tmp_path / "playground.png"
+    assert browser.save_screenshot(str(screenshot))
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("RIFFUSION_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(screenshot, DOCS_SCREENSHOT)
 
     # Share link of the clip playing now (start prompt/seed of its transition) reopens them.
     share = _wait(browser, "return document.getElementById('share-link').value", 20, "share link")
