@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.diffusion_fixtures import tiny_model_dir
+# Plain imports, not importorskip: the [dev] extra installs both, and this test must not skip.
+import uvicorn
+from selenium import webdriver
 
-uvicorn = pytest.importorskip("uvicorn")
-webdriver = pytest.importorskip("selenium.webdriver")
+from tests.diffusion_fixtures import tiny_model_dir
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

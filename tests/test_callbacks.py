@@ -74,7 +74,9 @@ def test_interrupt_stops_at_the_next_step_and_the_next_run_is_unaffected(pipe):
         if step == 1:
             pipeline.interrupt = True
 
-    with pytest.raises(GenerationCancelled, match=f"after 2 of {len(reference.timesteps)} steps") as error:
+    with pytest.raises(
+        GenerationCancelled, match=f"after 2 of {len(reference.timesteps)} steps"
+    ) as error:
         pipe.riffuse(
             START, init_image=seed, num_inference_steps=8, callback_on_step_end=cancel_after_two
         )

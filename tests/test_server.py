@@ -19,18 +19,14 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from riffusion import PromptInput, Riffuser
 from riffusion.inputs import MAX_NUM_INFERENCE_STEPS, MAX_PROMPT_CHARS
-from tests.diffusion_fixtures import tiny_model_dir
-
-pytest.importorskip("fastapi")
-pytest.importorskip("httpx")
-from fastapi.testclient import TestClient
-
 from riffusion.server import create_app
 from riffusion.server.media import image_bytes
+from tests.diffusion_fixtures import tiny_model_dir
 
 STEPS = 2
 
