@@ -437,3 +437,44 @@ def test_a_disconnected_client_is_dropped_from_the_queue(riffuser):
     assert sent[0]["status"] == 499
     assert worker.depth == 0 and ran == []  # never ran
     worker.close()
+
+
+# --------------------------------------------------------------------------- CLI and CORS
+def test_cors_is_off_unless_an_origin_is_given(riffuser, client):
+    origin = {"Origin": "http://elsewhere.example"}
+    assert "access-control-allow-origin" not in client.get("/health", headers=origin).headers
+    with TestClient(create_app(riffuser, cors_origin="http://localhost:3000")) as allowed:
+        preflight = allowed.options(
+            "/run_inference/",
+            headers={
+                "Origin": "http://localhost:3000",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
+        other = allowed.get("/health", headers=origin)
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_serve_command_binds_localhost_3013_by_default(monkeypatch, capsys):
+    import uvicorn
+
+    from riffusion.cli import main
+
+    served = {}
+
+    def fake_run(app, *, host, port, log_level):
+        served.update(app=app, host=host, port=port)
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    status = main(
+        ["serve", "--model", str(tiny_model_dir()), "--device", "cpu", "--max-queue", "3"]
+    )
+    assert status == 0
+    assert (served["host"], served["port"]) == ("127.0.0.1", 3013)
+    assert served["app"].state.worker.max_queue == 3
+    assert "http://127.0.0.1:3013/" in capsys.readouterr().err
+    served["app"].state.worker.close()
+    assert main(["serve", "--port", "70000"]) == 2
+    assert main(["serve", "--max-queue", "-1"]) == 2

@@ -119,7 +119,7 @@ class _Assets:
         self.uploads: collections.OrderedDict[str, Any] = collections.OrderedDict()
         # Recipe identity ("custom:<fingerprint>") -> the picture or audio it came from, so a
         # recipe made from a folder image or an upload can be rendered again.
-        self.custom: dict[str, Any] = {}
+        self.custom: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._thumbnails: dict[tuple[str, str], str] = {}
 
     def seed_ids(self) -> list[str]:
@@ -144,6 +144,9 @@ class _Assets:
     def remember(self, identity: str | None, source: Any) -> None:
         if identity is not None and identity.startswith("custom:"):
             self.custom[identity] = source
+            self.custom.move_to_end(identity)
+            while len(self.custom) > 4 * MAX_UPLOADS:
+                self.custom.popitem(last=False)
 
     def add_upload(self, audio: Any, digest: str) -> str:
         upload_id = f"upload-{digest}"
