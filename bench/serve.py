@@ -8,15 +8,17 @@ alone) and measures, in one run:
    ``Riffuser.riffuse`` took, text encoder to audio); everything else the client waited for —
    HTTP, JSON, queue hand-off, JPEG + MP3 encoding, base64 — is the server's overhead, printed
    as a share of the generation time. Goal: <= 10 % for a 50-step request.
-2. **Load**: ``--clients`` concurrent clients, ``--requests`` each, against ``--max-queue``:
-   every answer must be 200 or 503 (queue full, with Retry-After) — any other status or a
-   dropped connection fails the run. Prints p50 / p95 latency of the 200s and the server's
-   resident memory (RSS) before and after.
+2. **Load**: ``--rounds`` rounds of ``--clients`` concurrent clients, ``--requests`` each
+   (``--load-steps`` steps), against ``--max-queue``: a client answered 503 (queue full) waits
+   a second and tries again (up to 5 times). Every answer must be 200 or
+   503 — any other status or a dropped connection fails the run. Prints p50 / p95 latency of
+   the 200s per round and the server's resident memory (RSS) after warm-up and after each
+   round: flat memory means later rounds do not keep growing it.
 
 Usage (from the repository root)::
 
     python bench/serve.py [--steps 50] [--sequential 5] [--clients 6] [--requests 3]
-                          [--max-queue 2] [--threads 1]
+                          [--load-steps 10] [--rounds 3] [--max-queue 2] [--threads 1]
 """
 
 from __future__ import annotations
@@ -94,9 +96,12 @@ def main() -> int:
     parser.add_argument("--sequential", type=int, default=5, help="requests for the overhead")
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--requests", type=int, default=3, help="requests per client")
+    parser.add_argument("--load-steps", type=int, default=10, help="steps of the load requests")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-queue", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the server")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
 
     model = make_tiny_model(Path(tempfile.mkdtemp(prefix="riffusion-bench-")) / "tiny")
     port = free_port()
@@ -133,8 +138,6 @@ def main() -> int:
                 time.sleep(0.25)
         print(f"server: {health['model']} on {health['device']}, torch threads {args.threads}")
         post(f"{base}/run_inference/", body(args.steps, 0))  # warm-up
-        rss_before = rss_mib(server.pid)
-
         # 1. overhead, sequential
         overheads, generations, latencies = [], [], []
         for index in range(args.sequential):
@@ -146,6 +149,7 @@ def main() -> int:
         generate_s = statistics.median(generations)
         overhead_s = statistics.median(overheads)
         share = overhead_s / generate_s
+        rss_before = rss_mib(server.pid)
         print(
             f"sequential ({args.sequential} x {args.steps} steps): latency p50 "
             f"{statistics.median(latencies):.3f} s, generation {generate_s:.3f} s, overhead "
@@ -153,28 +157,39 @@ def main() -> int:
             f"(goal <= 10%: {'met' if share <= 0.10 else 'NOT met'})"
         )
 
-        # 2. load: concurrent clients
-        jobs = [(c, r) for c in range(args.clients) for r in range(args.requests)]
-        started = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
-            answers = list(
-                pool.map(lambda job: post(f"{base}/run_inference/", body(args.steps, job[1])), jobs)
+        # 2. load: concurrent clients, in rounds
+        def client(index: int) -> list[tuple[int, float]]:
+            answers = []
+            for request in range(args.requests):
+                for _attempt in range(6):
+                    payload = body(args.load_steps, index * 100 + request)
+                    status, took, _ = post(f"{base}/run_inference/", payload)
+                    answers.append((status, took))
+                    if status != 503:
+                        break
+                    time.sleep(1.0)
+            return answers
+
+        counts: dict[int, int] = {}
+        print(f"server RSS after the sequential requests: {rss_before:.0f} MiB")
+        for round_index in range(args.rounds):
+            started = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
+                answers = [a for per in pool.map(client, range(args.clients)) for a in per]
+            wall = time.perf_counter() - started
+            statuses = [status for status, _ in answers]
+            for code in statuses:
+                counts[code] = counts.get(code, 0) + 1
+            ok = sorted(took for status, took in answers if status == 200)
+            p50 = statistics.median(ok) if ok else float("nan")
+            p95 = ok[min(len(ok) - 1, round(0.95 * (len(ok) - 1)))] if ok else float("nan")
+            by_code = {code: statuses.count(code) for code in sorted(set(statuses))}
+            print(
+                f"load round {round_index + 1} ({args.clients} clients x {args.requests}, "
+                f"{args.load_steps} steps, max-queue {args.max_queue}): statuses {by_code} in "
+                f"{wall:.1f} s; latency of 200s p50 {p50:.3f} s, p95 {p95:.3f} s; server RSS "
+                f"{rss_mib(server.pid):.0f} MiB"
             )
-        wall = time.perf_counter() - started
-        statuses = [status for status, _, _ in answers]
-        ok = sorted(took for status, took, _ in answers if status == 200)
-        counts = {code: statuses.count(code) for code in sorted(set(statuses))}
-        rss_after = rss_mib(server.pid)
-        p95 = ok[min(len(ok) - 1, round(0.95 * (len(ok) - 1)))] if ok else float("nan")
-        print(
-            f"load ({args.clients} clients x {args.requests}, max-queue {args.max_queue}): "
-            f"statuses {counts} in {wall:.1f} s; latency of 200s p50 "
-            f"{statistics.median(ok) if ok else float('nan'):.3f} s, p95 {p95:.3f} s"
-        )
-        print(
-            f"server RSS: {rss_before:.0f} MiB before, {rss_after:.0f} MiB after "
-            f"({rss_after - rss_before:+.0f} MiB)"
-        )
         unexpected = {code: n for code, n in counts.items() if code not in (200, 503)}
         alive = server.poll() is None
         if unexpected or not alive:

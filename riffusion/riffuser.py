@@ -464,6 +464,10 @@ class Riffuser:
     def on_progress(self, callback: ProgressCallback) -> Iterator[None]:
         """Report every denoising step of the clips made in this block (in this thread).
 
+        The callback is bound to the calling thread (a context variable), not to the instance:
+        generations run by other threads — e.g. the background worker of
+        ``stream(buffer_ahead=...)`` — are not reported.
+
         Args:
             callback: called with a :class:`Progress` after each step; return ``True`` to
                 cancel the clip in progress (it raises
