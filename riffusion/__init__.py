@@ -20,6 +20,7 @@ from riffusion.convert import audio_to_image, image_to_audio
 from riffusion.errors import (
     AudioFileError,
     DeviceError,
+    GenerationCancelled,
     ImageFormatError,
     ModelLoadError,
     ParameterError,
@@ -71,6 +72,7 @@ __all__ = [
     "Clip",
     "DeviceError",
     "ExifTag",
+    "GenerationCancelled",
     "GenerationResult",
     "ImageFormatError",
     "ModelLoadError",

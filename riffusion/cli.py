@@ -521,6 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("image", help="spectrogram image")
     sub.set_defaults(handler=_print_exif)
+
+    from riffusion.commands import serve
+
+    serve.add_parser(commands, formatter_class=_Formatter, parents=[common])
     return parser
 
 

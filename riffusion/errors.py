@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "AudioFileError",
     "DeviceError",
+    "GenerationCancelled",
     "ImageFormatError",
     "ModelLoadError",
     "ParameterError",
@@ -42,3 +43,11 @@ class ModelLoadError(RiffusionError):
 
 class DeviceError(RiffusionError, ValueError):
     """A requested compute device (``cuda``, ``mps``, ...) or dtype is not available."""
+
+
+class GenerationCancelled(RiffusionError):
+    """A generation was stopped on request (a step or progress callback asked to cancel).
+
+    Raised between two denoising steps, so no partial result is returned and the pipeline is
+    ready for the next call.
+    """

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import contextvars
 import dataclasses
+import functools
 import html
 import io
 import json
@@ -20,7 +22,7 @@ import secrets
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +52,7 @@ from riffusion.seeds import (
 )
 from riffusion.spectrogram import InverseMethod
 
-__all__ = ["DEFAULT_SEED", "Clip", "Recipe", "Riffuser"]
+__all__ = ["DEFAULT_SEED", "Clip", "Progress", "ProgressCallback", "Recipe", "Riffuser"]
 
 DEFAULT_SEED = "default"
 """Sentinel for ``seed_image=``: the built-in default seed image (``og_beat``)."""
@@ -249,6 +251,52 @@ class Clip:
         )
 
 
+# --------------------------------------------------------------------------------- progress
+@dataclass(frozen=True)
+class Progress:
+    """Where a running clip is: window ``window`` of ``num_windows``, step ``step`` of
+    ``num_steps`` (both counted from 1; ``num_steps`` is the steps this window actually runs).
+    """
+
+    window: int
+    num_windows: int
+    step: int
+    num_steps: int
+
+    def __str__(self) -> str:
+        return f"window {self.window}/{self.num_windows}, step {self.step}/{self.num_steps}"
+
+
+ProgressCallback = Callable[[Progress], "bool | None"]
+"""Called after every denoising step; return ``True`` (or raise
+:class:`~riffusion.errors.GenerationCancelled`) to cancel the clip before its next step."""
+
+
+@dataclass
+class _ProgressState:
+    callback: ProgressCallback
+    window: int = 0
+    num_windows: int = 1
+
+
+# Per thread / task: a callback set by ``Riffuser.on_progress`` in one thread does not leak into
+# generations another thread runs on the same Riffuser.
+_PROGRESS: contextvars.ContextVar[_ProgressState | None] = contextvars.ContextVar(
+    "riffusion_progress", default=None
+)
+
+
+def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``method`` while holding the instance's generation lock (see ``Riffuser.lock``)."""
+
+    @functools.wraps(method)
+    def locked(self: Riffuser, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 # ------------------------------------------------------------------------------- helpers
 def _check_steps(num_inference_steps: Any) -> int:
     return check_integer("num_inference_steps", num_inference_steps)
@@ -347,6 +395,16 @@ class Riffuser:
         decode_method: phase recovery used for every clip (``"fast"`` or ``"reference"``).
         decode_seed: seed of the phase recovery.
 
+    Thread safety: the pipeline and the scheduler hold per-run state, so every generating
+    method (``text_to_audio``, ``audio_to_audio``, ``riffuse``, ``loop``, ``render``) and
+    ``set_scheduler`` hold :attr:`lock`, a re-entrant lock: calls from several threads run one
+    at a time, in the order they get the lock. Hold ``riffuser.lock`` yourself to keep a group
+    of calls together (e.g. ``set_scheduler`` followed by a generation).
+
+    Progress and cancellation: inside ``with riffuser.on_progress(callback):`` every denoising
+    step reports a :class:`Progress` (window k of n, step i of m) to ``callback`` in the calling
+    thread; returning ``True`` stops the clip with :class:`~riffusion.errors.GenerationCancelled`.
+
     Example:
         >>> riffuser = Riffuser.from_pretrained()  # doctest: +SKIP
         >>> clip = riffuser.text_to_audio("funky bass groove", seed=42)  # doctest: +SKIP
@@ -375,6 +433,7 @@ class Riffuser:
         self.decode_method = decode_method
         self.decode_seed = decode_seed
         self.scheduler_name = scheduler
+        self.lock = threading.RLock()
 
     @classmethod
     def from_pretrained(
@@ -401,6 +460,53 @@ class Riffuser:
         )
         return cls(pipeline, model=os.fspath(model), scheduler=scheduler or "default")
 
+    @contextlib.contextmanager
+    def on_progress(self, callback: ProgressCallback) -> Iterator[None]:
+        """Report every denoising step of the clips made in this block (in this thread).
+
+        The callback is bound to the calling thread (a context variable), not to the instance:
+        generations run by other threads — e.g. the background worker of
+        ``stream(buffer_ahead=...)`` — are not reported.
+
+        Args:
+            callback: called with a :class:`Progress` after each step; return ``True`` to
+                cancel the clip in progress (it raises
+                :class:`~riffusion.errors.GenerationCancelled` before the next step).
+
+        Example:
+            >>> with riffuser.on_progress(lambda p: print(p)):  # doctest: +SKIP
+            ...     riffuser.text_to_audio("jazz", duration_s=10)
+            window 1/3, step 1/37
+        """
+        if not callable(callback):
+            raise ParameterError(f"callback={callback!r} must be callable")
+        token = _PROGRESS.set(_ProgressState(callback))
+        try:
+            yield
+        finally:
+            _PROGRESS.reset(token)
+
+    def _expect_windows(self, num_windows: int) -> None:
+        state = _PROGRESS.get()
+        if state is not None:
+            state.window, state.num_windows = 0, num_windows
+
+    def _step_callback(self) -> Callable[..., None] | None:
+        """The pipeline step callback reporting to the current progress callback, if any."""
+        state = _PROGRESS.get()
+        if state is None:
+            return None
+        state.window += 1
+        state.num_windows = max(state.num_windows, state.window)
+
+        def report(pipeline: RiffusionPipeline, step: int, timestep: Any, kwargs: Any) -> None:
+            done = Progress(state.window, state.num_windows, step + 1, kwargs["num_steps"])
+            if state.callback(done):
+                pipeline.interrupt = True
+
+        return report
+
+    @_serialized
     def set_scheduler(self, name: str) -> Riffuser:
         """Switch the sampling scheduler by name (recorded in recipes)."""
         self.pipeline.set_scheduler(name)
@@ -490,6 +596,7 @@ class Riffuser:
             width=None if init_image is not None else _WINDOW_PX,
             height=None if init_image is not None else self.params.num_frequencies,
             periodic=periodic,
+            callback_on_step_end=self._step_callback(),
         )
         info = {
             "alpha": result.alpha,
@@ -517,6 +624,7 @@ class Riffuser:
         num_samples: int | None = None,
         periodic: bool = False,
     ) -> Clip:
+        self._expect_windows(1)  # the next clip starts again at window 1
         decode_started = time.perf_counter()
         audio = image_to_audio(
             image,
@@ -565,6 +673,7 @@ class Riffuser:
         )
 
     # ------------------------------------------------------------------------ public API
+    @_serialized
     def text_to_audio(
         self,
         prompt: str,
@@ -630,6 +739,9 @@ class Riffuser:
         start = recipe.start
         num_samples = round(recipe.duration_s * self.params.sample_rate)
         columns = math.ceil(num_samples / self.params.hop_length)
+        self._expect_windows(
+            1 + max(0, math.ceil((columns - _WINDOW_PX) / (_WINDOW_PX - _CONTEXT_PX)))
+        )
         image, info = self._generate(
             start,
             None,
@@ -683,6 +795,7 @@ class Riffuser:
         full = _to_image(joined[:, :columns])
         return self._finish(full, recipe, windows, started, num_samples=num_samples)
 
+    @_serialized
     def audio_to_audio(
         self,
         audio: Audio,
@@ -751,6 +864,7 @@ class Riffuser:
         lefts = list(range(0, max(1, padded_width - window_width), step))
         if lefts[-1] + window_width < padded_width:
             lefts.append(padded_width - window_width)
+        self._expect_windows(len(lefts))
         total = np.zeros((source.height, padded_width, 3), np.float32)
         weights = np.zeros((1, padded_width, 1), np.float32)
         windows = []
@@ -778,6 +892,7 @@ class Riffuser:
         full = joined.crop((0, 0, columns, source.height))
         return self._finish(full, recipe, windows, started, num_samples=num_samples)
 
+    @_serialized
     def riffuse(
         self,
         start: PromptInput,
@@ -879,6 +994,7 @@ class Riffuser:
 
         return clips() if buffer_ahead == 0 else _buffered(clips(), buffer_ahead)
 
+    @_serialized
     def loop(
         self,
         prompt: str,
@@ -924,6 +1040,7 @@ class Riffuser:
         )
         return self._finish(image, recipe, [info], started, periodic=True)
 
+    @_serialized
     def render(
         self,
         recipe: Recipe | str,

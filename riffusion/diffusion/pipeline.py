@@ -23,7 +23,7 @@ import contextlib
 import inspect
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,9 +46,18 @@ from riffusion.diffusion.prompt_weighting import (
     tokenize_weighted,
 )
 from riffusion.diffusion.schedulers import SCHEDULER_NAMES, make_scheduler
-from riffusion.errors import DeviceError, ParameterError, RiffusionError
+from riffusion.errors import DeviceError, GenerationCancelled, ParameterError, RiffusionError
 
-__all__ = ["GenerationResult", "RiffusionPipeline"]
+__all__ = ["GenerationResult", "RiffusionPipeline", "StepCallback"]
+
+StepCallback = Callable[["RiffusionPipeline", int, Any, dict[str, Any]], "dict[str, Any] | None"]
+"""``callback_on_step_end(pipeline, step, timestep, callback_kwargs)``, as in diffusers.
+
+Called after each denoising step with the 0-based ``step`` index, the scheduler ``timestep`` and
+``callback_kwargs = {"latents": latents, "num_steps": n}``. It may return a dict whose
+``"latents"`` replaces the current latents, and it may set ``pipeline.interrupt = True`` (or
+raise :class:`~riffusion.errors.GenerationCancelled`) to stop the run before the next step.
+"""
 
 #: Keys of :attr:`GenerationResult.timings_s`.
 TIMING_KEYS = ("text_encoder", "vae_encode", "unet", "vae_decode", "total")
@@ -164,6 +173,21 @@ class RiffusionPipeline:
         self._dtype = unet.dtype
         self._offload_hooks: list[Any] = []
         self._progress_bar_config: dict[str, Any] = {}
+        self._interrupt = False
+
+    @property
+    def interrupt(self) -> bool:
+        """Set to ``True`` (from a step callback or another thread) to stop the current run.
+
+        The denoising loop checks it before each step and after each step callback and raises
+        :class:`~riffusion.errors.GenerationCancelled`; every call of :meth:`riffuse` starts with
+        it cleared.
+        """
+        return self._interrupt
+
+    @interrupt.setter
+    def interrupt(self, value: bool) -> None:
+        self._interrupt = bool(value)
 
     # ------------------------------------------------------------------ loading and devices
 
@@ -588,6 +612,7 @@ class RiffusionPipeline:
         width: int | None = None,
         height: int | None = None,
         periodic: bool = False,
+        callback_on_step_end: StepCallback | None = None,
     ) -> GenerationResult:
         """Generate one image, optionally interpolating between two prompts.
 
@@ -610,6 +635,9 @@ class RiffusionPipeline:
             height: Output height, same rules as ``width``.
             periodic: Make the image seamless along its width (circular padding in the UNet
                 and VAE).
+            callback_on_step_end: Called after every denoising step as
+                ``callback(pipeline, step, timestep, callback_kwargs)`` (see
+                :data:`StepCallback`); set ``pipeline.interrupt = True`` in it to cancel.
 
         Returns:
             A :class:`GenerationResult`.
@@ -617,6 +645,7 @@ class RiffusionPipeline:
         Raises:
             ParameterError: For any invalid argument (checked before any model runs).
             RiffusionError: If the generation produced NaN/inf (float16 overflow).
+            GenerationCancelled: If ``interrupt`` was set during the run.
         """
         width, height = self.check_inputs(
             start=start,
@@ -629,7 +658,12 @@ class RiffusionPipeline:
             height=height,
             periodic=periodic,
         )
+        if callback_on_step_end is not None and not callable(callback_on_step_end):
+            raise ParameterError(
+                f"callback_on_step_end={callback_on_step_end!r} must be callable or None"
+            )
         alpha = float(alpha)
+        self._interrupt = False
         timer = _Timer(self.device)
         started = time.perf_counter()
         try:
@@ -644,6 +678,7 @@ class RiffusionPipeline:
                     width,
                     height,
                     timer,
+                    callback_on_step_end,
                 )
         finally:
             self._offload_all()
@@ -661,6 +696,7 @@ class RiffusionPipeline:
         width: int,
         height: int,
         timer: _Timer,
+        callback_on_step_end: StepCallback | None = None,
     ) -> dict[str, Any]:
         latent_shape = (1, int(self.unet.config.in_channels), height // 8, width // 8)
         mix = self._conditioning(start, end, alpha, latent_shape, timer)
@@ -695,6 +731,7 @@ class RiffusionPipeline:
         step_kwargs = self._step_kwargs(mix.generator)
         guidance = mix.guidance
         for i, t in enumerate(tqdm(timesteps, **self._progress_bar_config)):
+            self._check_interrupt(i, len(timesteps))
             model_input = scheduler.scale_model_input(torch.cat([latents, latents]), t)
             with timer("unet"):
                 noise_pred = self.unet(model_input, t, encoder_hidden_states=embeddings).sample
@@ -709,6 +746,13 @@ class RiffusionPipeline:
                 else:
                     keep = init_latents
                 latents = keep * (1 - mask) + latents * mask
+            if callback_on_step_end is not None:
+                outputs = callback_on_step_end(
+                    self, i, t, {"latents": latents, "num_steps": len(timesteps)}
+                )
+                if outputs:
+                    latents = outputs.get("latents", latents)
+                self._check_interrupt(i + 1, len(timesteps))
 
         if not torch.isfinite(latents).all():
             raise RiffusionError(
@@ -726,6 +770,11 @@ class RiffusionPipeline:
             "guidance": float(guidance),
             "timesteps": tuple(round(float(t)) for t in timesteps),
         }
+
+    def _check_interrupt(self, done: int, total: int) -> None:
+        if self._interrupt:
+            self._interrupt = False
+            raise GenerationCancelled(f"generation cancelled after {done} of {total} steps")
 
     def img2img(
         self,

@@ -1,0 +1,304 @@
+"""The web app's request and response values, and the limits every request is checked against.
+
+The original Riffusion web app talks to its server with one call, ``POST /run_inference/``::
+
+    {"alpha": 0.25, "num_inference_steps": 50, "seed_image_id": "og_beat",
+     "mask_image_id": null,
+     "start": {"prompt": "jazz", "seed": 42, "denoising": 0.75, "guidance": 7},
+     "end": {"prompt": "jazz", "seed": 43, "denoising": 0.75, "guidance": 7}}
+
+and gets back ``{"image": "data:image/jpeg;base64,...", "audio": "data:audio/mpeg;base64,...",
+"duration_s": 5.11}``. This module holds those shapes as frozen dataclasses that validate
+themselves, and parses untrusted JSON into them with errors that name the offending field
+(``start.seed``), so a server can answer a 4xx before anything reaches the model or the disk.
+
+It imports only the standard library and :mod:`riffusion.errors` (no torch, no diffusers); the
+diffusion layer's :class:`~riffusion.diffusion.PromptInput` is built from an
+:class:`InferencePrompt` at the edge (``PromptInput(**prompt.to_dict())``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from riffusion.errors import ParameterError
+
+__all__ = [
+    "ASSET_ID_PATTERN",
+    "MAX_BODY_BYTES",
+    "MAX_NUM_INFERENCE_STEPS",
+    "MAX_PROMPT_CHARS",
+    "MAX_SEED",
+    "MAX_UPLOAD_BYTES",
+    "InferenceInput",
+    "InferenceOutput",
+    "InferencePrompt",
+    "InputError",
+    "check_asset_id",
+]
+
+MAX_NUM_INFERENCE_STEPS = 200
+"""Most scheduler steps one request may ask for (the web app sends 50)."""
+
+MAX_PROMPT_CHARS = 1000
+"""Longest prompt or negative prompt (in characters) a request may carry; the model reads at
+most 3 × 75 tokens, which no sensible prompt of this length exceeds."""
+
+MAX_SEED = 2**63
+"""Seeds are integers in ``[0, MAX_SEED)`` (JavaScript sends integers up to 2**53 exactly)."""
+
+MAX_BODY_BYTES = 64 * 1024
+"""Largest JSON request body (in bytes); a web app request is about 300 bytes."""
+
+MAX_UPLOAD_BYTES = 16 * 1024 * 1024
+"""Largest uploaded audio file (in bytes) turned into a seed image."""
+
+ASSET_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""Seed image and mask ids: letters, digits, ``_`` and ``-``. Never a path: no ``/``, ``.``,
+``\\``, NUL or drive letters, so an id can not name a file outside the server's own list."""
+
+
+class InputError(ParameterError):
+    """A request value is missing, of the wrong type or out of range.
+
+    Attributes:
+        field: dotted name of the offending field (``"start.seed"``), or ``None`` for the body.
+        message: what was wrong and what was expected.
+    """
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+# ----------------------------------------------------------------------------------- checks
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number(value: Any, field: str, *, low: float, high: float | None = None) -> float:
+    if not _is_number(value):
+        raise InputError(field, f"{value!r} must be a number")
+    if not math.isfinite(value):
+        raise InputError(field, f"{value!r} must be finite")
+    if value < low or (high is not None and value > high):
+        span = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+        raise InputError(field, f"{value!r} must be in {span}")
+    return float(value)
+
+
+def _integer(value: Any, field: str, *, low: int, high: int) -> int:
+    """An integer in ``[low, high)``; integral floats (``42.0``, as JavaScript may send) pass."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(field, f"{value!r} must be an integer")
+    if not low <= value < high:
+        raise InputError(field, f"{value!r} must be an integer in [{low}, {high - 1}]")
+    return value
+
+
+def _text(value: Any, field: str, *, allow_empty: bool) -> str:
+    if not isinstance(value, str):
+        raise InputError(field, f"{value!r} must be a string")
+    if "\x00" in value:
+        raise InputError(field, "must not contain NUL characters")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise InputError(field, f"is {len(value)} characters long; at most {MAX_PROMPT_CHARS}")
+    if not allow_empty and not value.strip():
+        raise InputError(field, "must not be empty")
+    return value
+
+
+def _object(data: Any, field: str | None, required: Iterable[str], optional: Iterable[str]) -> None:
+    where = field or "body"
+    if not isinstance(data, Mapping):
+        raise InputError(field, f"{where} must be a JSON object, got {type(data).__name__}")
+    required, optional = list(required), list(optional)
+    unknown = sorted(set(data) - set(required) - set(optional))
+    if unknown:
+        raise InputError(
+            f"{field}.{unknown[0]}" if field else unknown[0],
+            f"unknown field; {where} takes {', '.join(required + optional)}",
+        )
+    for name in required:
+        if name not in data:
+            raise InputError(f"{field}.{name}" if field else name, "is required")
+
+
+def check_asset_id(value: Any, field: str, known: Iterable[str]) -> str:
+    """Check a seed image or mask id against the ids that exist.
+
+    Args:
+        value: the id from the request.
+        field: field name for the error (``"seed_image_id"``).
+        known: the ids the server offers.
+
+    Returns:
+        ``value``, which is one of ``known``.
+
+    Raises:
+        InputError: if ``value`` is not a string matching :data:`ASSET_ID_PATTERN` (so path-like
+            values such as ``../../etc/passwd``, absolute paths and NUL bytes never get further)
+            or is not one of ``known``; the message lists the ids that exist.
+    """
+    names = sorted(known)
+    listing = ", ".join(names) if names else "none"
+    if not isinstance(value, str):
+        raise InputError(field, f"{value!r} must be a string id; one of {listing}")
+    if not ASSET_ID_PATTERN.fullmatch(value) or value not in names:
+        raise InputError(field, f"{value[:80]!r} is not a known id; one of {listing}")
+    return value
+
+
+# ----------------------------------------------------------------------------------- values
+@dataclass(frozen=True)
+class InferencePrompt:
+    """One end of a web app request (the JSON of the original ``PromptInput``).
+
+    Attributes:
+        prompt: the text prompt, 1 to :data:`MAX_PROMPT_CHARS` characters.
+        seed: noise seed, an integer in [0, 2**63).
+        denoising: img2img strength in [0, 1].
+        guidance: classifier-free guidance scale, finite and >= 0 (JavaScript's ``7`` is fine).
+        negative_prompt: what to steer away from, or ``None``.
+    """
+
+    prompt: str
+    seed: int
+    denoising: float = 0.75
+    guidance: float = 7.0
+    negative_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        self._check("")
+
+    def _check(self, field: str) -> None:
+        set_, at = object.__setattr__, f"{field}." if field else ""
+        _text(self.prompt, f"{at}prompt", allow_empty=False)
+        set_(self, "seed", _integer(self.seed, f"{at}seed", low=0, high=MAX_SEED))
+        set_(self, "denoising", _number(self.denoising, f"{at}denoising", low=0, high=1))
+        set_(self, "guidance", _number(self.guidance, f"{at}guidance", low=0, high=100))
+        if self.negative_prompt is not None:
+            _text(self.negative_prompt, f"{at}negative_prompt", allow_empty=True)
+
+    @classmethod
+    def from_json(cls, data: Any, field: str) -> InferencePrompt:
+        """Parse the JSON object at ``field`` (``"start"`` or ``"end"``) of a request."""
+        names = [f.name for f in fields(cls)]
+        _object(data, field, names[:2], names[2:])
+        value = cls.__new__(cls)
+        for name in names:
+            object.__setattr__(value, name, data.get(name, getattr(cls, name, None)))
+        value._check(field)
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, with the field names of ``riffusion.PromptInput``."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class InferenceInput:
+    """The body of ``POST /run_inference/``.
+
+    Attributes:
+        start: the prompt at ``alpha = 0``.
+        end: the prompt at ``alpha = 1``.
+        alpha: interpolation weight in [0, 1].
+        num_inference_steps: scheduler steps, 1 to :data:`MAX_NUM_INFERENCE_STEPS`.
+        seed_image_id: id of the seed image (``"og_beat"`` by default).
+        mask_image_id: id of a mask, or ``None`` for none (a missing key, ``null`` and ``""``
+            all mean no mask, as the web app sends after ``?maskImageId=none``).
+    """
+
+    start: InferencePrompt
+    end: InferencePrompt
+    alpha: float
+    num_inference_steps: int = 50
+    seed_image_id: str = "og_beat"
+    mask_image_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            if not isinstance(getattr(self, name), InferencePrompt):
+                raise InputError(name, "must be an InferencePrompt")
+        set_ = object.__setattr__
+        set_(self, "alpha", _number(self.alpha, "alpha", low=0, high=1))
+        steps = _integer(
+            self.num_inference_steps,
+            "num_inference_steps",
+            low=1,
+            high=MAX_NUM_INFERENCE_STEPS + 1,
+        )
+        set_(self, "num_inference_steps", steps)
+        if not isinstance(self.seed_image_id, str):
+            raise InputError("seed_image_id", f"{self.seed_image_id!r} must be a string id")
+        if self.mask_image_id == "":
+            set_(self, "mask_image_id", None)
+        if self.mask_image_id is not None and not isinstance(self.mask_image_id, str):
+            raise InputError("mask_image_id", f"{self.mask_image_id!r} must be a string or null")
+
+    @classmethod
+    def from_json(cls, data: Any) -> InferenceInput:
+        """Parse a decoded JSON body.
+
+        Raises:
+            InputError: naming the first bad field.
+        """
+        _object(
+            data,
+            None,
+            ("alpha", "start", "end"),
+            ("num_inference_steps", "seed_image_id", "mask_image_id"),
+        )
+        return cls(
+            start=InferencePrompt.from_json(data["start"], "start"),
+            end=InferencePrompt.from_json(data["end"], "end"),
+            alpha=data["alpha"],
+            num_inference_steps=data.get("num_inference_steps", 50),
+            seed_image_id=data.get("seed_image_id", "og_beat"),
+            mask_image_id=data.get("mask_image_id"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body the web app sends."""
+        return {
+            "alpha": self.alpha,
+            "num_inference_steps": self.num_inference_steps,
+            "seed_image_id": self.seed_image_id,
+            "mask_image_id": self.mask_image_id,
+            "start": self.start.to_dict(),
+            "end": self.end.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class InferenceOutput:
+    """The answer of ``POST /run_inference/``.
+
+    Attributes:
+        image: the spectrogram, ``"data:image/jpeg;base64,..."``.
+        audio: the clip, ``"data:audio/mpeg;base64,..."`` (MP3).
+        duration_s: length of the audio (in seconds).
+    """
+
+    image: str
+    audio: str
+    duration_s: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image, str) or not self.image.startswith("data:image/jpeg;base64,"):
+            raise InputError("image", "must be a data:image/jpeg;base64 URL")
+        if not isinstance(self.audio, str) or not self.audio.startswith("data:audio/mpeg;base64,"):
+            raise InputError("audio", "must be a data:audio/mpeg;base64 URL")
+        object.__setattr__(self, "duration_s", _number(self.duration_s, "duration_s", low=0))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON answer."""
+        return {"image": self.image, "audio": self.audio, "duration_s": self.duration_s}
