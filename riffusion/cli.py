@@ -521,6 +521,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("image", help="spectrogram image")
     sub.set_defaults(handler=_print_exif)
+
+    # -- batch (parser and handler in riffusion.commands.batch)
+    from riffusion.commands import batch as batch_command
+
+    batch_command.add_parser(commands, parents=[common])
     return parser
 
 
