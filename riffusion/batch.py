@@ -303,7 +303,9 @@ def make_job(spec: Any, *, model: str | None = None) -> BatchJob:
             if "recipe" in data:
                 extra = sorted(set(data) - {"recipe"})
                 if extra:
-                    raise ParameterError(f"a job with a 'recipe' takes only 'id' besides, got {extra}")
+                    raise ParameterError(
+                        f"a job with a 'recipe' takes only 'id' besides, got {extra}"
+                    )
                 given = data["recipe"]
                 recipe = (
                     _recipe_from_text(given) if isinstance(given, str) else Recipe.from_dict(given)
@@ -655,8 +657,10 @@ class RenderWorker:
     ) -> None:
         from riffusion.riffuser import Riffuser
 
-        self.storage = output_dir if isinstance(output_dir, _Storage) else _Storage(
-            output_dir, storage_options
+        self.storage = (
+            output_dir
+            if isinstance(output_dir, _Storage)
+            else _Storage(output_dir, storage_options)
         )
         self.num_threads = num_threads
         self.before_attempt = before_attempt

@@ -129,9 +129,7 @@ def add_parser(
         default="auto",
         help="device of each worker: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' (default: auto)",
     )
-    model.add_argument(
-        "--local-files-only", action="store_true", help="never download the model"
-    )
+    model.add_argument("--local-files-only", action="store_true", help="never download the model")
     parser.add_argument(
         "--storage-option",
         type=_option,
