@@ -526,18 +526,18 @@ class _Storage:
                     if fs.exists(temporary):
                         fs.rm(temporary)
             return
-        directory = Path(self.root).expanduser() / folder
-        directory.mkdir(parents=True, exist_ok=True)
-        temporary = directory / temporary_name
+        local_dir = Path(self.root).expanduser() / folder
+        local_dir.mkdir(parents=True, exist_ok=True)
+        local_temporary = local_dir / temporary_name
         try:
-            with open(temporary, "wb") as handle:
+            with open(local_temporary, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(temporary, directory / name)
+            os.replace(local_temporary, local_dir / name)
         finally:
             with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
+                local_temporary.unlink()
 
     def read(self, relative: str) -> bytes | None:
         if self.is_url:
@@ -646,7 +646,7 @@ class RenderWorker:
     def __init__(
         self,
         model: str,
-        output_dir: str | os.PathLike[str],
+        output_dir: str | os.PathLike[str] | _Storage,
         *,
         device: str = "auto",
         dtype: Any = None,
@@ -1023,7 +1023,7 @@ def _run_ray(
 
     def start_actor() -> tuple[Any, Any]:
         actor = actor_class.remote(model, worker_storage, **options)
-        return actor, actor.info.remote()
+        return actor, actor.info.remote()  # type: ignore[attr-defined]
 
     actors: list[Any] = []
     starting: dict[Any, Any] = {}  # info() ref -> actor still loading the model
@@ -1041,7 +1041,8 @@ def _run_ray(
                 actor = idle.pop()
                 job, attempt = queue.popleft()
                 first_started.setdefault(job.id, time.perf_counter())
-                in_flight[actor.__call__.remote(_payload(job, attempt))] = (actor, job, attempt)
+                call = actor.__call__.remote(_payload(job, attempt))  # type: ignore[attr-defined]
+                in_flight[call] = (actor, job, attempt)
             done, _ = ray.wait([*starting, *in_flight], num_returns=1)
             ref = done[0]
             if ref in starting:
