@@ -17,7 +17,7 @@ Guarantees:
   Invalid recipes (:class:`~riffusion.errors.ParameterError`) are not retried.
 - Output folders come from job ids that cannot leave the output folder (see
   :func:`check_job_id`); every file is written under a temporary name and renamed into place.
-- The output may be a local folder or any `fsspec <https://filesystem-spec.readthedocs.io>`_ URL
+- The output may be a local folder or any fsspec URL
   (``s3://bucket/run``, ``gs://...``, ``file:///shared/run``, ``memory://run``).
 """
 
@@ -34,6 +34,7 @@ import re
 import socket
 import time
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -1015,6 +1016,13 @@ def _run_ray(
     owns_ray = not ray.is_initialized()
     if owns_ray:
         ray.init(address=address)
+    if not storage.is_url and sum(1 for node in ray.nodes() if node.get("Alive")) > 1:
+        warnings.warn(
+            f"output_dir={storage.root!r} is a local path on a cluster of several nodes: each "
+            "worker writes to that path on its own node unless it is a shared file system; "
+            "use a URL (s3://, gs://, ...) otherwise",
+            stacklevel=3,
+        )
     actor_class = ray.remote(RenderWorker).options(
         num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=0, max_task_retries=0
     )
