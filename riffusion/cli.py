@@ -525,6 +525,10 @@ def build_parser() -> argparse.ArgumentParser:
     from riffusion.commands import serve
 
     serve.add_parser(commands, formatter_class=_Formatter, parents=[common])
+    # -- batch (parser and handler in riffusion.commands.batch)
+    from riffusion.commands import batch as batch_command
+
+    batch_command.add_parser(commands, parents=[common])
     return parser
 
 

@@ -1,0 +1,204 @@
+"""``riffusion batch``: render a JSON Lines file of jobs, in this process or on Ray.
+
+Only the parser lives at import time; torch, diffusers and Ray are imported inside :func:`run`,
+so ``riffusion --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+_EXAMPLE = """\
+Jobs file (one JSON object per line; a full recipe, {"recipe": ...}, or the short form):
+  {"id": "funk-1", "prompt": "funky bass groove", "seed": 1, "duration_s": 10}
+  {"prompt": "techno beat", "seed": 7, "kind": "loop"}
+
+Examples:
+  riffusion batch jobs.jsonl -o out/
+  riffusion batch jobs.jsonl -o s3://bucket/run1 --engine ray --address auto \\
+      --workers 8 --gpus-per-worker 1
+
+Each job writes OUT/<id>/audio.wav, spectrogram.png and recipe.json; OUT/manifest.jsonl
+records status, files, errors, attempts and timings. Rerunning skips finished jobs."""
+
+
+def _count(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} must be an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+def _gpus(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a number >= 0")
+    return value
+
+
+def _option(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} must look like KEY=VALUE")
+    return key, value
+
+
+def add_parser(
+    subparsers: Any, *, parents: Sequence[argparse.ArgumentParser] = ()
+) -> argparse.ArgumentParser:
+    """Add the ``batch`` sub-command to ``subparsers`` (from ``add_subparsers``)."""
+    summary = "render many jobs (recipes or prompts) to a folder or URL, locally or on Ray"
+    parser = subparsers.add_parser(
+        "batch",
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=list(parents),
+    )
+    parser.add_argument("jobs", help="JSON Lines file of jobs ('-' reads standard input)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output folder, or an fsspec URL (s3://..., gs://..., file://...)",
+    )
+    engine = parser.add_argument_group("engine")
+    engine.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: one model in this process; ray: WORKERS Ray actors (default: local)",
+    )
+    engine.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster to join ('auto', 'ray://head:10001'; default: $RAY_ADDRESS or a "
+        "new local Ray)",
+    )
+    engine.add_argument(
+        "--workers", type=_count(1), default=1, metavar="N", help="Ray actors (default: 1)"
+    )
+    engine.add_argument(
+        "--gpus-per-worker",
+        type=_gpus,
+        default=0.0,
+        metavar="G",
+        help="GPUs per Ray actor; 0.5 puts two on a GPU (default: 0)",
+    )
+    engine.add_argument(
+        "--cpus-per-worker",
+        type=_count(1),
+        default=1,
+        metavar="C",
+        help="CPU cores (and torch threads) per worker, both engines (default: 1)",
+    )
+    engine.add_argument(
+        "--max-retries",
+        type=_count(0),
+        default=2,
+        metavar="K",
+        help="extra attempts of a failing job before it is reported (default: 2)",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model",
+        default=None,
+        metavar="ID|DIR",
+        help="model id or diffusers folder (default: the recipes' model, else Riffusion's)",
+    )
+    model.add_argument(
+        "--device",
+        default="auto",
+        help="device of each worker: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' (default: auto)",
+    )
+    model.add_argument("--local-files-only", action="store_true", help="never download the model")
+    parser.add_argument(
+        "--storage-option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option of the output URL (repeatable), e.g. endpoint_url=http://minio:9000",
+    )
+    parser.set_defaults(handler=_handler)
+    return parser
+
+
+def _handler(args: argparse.Namespace, console: Any = None) -> int:
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``riffusion batch``; returns 0 when every job is done, 1 when some failed.
+
+    Raises:
+        RiffusionError: bad jobs or arguments (reported by the command line's main).
+    """
+    from riffusion.batch import MANIFEST_NAME, load_jobs, render
+    from riffusion.errors import ParameterError
+
+    quiet = getattr(args, "quiet", False)
+    if args.engine == "local" and (args.workers != 1 or args.gpus_per_worker or args.address):
+        raise ParameterError("--workers, --gpus-per-worker and --address need --engine ray")
+    jobs = load_jobs(args.jobs, model=args.model)
+
+    def status(message: str) -> None:
+        if not quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    status(f"{len(jobs)} job(s) -> {args.output} (engine {args.engine})")
+    bar = None
+    if not quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), unit="job", desc="batch", file=sys.stderr, leave=False)
+    try:
+        result = render(
+            jobs,
+            args.output,
+            engine=args.engine,
+            model=args.model,
+            device=args.device,
+            workers=args.workers,
+            gpus_per_worker=args.gpus_per_worker,
+            cpus_per_worker=args.cpus_per_worker,
+            address=args.address,
+            max_retries=args.max_retries,
+            storage_options=dict(args.storage_option) or None,
+            local_files_only=args.local_files_only,
+            on_result=(lambda entry: bar.update()) if bar is not None else None,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    for entry in result.entries:
+        if entry.status == "failed":
+            print(
+                f"riffusion: job {entry.id} failed after {entry.attempts} attempt(s): "
+                f"{entry.error}",
+                file=sys.stderr,
+            )
+    status(
+        f"{len(result.rendered)} rendered, {len(result.skipped)} already done, "
+        f"{len(result.failed)} failed in {result.elapsed_s:.1f} s; manifest "
+        f"{result.output_dir.rstrip('/')}/{MANIFEST_NAME}"
+    )
+    return 0 if result.ok else 1
