@@ -278,7 +278,8 @@ def resolve_seed_id(seed_id: Any) -> str:
     if seed_id in RIFFUSION_ALIASES and RIFFUSION_ALIASES[seed_id] in _SEEDS:
         return RIFFUSION_ALIASES[seed_id]
     raise ParameterError(
-        f"unknown seed image: seed_image={seed_id!r}; known: {', '.join(_known_seed_ids())}"
+        f"unknown seed image {seed_id!r} (seed_image={seed_id!r} is no registered, built-in "
+        f"or alias id); known: {', '.join(_known_seed_ids())}"
     )
 
 
@@ -295,7 +296,8 @@ def resolve_mask_id(mask_id: Any) -> str | None:
     if mask_id in RIFFUSION_ALIASES and RIFFUSION_ALIASES[mask_id] in _MASKS:
         return RIFFUSION_ALIASES[mask_id]
     raise ParameterError(
-        f"unknown mask image: mask_image={mask_id!r}; known: {', '.join(_known_mask_ids())}"
+        f"unknown mask image {mask_id!r} (mask_image={mask_id!r} is no registered, built-in "
+        f"or alias id); known: {', '.join(_known_mask_ids())}"
     )
 
 
