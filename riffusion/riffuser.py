@@ -118,7 +118,7 @@ class Recipe:
     decode_seed: int = 0
     params: SpectrogramParams = field(default_factory=SpectrogramParams)
     version: str = field(default_factory=_library_version)
-    scheduler_config: dict[str, Any] | None = None
+    scheduler_config: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         kinds = ("text_to_audio", "audio_to_audio", "riffuse", "loop")
