@@ -347,6 +347,15 @@ def _check_duration(duration_s: Any) -> float:
     return float(duration_s)
 
 
+def _model_id(model: Any) -> str:
+    """A hub id as given; an existing folder as its absolute path (recipes render anywhere)."""
+    text = os.fspath(model) if isinstance(model, os.PathLike) else str(model)
+    try:
+        return str(Path(text).resolve()) if Path(text).exists() else text
+    except (OSError, ValueError):  # not a usable path (NUL, too long): an id
+        return text
+
+
 def _check_scheduler_name(name: Any) -> None:
     import diffusers
 
@@ -473,7 +482,8 @@ class Riffuser:
                 f"pipeline must be a RiffusionPipeline, got {type(pipeline).__name__}"
             )
         self.pipeline = pipeline
-        self.model = str(model)
+        # A folder is recorded absolute, so recipes render from any working directory.
+        self.model = _model_id(model)
         self.params = params or SpectrogramParams()
         if self.params.stereo:
             raise ParameterError("Riffuser works with mono spectrogram params (stereo=False)")
@@ -517,10 +527,7 @@ class Riffuser:
         pipeline = RiffusionPipeline.from_pretrained(
             model, device=device, torch_dtype=dtype, scheduler=scheduler, **kwargs
         )
-        model_id = os.fspath(model)
-        if Path(model_id).exists():
-            model_id = str(Path(model_id).resolve())
-        return cls(pipeline, model=model_id)
+        return cls(pipeline, model=_model_id(model))
 
     @classmethod
     def from_recipe(cls, recipe: Recipe | str, **kwargs: Any) -> Riffuser:
@@ -535,6 +542,8 @@ class Riffuser:
                 ``local_files_only`` …).
         """
         recipe = _parse_recipe(recipe)
+        if recipe.params.stereo:
+            raise ParameterError("Riffuser works with mono spectrogram params (stereo=False)")
         riffuser = cls.from_pretrained(recipe.model, **kwargs)
         riffuser.params = recipe.params
         riffuser.decode_method = recipe.decode_method  # type: ignore[assignment]
