@@ -12,6 +12,7 @@ Sub-commands::
     image-to-audio  IMAGE -o OUT             spectrogram image → audio
     seed-images                              list the built-in seed images and masks
     print-exif      IMAGE                    show an image's spectrogram parameters
+    sample-clips    INPUT -o DIR             random clips of a given duration from a long file
 
 Conventions: inputs are positional, the output is ``-o/--output`` and its extension picks the
 format (.wav, .flac, .ogg, .mp3 for audio; .png for images). Errors print one line,
@@ -19,7 +20,8 @@ format (.wav, .flac, .ogg, .mp3 for audio; .png for images). Errors print one li
 instead. Outputs are written atomically, so a failed or interrupted run never leaves a partial
 file. Progress goes to stderr; ``--quiet`` silences everything but errors.
 
-The model-free commands (audio-to-image, image-to-audio, seed-images, print-exif) never import
+The model-free commands (audio-to-image, image-to-audio, seed-images, print-exif, sample-clips)
+never import
 diffusers or transformers: everything diffusion-related is imported inside the handlers.
 """
 
@@ -58,7 +60,7 @@ IMAGE_EXTENSIONS = (".png",)
 
 _MAX_SEED = 2**63  # PromptInput's bound
 _MAX_DURATION_S = 600.0  # Riffuser.text_to_audio's bound
-_DEFAULT_SEED_IMAGE = "og_beat"
+_DEFAULT_SEED_IMAGE = "straight_beat"  # riffusion.seeds.DEFAULT_SEED_IMAGE
 _URL_PREFIX = "riffusion:1:"
 
 
@@ -125,6 +127,7 @@ _positive_int = _int_in(1, None, "a positive integer")
 _seed_int = _int_in(0, _MAX_SEED, "an integer in [0, 2**63)")
 _unit_float = _float_in(0.0, 1.0, "a number in [0, 1]")
 _non_negative_float = _float_in(0.0, math.inf, "a finite number >= 0")
+_positive_float = _float_in(0.0, math.inf, "a finite number > 0", open_low=True)
 _duration_float = _float_in(
     0.0, _MAX_DURATION_S, f"a duration in (0, {_MAX_DURATION_S:g}] seconds", open_low=True
 )
@@ -334,10 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--duration",
         type=_duration_float,
-        default=5.12,
+        default=5.11,
         metavar="SECONDS",
-        help="length in seconds; beyond 5.12 s the music is continued window by window "
-        "(default: 5.12)",
+        help="length in seconds; the output has exactly round(seconds × 44100) samples. One "
+        "model window is 5.11 s (512 columns, (512 − 1) × 441 samples, as Riffusion's); beyond "
+        "it the music is continued window by window (default: 5.11)",
     )
     sub.set_defaults(handler=_text_to_audio)
 
@@ -371,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-clips",
         type=_int_in(2, None, "an integer >= 2"),
         default=5,
-        help="clips from start to end inclusive, 5.12 s each (default: 5)",
+        help="clips from start to end inclusive, 5.11 s each (default: 5)",
     )
     group.add_argument(
         "--end-seed", type=_seed_int, default=None, help="seed of the end (default: --seed)"
@@ -407,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-clips",
         type=_positive_int,
         default=8,
-        help="clips to generate, 5.12 s each (default: 8)",
+        help="clips to generate, 5.11 s each (default: 8)",
     )
     group.add_argument(
         "--steps-per-transition",
@@ -422,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     # -- loop
     sub = command(
         "loop",
-        "generate a 5.12 s clip that loops seamlessly",
+        "generate a 5.12 s clip (two bars, 512 columns) that loops seamlessly",
         _example('riffusion loop "techno beat" --seed 3 --repeat 4 -o techno.wav'),
         parents=[model],
     )
@@ -472,6 +476,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--stereo", action="store_true", help="encode left and right (G and B channels)"
     )
+    spectrogram = sub.add_argument_group(
+        "spectrogram parameters (Riffusion's defaults; all stored in the image's EXIF)"
+    )
+    for option, kind, default, text in (
+        ("--step-size-ms", _positive_float, 10.0, "hop between columns in ms"),
+        ("--num-frequencies", _positive_int, 512, "mel bins = image height"),
+        ("--min-frequency", _non_negative_float, 0.0, "lowest mel frequency in Hz"),
+        ("--max-frequency", _positive_float, 10000.0, "highest mel frequency in Hz"),
+        ("--window-duration-ms", _positive_float, 100.0, "Hann window length in ms"),
+        ("--padded-duration-ms", _positive_float, 400.0, "zero-padded FFT length in ms"),
+        ("--power-for-image", _positive_float, 0.25, "exponent before 8-bit quantisation"),
+    ):
+        spectrogram.add_argument(
+            option, type=kind, default=default, metavar="X", help=f"{text} (default: {default:g})"
+        )
+    spectrogram.add_argument(
+        "--keep-sample-rate",
+        action="store_true",
+        help="encode at the input's sample rate, as Riffusion's CLI does (default: resample to "
+        "44100 Hz, the model's)",
+    )
     sub.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:N]'")
     sub.set_defaults(handler=_audio_to_image)
 
@@ -520,8 +545,48 @@ def build_parser() -> argparse.ArgumentParser:
         _example("riffusion print-exif loop.png"),
     )
     sub.add_argument("image", help="spectrogram image")
+    sub.add_argument(
+        "--format",
+        choices=("table", "riffusion"),
+        default="table",
+        help="table: tags, parameters and duration; riffusion: the original CLI's "
+        "'NAME = value' lines (default: table)",
+    )
     sub.set_defaults(handler=_print_exif)
 
+    # -- sample-clips
+    sub = command(
+        "sample-clips",
+        "cut random clips of a given duration from a long audio file",
+        _example("riffusion sample-clips album.flac -o clips --num-clips 20 --seed 1 --mono"),
+    )
+    sub.add_argument("input", help="audio file to sample from")
+    sub.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write to")
+    sub.add_argument(
+        "--duration-ms",
+        type=_positive_int,
+        default=5000,
+        metavar="MS",
+        help="length of each clip in ms (default: 5000)",
+    )
+    sub.add_argument(
+        "--num-clips", type=_positive_int, default=1, metavar="N", help="clips (default: 1)"
+    )
+    sub.add_argument(
+        "--seed",
+        type=_seed_int,
+        default=None,
+        help="seed of the clip positions; the same seed cuts the same clips (default: random)",
+    )
+    sub.add_argument("--mono", action="store_true", help="mix the clips down to one channel")
+    sub.add_argument(
+        "--extension",
+        default="wav",
+        metavar="EXT",
+        help="file format by extension: wav, flac, ogg, mp3, aiff, au, caf, w64 … any format "
+        "libsndfile writes (default: wav)",
+    )
+    sub.set_defaults(handler=_sample_clips)
     from riffusion.commands import serve
 
     serve.add_parser(commands, formatter_class=_Formatter, parents=[common])
@@ -591,47 +656,42 @@ def _load_audio(text: str) -> Audio:
 
 
 def _seed_image(value: str | None) -> Any:
-    """Resolve ``--seed-image``: ``none``, a built-in name, or an image or audio file.
+    """Resolve ``--seed-image``: ``none``, an id (built-in, Riffusion alias), or a file.
 
-    Files are read here, before the model is loaded, so a bad one fails fast; Riffuser takes the
-    loaded PIL image or Audio just as it takes a path.
+    Ids come first (see :func:`riffusion.seeds.resolve_seed_id`); anything else must be an
+    existing image or audio file, which is read here, before the model is loaded, so a bad one
+    fails fast. Riffuser gets the loaded PIL image or Audio: it never takes a string as a path.
     """
     from riffusion.image import load_image
-    from riffusion.seeds import seed_images
+    from riffusion.seeds import resolve_seed_id
 
     if value is None or value.strip().lower() == "none":
         return None
-    names = [seed.name for seed in seed_images()]
-    if value in names:
-        return value
     if value == "default":
         return _DEFAULT_SEED_IMAGE
-    path = Path(value)
-    if not path.is_file():
-        raise ParameterError(
-            f"unknown seed image {value!r}: neither a built-in one ({', '.join(names)}) "
-            "nor an existing file"
-        )
+    try:
+        return resolve_seed_id(value)
+    except ParameterError as error:
+        path = Path(value)
+        if not path.is_file():
+            raise ParameterError(f"{error}; nor is {value!r} an existing file") from None
     if path.suffix.lower() in AUDIO_EXTENSIONS:
         return _load_audio(value)
     return load_image(path)
 
 
 def _mask_image(value: str | None) -> Any:
-    """Resolve ``--mask-image``: ``none``, a built-in mask name or an image file."""
+    """Resolve ``--mask-image``: ``none`` or ``""`` (no mask), a mask id, or an image file."""
     from riffusion.image import load_image
-    from riffusion.seeds import mask_images
+    from riffusion.seeds import resolve_mask_id
 
-    if value is None or value.strip().lower() == "none":
+    if value is None or value.strip().lower() in ("none", ""):
         return None
-    names = [mask.name for mask in mask_images()]
-    if value in names:
-        return value
-    if not Path(value).is_file():
-        raise ParameterError(
-            f"unknown mask image {value!r}: neither a built-in mask ({', '.join(names)}) "
-            "nor an existing file"
-        )
+    try:
+        return resolve_mask_id(value)
+    except ParameterError as error:
+        if not Path(value).is_file():
+            raise ParameterError(f"{error}; nor is {value!r} an existing file") from None
     return load_image(value)
 
 
@@ -998,8 +1058,19 @@ def _audio_to_image(args: argparse.Namespace, console: _Console) -> int:
     output = _output_path(args.output, "image")
     audio = _load_audio(args.input)
     device = _plain_device(args.device)
+    params = SpectrogramParams(
+        sample_rate=audio.sample_rate if args.keep_sample_rate else 44100,
+        stereo=args.stereo,
+        step_size_ms=args.step_size_ms,
+        window_duration_ms=args.window_duration_ms,
+        padded_duration_ms=args.padded_duration_ms,
+        num_frequencies=args.num_frequencies,
+        min_frequency_hz=args.min_frequency,
+        max_frequency_hz=args.max_frequency,
+        power_for_image=args.power_for_image,
+    )
     console.status(f"Encoding {args.input} ({_describe(audio)})…")
-    image = audio_to_image(audio, SpectrogramParams(stereo=args.stereo), device=device)
+    image = audio_to_image(audio, params, device=device)
     save_image(image, output)
     console.status(f"Wrote {output} ({image.width}×{image.height})")
     return 0
@@ -1013,7 +1084,7 @@ def _image_to_audio(args: argparse.Namespace, console: _Console) -> int:
     image = load_image(args.image)
     params = params_from_image(image)
     device = _plain_device(args.device)
-    seconds = image.width * params.hop_length / params.sample_rate
+    seconds = params.samples_for_width(image.width) / params.sample_rate
     console.status(
         f"Decoding {args.image} ({image.width}×{image.height}, {seconds:.2f} s) with "
         f"{args.method} phase recovery…"
@@ -1032,16 +1103,19 @@ def _image_to_audio(args: argparse.Namespace, console: _Console) -> int:
 
 
 def _seed_images(args: argparse.Namespace, console: _Console) -> int:
-    from riffusion.seeds import mask_images, seed_images
+    from riffusion.seeds import RIFFUSION_ALIASES, mask_images, seed_images
 
     seeds, masks = seed_images(), mask_images()
-    width = max(len(item.name) for item in [*seeds, *masks])
-    print("Seed images (--seed-image NAME; 5.12 s, two bars of 4/4):")
+    width = max(len(item) for item in [*(x.name for x in [*seeds, *masks]), *RIFFUSION_ALIASES])
+    print("Seed images (--seed-image NAME; 512 columns = two bars of 4/4 at 93.75 BPM):")
     for seed in seeds:
         print(f"  {seed.name:<{width}}  {seed.bpm:g} BPM  {seed.description}")
-    print("Masks (--mask-image NAME; white = regenerate, black = keep):")
+    print("Masks (--mask-image NAME; white = regenerate, black = keep, grey = partly):")
     for mask in masks:
         print(f"  {mask.name:<{width}}  {mask.description}")
+    print("Riffusion web app ids (aliases of the images above, not Riffusion's pictures):")
+    for alias, target in RIFFUSION_ALIASES.items():
+        print(f"  {alias:<{width}}  → {target}")
     return 0
 
 
@@ -1057,6 +1131,11 @@ def _print_exif(args: argparse.Namespace, console: _Console) -> int:
             f"image {args.image!r} has no Riffusion EXIF tags (ids {min(ExifTag):d}–"
             f"{max(ExifTag):d}); it would decode with the default spectrogram parameters"
         )
+    if args.format == "riffusion":
+        # The original CLI's lines: every Riffusion tag the image holds, by name.
+        for tag, value in found.items():
+            print(f"{tag.name:<20} = {value:>15}")
+        return 0
     params = params_from_image(image)
     print(f"{args.image}: {image.width}×{image.height} {image.mode}")
     print("Riffusion EXIF tags:")
@@ -1069,8 +1148,63 @@ def _print_exif(args: argparse.Namespace, console: _Console) -> int:
     if ExifTag.MAX_VALUE in found:
         # Two different numbers share the name; say which is which.
         print("  (MAX_VALUE is the encoder's peak; decoding uses max_value, like Riffusion)")
-    seconds = image.width * params.hop_length / params.sample_rate
-    print(f"Duration: {seconds:.2f} s ({image.width} columns × {params.hop_length} samples)")
+    samples = params.samples_for_width(image.width)
+    print(
+        f"Duration: {samples / params.sample_rate:.2f} s ({samples} samples = "
+        f"({image.width} − 1) columns × {params.hop_length})"
+    )
+    return 0
+
+
+def _soundfile_format(extension: str) -> str:
+    """The libsndfile format that writes files with ``extension`` (``"aif"`` → ``"AIFF"``)."""
+    import soundfile
+
+    name = extension.lower().lstrip(".")
+    formats = soundfile.available_formats()
+    aliases = {"aif": "AIFF", "aifc": "AIFF", "snd": "AU", "sf": "IRCAM", "oga": "OGG"}
+    chosen = aliases.get(name, name.upper())
+    if not name or not name.isalnum() or chosen not in formats:
+        known = ", ".join(sorted(key.lower() for key in formats))
+        raise ParameterError(
+            f"--extension {extension!r} is not a format libsndfile writes: {known}"
+        )
+    return chosen
+
+
+def _sample_clips(args: argparse.Namespace, console: _Console) -> int:
+    import numpy as np
+
+    from riffusion.audio import Audio
+
+    file_format = _soundfile_format(args.extension)
+    extension = args.extension.lower().lstrip(".")
+    folder = Path(args.output)
+    if folder.exists() and not folder.is_dir():
+        raise ParameterError(f"output {args.output!r} exists and is not a folder")
+    audio = _load_audio(args.input)
+    if args.mono:
+        audio = audio.to_mono()
+    clip_samples = round(args.duration_ms * audio.sample_rate / 1000)
+    total_ms = audio.num_samples * 1000 // audio.sample_rate
+    if args.duration_ms > total_ms:
+        raise ParameterError(
+            f"--duration-ms {args.duration_ms} is longer than {args.input!r} ({total_ms} ms)"
+        )
+    seed = secrets.randbelow(2**31) if args.seed is None else args.seed
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    console.status(
+        f"Cutting {args.num_clips} clip(s) of {args.duration_ms} ms from {args.input} "
+        f"({_describe(audio)}, seed {seed})…"
+    )
+    for index in range(args.num_clips):
+        start_ms = int(rng.integers(0, total_ms - args.duration_ms + 1))
+        start = start_ms * audio.sample_rate // 1000
+        clip = Audio(audio.waveform[:, start : start + clip_samples], audio.sample_rate)
+        name = f"clip_{index}_start_{start_ms}_ms_duration_{args.duration_ms}_ms.{extension}"
+        clip.save(folder / name, format=file_format)
+        console.status(f"Wrote {folder / name}")
     return 0
 
 

@@ -19,7 +19,7 @@ from riffusion.audio import Audio
 from riffusion.errors import ParameterError
 from riffusion.image import image_to_mel, load_image, mel_to_image, params_from_image
 from riffusion.params import SpectrogramParams
-from riffusion.spectrogram import INT16_SCALE, InverseMethod, SpectrogramConverter, num_frames
+from riffusion.spectrogram import INT16_SCALE, InverseMethod, SpectrogramConverter
 
 __all__ = ["audio_to_image", "get_converter", "image_to_audio"]
 
@@ -53,14 +53,15 @@ def audio_to_image(
         device: where the STFT runs.
 
     Returns:
-        RGB image ``samples // hop_length`` pixels wide (512 for 5.12 s at the defaults) and
+        RGB image ``params.width_for_samples(samples)`` = ``samples // hop_length + 1``
+        pixels wide (Riffusion's convention: 5.11 s → 512, 5.12 s → 513 at the defaults) and
         ``num_frequencies`` high, with the parameters in EXIF. Silence gives a white image.
     """
     if not isinstance(audio, Audio):
         raise ParameterError(f"audio must be a riffusion.Audio, got {type(audio).__name__}")
     params = params or SpectrogramParams()
     audio = audio.resample(params.sample_rate).with_channels(params.num_channels)
-    if num_frames(audio.num_samples, params) < 1:
+    if audio.num_samples < params.hop_length:
         raise ParameterError(
             f"audio of {audio.duration_s * 1000:.2f} ms is shorter than one spectrogram column "
             f"({params.step_size_ms} ms)"
@@ -97,14 +98,17 @@ def image_to_audio(
         device: where the inverse runs.
 
     Returns:
-        :class:`Audio` at ``params.sample_rate`` with ``width * hop_length`` samples (5.12 s for
-        a 512-pixel-wide image) and 1 or 2 channels. A white image decodes to silence.
+        :class:`Audio` at ``params.sample_rate`` with ``params.samples_for_width(width)``
+        samples (Riffusion's convention, ``(width − 1) · hop_length``: 225,351 samples = 5.11 s
+        for a 512-pixel-wide image; ``width · hop_length`` when ``periodic``) and 1 or 2
+        channels. A white image decodes to silence.
     """
     image = load_image(image)
     params = params or params_from_image(image)
     mel = image_to_mel(image, params)
     if float(mel.max()) == 0.0:
-        silent = np.zeros((mel.shape[0], mel.shape[-1] * params.hop_length), np.float32)
+        length = params.samples_for_width(mel.shape[-1], periodic=periodic)
+        silent = np.zeros((mel.shape[0], length), np.float32)
         return Audio(silent, sample_rate=params.sample_rate)
     waveform = get_converter(params, device=device).mel_to_waveform(
         mel, method=method, num_iterations=num_iterations, seed=seed, periodic=periodic

@@ -210,7 +210,10 @@ def periodic_image_to_audio(
             ``num_iterations``, ``device``, ...); the method is always ``"fast"``.
 
     Returns:
-        Audio of ``width * hop_length`` samples, peak-normalised like ``image_to_audio``.
+        Audio of ``params.samples_for_width(width, periodic=True)`` = ``width · hop_length``
+        samples (512 columns → 225,792 samples = 5.12 s: the one-shot convention's
+        ``(width − 1) · hop`` plus the hop from the last column back to the first),
+        peak-normalised like ``image_to_audio``.
     """
     image = load_image(image)
     params = params or params_from_image(image)

@@ -186,17 +186,47 @@ class SpectrogramParams:
         """Image columns per second of audio."""
         return self.sample_rate / self.hop_length
 
-    def width_for_samples(self, num_samples: int) -> int:
+    def width_for_samples(self, num_samples: int, *, periodic: bool = False) -> int:
         """Image width (columns, i.e. STFT frames) for ``num_samples`` samples of audio.
 
-        Centred STFT frames: ``num_samples // hop_length + 1``. Riffusion images drop the final
-        frame so that 5.12 s gives exactly 512 columns; see :func:`riffusion.audio_to_image`.
+        Riffusion's convention, the one source of truth for lengths in this library: centred
+        STFT frames sit at samples ``0, hop, 2·hop, …`` and the last one is kept, so
+        ``num_samples // hop_length + 1`` columns (5.12 s = 225,792 samples → 513 columns,
+        5.11 s = 225,351 samples → 512 columns, 5.678 s → 568 columns at the defaults).
+
+        Args:
+            num_samples: audio length (in samples), >= 0.
+            periodic: the audio is one period of a loop; frame ``num_samples // hop`` would be
+                frame 0 again, so the width is ``num_samples // hop_length`` (5.12 s → 512).
+
+        Returns:
+            The number of image columns.
         """
+        _check_count("num_samples", num_samples)
+        if periodic:
+            return num_samples // self.hop_length
         return num_samples // self.hop_length + 1
 
-    def samples_for_width(self, width: int) -> int:
-        """Number of audio samples that an image ``width`` columns wide decodes to."""
-        return width * self.hop_length
+    def samples_for_width(self, width: int, *, periodic: bool = False) -> int:
+        """Number of audio samples that an image ``width`` columns wide decodes to.
+
+        Riffusion's convention: ``(width − 1) · hop_length`` samples, from the centre of the
+        first frame to the centre of the last (a 512-px image → 225,351 samples = 5.11 s at the
+        defaults, the length of every clip Riffusion's server sent). Round trips are
+        width-stable: ``width_for_samples(samples_for_width(w)) == w``.
+
+        Args:
+            width: image width (in columns), >= 1.
+            periodic: the image is one period of a loop (its last column continues into its
+                first): ``width · hop_length`` samples (512 px → 225,792 samples = 5.12 s).
+
+        Returns:
+            The number of audio samples.
+        """
+        _check_count("width", width, minimum=1)
+        if periodic:
+            return width * self.hop_length
+        return (width - 1) * self.hop_length
 
     def replace(self, **changes: Any) -> SpectrogramParams:
         """A copy with ``changes`` applied (validated like a new instance)."""
@@ -278,6 +308,11 @@ class SpectrogramParams:
             raise ImageFormatError(
                 f"the image's EXIF parameters are impossible ({tags}): {error}"
             ) from error
+
+
+def _check_count(name: str, value: Any, *, minimum: int = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ParameterError(f"{name}={value!r} must be an integer >= {minimum}")
 
 
 def _exif_number(value: float) -> int | float:

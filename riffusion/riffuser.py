@@ -44,20 +44,23 @@ from riffusion.looping import stream_schedule
 from riffusion.params import SpectrogramParams
 from riffusion.seeds import (
     DEFAULT_SEED_IMAGE,
+    check_image_id,
     image_fingerprint,
     load_mask_image,
     load_seed_image,
-    mask_images,
-    seed_images,
+    resolve_mask_id,
+    resolve_seed_id,
 )
 from riffusion.spectrogram import InverseMethod
 
 __all__ = ["DEFAULT_SEED", "Clip", "Progress", "ProgressCallback", "Recipe", "Riffuser"]
 
 DEFAULT_SEED = "default"
-"""Sentinel for ``seed_image=``: the built-in default seed image (``og_beat``)."""
+"""Sentinel for ``seed_image=``: the built-in default seed image (``straight_beat``)."""
 
-_WINDOW_PX = 512  # one model window: 5.12 s at the default parameters
+_WINDOW_PX = 512  # one model window: (512 − 1) · hop = 225,351 samples = 5.11 s at the defaults
+_WINDOW_S = SpectrogramParams().samples_for_width(_WINDOW_PX) / SpectrogramParams().sample_rate
+_MAX_STEPS = 1000  # the checkpoint's training timesteps: more steps than that cannot run
 _CONTEXT_PX = 256  # continuation keeps one bar (2.56 s at 93.75 BPM) of the previous window
 _BLEND_PX = 16  # columns over which a continuation window is blended into its context
 _OVERLAP_PX = 64  # audio_to_audio window overlap
@@ -79,15 +82,22 @@ class Recipe:
     Attributes:
         kind: ``"text_to_audio"``, ``"audio_to_audio"``, ``"riffuse"`` or ``"loop"``.
         model: model id or folder the pipeline was loaded from.
-        scheduler: scheduler name (one of ``SCHEDULER_NAMES``).
+        scheduler: the scheduler that ran: ``"default"`` (the checkpoint's own), a name of
+            ``SCHEDULER_NAMES``, or a diffusers scheduler class name (one assigned to
+            ``pipeline.scheduler`` directly).
+        scheduler_config: config entries of that scheduler that differ from what
+            ``scheduler`` builds on the checkpoint's noise schedule (usually ``None``).
         start: the start prompt input (prompt, seed, negative prompt, denoising, guidance).
         end: the end prompt input of an interpolation, or ``None``.
         alpha: interpolation weight in [0, 1].
         num_inference_steps: scheduler steps of a full run.
-        seed_image: built-in seed image name, ``"custom:<fingerprint>"`` for a user image or
-            audio, or ``None`` for pure text-to-image.
-        mask_image: built-in mask name, ``"custom:<fingerprint>"``, or ``None``.
-        duration_s: requested duration (in seconds).
+        seed_image: seed image id (built-in name or registered id; aliases are recorded as
+            the id they resolve to), ``"custom:<fingerprint>"`` for a user image or audio, or
+            ``None`` for pure text-to-image.
+        mask_image: mask id, ``"custom:<fingerprint>"``, or ``None``.
+        duration_s: duration (in seconds), in (0, 600]: the requested length of
+            ``text_to_audio``, the input's of ``audio_to_audio``, one window's (5.11 s) of
+            ``riffuse`` and one period's (5.12 s) of ``loop``.
         input_audio: fingerprint of the input audio of ``audio_to_audio``, else ``None``.
         decode_method: phase recovery method of ``image_to_audio``.
         decode_seed: seed of the phase recovery.
@@ -104,21 +114,77 @@ class Recipe:
     num_inference_steps: int = 50
     seed_image: str | None = DEFAULT_SEED_IMAGE
     mask_image: str | None = None
-    duration_s: float = 5.12
+    duration_s: float = _WINDOW_S
     input_audio: str | None = None
     decode_method: str = "fast"
     decode_seed: int = 0
     params: SpectrogramParams = field(default_factory=SpectrogramParams)
     version: str = field(default_factory=_library_version)
+    scheduler_config: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         kinds = ("text_to_audio", "audio_to_audio", "riffuse", "loop")
         if self.kind not in kinds:
             raise ParameterError(f"kind={self.kind!r} must be one of {', '.join(kinds)}")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ParameterError(f"model={self.model!r} must be a non-empty hub id or folder")
+        _check_scheduler_name(self.scheduler)
+        if self.scheduler_config is not None:
+            if not isinstance(self.scheduler_config, dict) or not all(
+                isinstance(key, str) for key in self.scheduler_config
+            ):
+                raise ParameterError(
+                    f"scheduler_config={self.scheduler_config!r} must be a dict with string keys"
+                )
+            try:
+                json.dumps(self.scheduler_config, allow_nan=False)
+            except (TypeError, ValueError) as error:
+                raise ParameterError(
+                    f"scheduler_config={self.scheduler_config!r} must hold JSON values: {error}"
+                ) from error
         if not isinstance(self.start, PromptInput):
             raise ParameterError(f"start={self.start!r} must be a PromptInput")
         if self.end is not None and not isinstance(self.end, PromptInput):
             raise ParameterError(f"end={self.end!r} must be a PromptInput or None")
+        if (
+            not isinstance(self.alpha, int | float)
+            or isinstance(self.alpha, bool)
+            or not math.isfinite(self.alpha)
+            or not 0.0 <= self.alpha <= 1.0
+        ):
+            raise ParameterError(f"alpha={self.alpha!r} must be a number in [0, 1]")
+        check_integer("num_inference_steps", self.num_inference_steps)
+        if self.num_inference_steps > _MAX_STEPS:
+            raise ParameterError(
+                f"num_inference_steps={self.num_inference_steps} must be at most {_MAX_STEPS}"
+            )
+        for name in ("seed_image", "mask_image"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, str) and value.startswith("custom:"):
+                _check_fingerprint(name, value[len("custom:") :])
+            else:
+                check_image_id(value, what=name)
+        if self.kind == "audio_to_audio" and self.seed_image is not None:
+            raise ParameterError("seed_image must be None for an audio_to_audio recipe")
+        _check_duration(self.duration_s)
+        if self.kind == "audio_to_audio" or self.input_audio is not None:
+            if self.kind != "audio_to_audio":
+                raise ParameterError(f"input_audio is only for audio_to_audio, not {self.kind!r}")
+            _check_fingerprint("input_audio", self.input_audio)
+        if self.decode_method not in ("fast", "reference"):
+            raise ParameterError(
+                f"decode_method={self.decode_method!r} must be 'fast' or 'reference'"
+            )
+        if self.kind == "loop" and self.decode_method != "fast":
+            raise ParameterError("decode_method must be 'fast' for a loop (periodic decoding)")
+        if isinstance(self.decode_seed, bool) or not isinstance(self.decode_seed, int):
+            raise ParameterError(f"decode_seed={self.decode_seed!r} must be an integer")
+        if not isinstance(self.params, SpectrogramParams):
+            raise ParameterError(f"params={self.params!r} must be SpectrogramParams")
+        if not isinstance(self.version, str) or not self.version:
+            raise ParameterError(f"version={self.version!r} must be a non-empty string")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (prompt inputs use riffusion's field names)."""
@@ -126,6 +192,8 @@ class Recipe:
         data["start"] = self.start.to_dict()
         data["end"] = self.end.to_dict() if self.end is not None else None
         data["params"] = dataclasses.asdict(self.params)
+        if self.scheduler_config is None:
+            del data["scheduler_config"]  # recipes without overrides read as before
         return data
 
     @classmethod
@@ -143,6 +211,8 @@ class Recipe:
             if values.get("end") is not None:
                 values["end"] = PromptInput.from_dict(values["end"])
             if "params" in values:
+                if not isinstance(values["params"], dict):
+                    raise ParameterError(f"params={values['params']!r} must be a JSON object")
                 values["params"] = SpectrogramParams(**values["params"])
             return cls(**values)
         except (KeyError, TypeError) as error:
@@ -298,6 +368,16 @@ def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # ------------------------------------------------------------------------------- helpers
+def _parse_recipe(recipe: Any) -> Recipe:
+    """A :class:`Recipe` from itself, its JSON or its URL string."""
+    if isinstance(recipe, str):
+        text = recipe.strip()
+        return Recipe.from_url(text) if text.startswith(_URL_PREFIX) else Recipe.from_json(text)
+    if not isinstance(recipe, Recipe):
+        raise ParameterError(f"recipe must be a Recipe or a string, got {type(recipe).__name__}")
+    return recipe
+
+
 def _check_steps(num_inference_steps: Any) -> int:
     return check_integer("num_inference_steps", num_inference_steps)
 
@@ -313,6 +393,37 @@ def _check_duration(duration_s: Any) -> float:
             f"duration_s={duration_s!r} must be a number in (0, {_MAX_DURATION_S:g}] seconds"
         )
     return float(duration_s)
+
+
+def _model_id(model: Any) -> str:
+    """A hub id as given; an existing folder as its absolute path (recipes render anywhere)."""
+    text = os.fspath(model) if isinstance(model, os.PathLike) else str(model)
+    try:
+        return str(Path(text).resolve()) if Path(text).exists() else text
+    except (OSError, ValueError):  # not a usable path (NUL, too long): an id
+        return text
+
+
+def _check_scheduler_name(name: Any) -> None:
+    import diffusers
+
+    if isinstance(name, str) and name in SCHEDULER_NAMES:
+        return
+    cls = getattr(diffusers, name, None) if isinstance(name, str) and name.isidentifier() else None
+    if not isinstance(cls, type) or not issubclass(cls, diffusers.SchedulerMixin):
+        raise ParameterError(
+            f"scheduler={name!r} must be one of {list(SCHEDULER_NAMES)} or a diffusers "
+            "scheduler class name"
+        )
+
+
+def _check_fingerprint(name: str, value: Any) -> None:
+    if (
+        not isinstance(value, str)
+        or len(value) != 16
+        or any(char not in "0123456789abcdef" for char in value)
+    ):
+        raise ParameterError(f"{name}={value!r} must be a 16-hex-digit image fingerprint")
 
 
 def _random_seed() -> int:
@@ -394,6 +505,9 @@ class Riffuser:
         params: spectrogram parameters of the model's images (Riffusion's by default).
         decode_method: phase recovery used for every clip (``"fast"`` or ``"reference"``).
         decode_seed: seed of the phase recovery.
+        scheduler: a scheduler name (``SCHEDULER_NAMES``) to switch the pipeline to, or ``None``
+            to keep the pipeline's current one. Recipes record the scheduler that actually ran,
+            read from ``pipeline.scheduler`` at each call.
 
     Thread safety: the pipeline and the scheduler hold per-run state, so every generating
     method (``text_to_audio``, ``audio_to_audio``, ``riffuse``, ``loop``, ``render``) and
@@ -419,21 +533,34 @@ class Riffuser:
         params: SpectrogramParams | None = None,
         decode_method: InverseMethod = "fast",
         decode_seed: int = 0,
-        scheduler: str = "default",
+        scheduler: str | None = None,
     ) -> None:
         if not isinstance(pipeline, RiffusionPipeline):
             raise ParameterError(
                 f"pipeline must be a RiffusionPipeline, got {type(pipeline).__name__}"
             )
         self.pipeline = pipeline
-        self.model = str(model)
+        # A folder is recorded absolute, so recipes render from any working directory.
+        self.model = _model_id(model)
         self.params = params or SpectrogramParams()
         if self.params.stereo:
             raise ParameterError("Riffuser works with mono spectrogram params (stereo=False)")
+        if decode_method not in ("fast", "reference"):
+            raise ParameterError(
+                f"decode_method={decode_method!r} must be 'fast' or 'reference'"
+            )
+        if isinstance(decode_seed, bool) or not isinstance(decode_seed, int):
+            raise ParameterError(f"decode_seed={decode_seed!r} must be an integer")
         self.decode_method = decode_method
         self.decode_seed = decode_seed
-        self.scheduler_name = scheduler
+        if scheduler is not None:
+            self.pipeline.set_scheduler(scheduler)
         self.lock = threading.RLock()
+
+    @property
+    def scheduler_name(self) -> str:
+        """The name recipes record for the pipeline's current scheduler (see :class:`Recipe`)."""
+        return self.pipeline.describe_scheduler()[0]
 
     @classmethod
     def from_pretrained(
@@ -448,7 +575,8 @@ class Riffuser:
         """Load a checkpoint (hub id or folder) and wrap it.
 
         Args:
-            model: hub id (default ``riffusion/riffusion-model-v1``) or local folder.
+            model: hub id (default ``riffusion/riffusion-model-v1``) or local folder; a folder
+                is recorded in recipes as its absolute path, so they render from any directory.
             device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
             dtype: weights dtype (float16 on CUDA by default, float32 elsewhere).
             scheduler: scheduler name (``SCHEDULER_NAMES``); the checkpoint's own by default.
@@ -458,7 +586,28 @@ class Riffuser:
         pipeline = RiffusionPipeline.from_pretrained(
             model, device=device, torch_dtype=dtype, scheduler=scheduler, **kwargs
         )
-        return cls(pipeline, model=os.fspath(model), scheduler=scheduler or "default")
+        return cls(pipeline, model=_model_id(model))
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe | str, **kwargs: Any) -> Riffuser:
+        """A fresh :class:`Riffuser` for the model and parameters a recipe was made with.
+
+        ``Riffuser.from_recipe(recipe).render(recipe)`` remakes the clip in another process
+        or working directory (the recipe records hub ids or absolute folders).
+
+        Args:
+            recipe: a :class:`Recipe`, its JSON or its URL string.
+            **kwargs: passed to :meth:`from_pretrained` (``device``, ``dtype``,
+                ``local_files_only`` …).
+        """
+        recipe = _parse_recipe(recipe)
+        if recipe.params.stereo:
+            raise ParameterError("Riffuser works with mono spectrogram params (stereo=False)")
+        riffuser = cls.from_pretrained(recipe.model, **kwargs)
+        riffuser.params = recipe.params
+        riffuser.decode_method = recipe.decode_method  # type: ignore[assignment]
+        riffuser.decode_seed = recipe.decode_seed
+        return riffuser
 
     @contextlib.contextmanager
     def on_progress(self, callback: ProgressCallback) -> Iterator[None]:
@@ -510,7 +659,6 @@ class Riffuser:
     def set_scheduler(self, name: str) -> Riffuser:
         """Switch the sampling scheduler by name (recorded in recipes)."""
         self.pipeline.set_scheduler(name)
-        self.scheduler_name = name
         return self
 
     def __repr__(self) -> str:
@@ -525,51 +673,49 @@ class Riffuser:
     def _seed_image(
         self, seed_image: Any, *, width: int = _WINDOW_PX
     ) -> tuple[Image.Image | None, str | None]:
-        """Resolve ``seed_image=`` to (RGB image ``width`` wide or None, recipe identity)."""
+        """Resolve ``seed_image=`` to (RGB image ``width`` wide or None, recipe identity).
+
+        A string is always an id (built-in, registered or a Riffusion alias), never a path;
+        files come as :class:`pathlib.Path` (or ``os.PathLike``).
+        """
         if seed_image is None:
             return None, None
-        if isinstance(seed_image, str) and seed_image == DEFAULT_SEED:
-            seed_image = DEFAULT_SEED_IMAGE
-        if isinstance(seed_image, str) and seed_image in {s.name for s in seed_images()}:
-            return _fit_width(load_seed_image(seed_image), width), seed_image
-        if isinstance(seed_image, Audio):
+        if isinstance(seed_image, str):
+            name = DEFAULT_SEED_IMAGE if seed_image == DEFAULT_SEED else seed_image
+            resolved = resolve_seed_id(name)
+            image = _fit_width(load_seed_image(resolved).convert("RGB"), width)
+        elif isinstance(seed_image, Audio):
             length = self.params.samples_for_width(width)
             audio = seed_image.resample(self.params.sample_rate).to_mono()
             repeats = math.ceil(length / audio.num_samples)
             looped = Audio(np.tile(audio.waveform, (1, repeats)), audio.sample_rate)
             image = audio_to_image(looped.fit_length(length), self.params)
-        elif isinstance(seed_image, Image.Image | str | os.PathLike):
-            if isinstance(seed_image, str) and not Path(seed_image).exists():
-                names = ", ".join(s.name for s in seed_images())
-                raise ParameterError(
-                    f"seed_image={seed_image!r} is neither a built-in seed image ({names}) "
-                    "nor an existing file"
-                )
+        elif isinstance(seed_image, Image.Image | os.PathLike):
             image = _fit_width(load_image(seed_image).convert("RGB"), width)
         else:
             raise ParameterError(
-                f"seed_image must be a name, path, PIL image, Audio or None, got "
-                f"{type(seed_image).__name__}"
+                f"seed_image must be an id (str), a pathlib.Path, a PIL image, Audio or None, "
+                f"got {type(seed_image).__name__}"
             )
         if image.height != self.params.num_frequencies:
             raise ParameterError(
                 f"seed_image height {image.height} must be {self.params.num_frequencies}"
             )
+        if isinstance(seed_image, str):
+            return image, resolved
         return image, f"custom:{image_fingerprint(image)}"
 
     def _mask_image(self, mask_image: Any) -> tuple[Image.Image | None, str | None]:
-        if mask_image is None:
-            return None, None
-        if isinstance(mask_image, str) and mask_image in {m.name for m in mask_images()}:
-            return load_mask_image(mask_image), mask_image
-        if isinstance(mask_image, str) and not Path(mask_image).exists():
-            names = ", ".join(m.name for m in mask_images())
+        """Resolve ``mask_image=``: ``None``/``""`` = no mask, a string id, a Path or PIL image."""
+        if isinstance(mask_image, str) or mask_image is None:
+            resolved = resolve_mask_id(mask_image)
+            if resolved is None:
+                return None, None
+            return load_mask_image(resolved), resolved
+        if not isinstance(mask_image, Image.Image | os.PathLike):
             raise ParameterError(
-                f"mask_image={mask_image!r} is neither a built-in mask ({names}) nor a file"
-            )
-        if not isinstance(mask_image, Image.Image | str | os.PathLike):
-            raise ParameterError(
-                f"mask_image must be a name, path or PIL image, got {type(mask_image).__name__}"
+                f"mask_image must be an id (str), a pathlib.Path, a PIL image or None, got "
+                f"{type(mask_image).__name__}"
             )
         image = load_image(mask_image).convert("L")
         return image, f"custom:{image_fingerprint(image)}"
@@ -629,8 +775,8 @@ class Riffuser:
         audio = image_to_audio(
             image,
             self.params,
-            method="fast" if periodic else self.decode_method,
-            seed=self.decode_seed,
+            method="fast" if periodic else recipe.decode_method,
+            seed=recipe.decode_seed,
             periodic=periodic,
             device=self._decode_device(),
         )
@@ -660,11 +806,13 @@ class Riffuser:
         return Clip(audio=audio, image=self._with_exif(image), recipe=recipe, debug=debug)
 
     def _recipe(self, kind: str, start: PromptInput, **values: Any) -> Recipe:
-        scheduler = self.scheduler_name if self.scheduler_name in SCHEDULER_NAMES else "default"
+        # What will run: the pipeline's scheduler as it is now, however it was set.
+        scheduler, overrides = self.pipeline.describe_scheduler()
         return Recipe(
             kind=kind,
             model=self.model,
             scheduler=scheduler,
+            scheduler_config=overrides or None,
             start=start,
             decode_method=self.decode_method,
             decode_seed=self.decode_seed,
@@ -685,7 +833,7 @@ class Riffuser:
         num_inference_steps: int = 50,
         seed_image: Any = DEFAULT_SEED,
         mask_image: Any = None,
-        duration_s: float = 5.12,
+        duration_s: float | None = None,
     ) -> Clip:
         """Generate music from a text prompt.
 
@@ -696,11 +844,15 @@ class Riffuser:
             denoising: img2img strength in [0, 1] against the seed image (ignored without one).
             guidance: classifier-free guidance scale.
             num_inference_steps: scheduler steps of a full run.
-            seed_image: built-in name (see :func:`riffusion.seed_images`), path, PIL image,
-                :class:`Audio`, or ``None`` for pure text-to-image. Default ``"og_beat"``.
-            mask_image: built-in mask name, path or PIL image (white = regenerate); applies to
-                the first window.
-            duration_s: length in seconds, (0, 600]. Beyond one window (5.12 s) the music is
+            seed_image: an id (built-in name, see :func:`riffusion.seed_images`; an id
+                registered with :func:`riffusion.seeds.register_seed_images`; or one of the
+                Riffusion web app's ids in :data:`riffusion.seeds.RIFFUSION_ALIASES`), a
+                :class:`pathlib.Path` to an image, a PIL image, :class:`Audio`, or ``None`` for
+                pure text-to-image. Default ``"straight_beat"``. Strings are never paths.
+            mask_image: a mask id, :class:`pathlib.Path` or PIL image (white = regenerate);
+                ``None`` or ``""`` for no mask; applies to the first window.
+            duration_s: length in seconds, (0, 600]; ``None`` is one model window, 512 columns
+                = ``params.samples_for_width(512)`` = 225,351 samples = 5.11 s. Longer music is
                 continued: each next window is in-painted with the last 2.56 s of the previous
                 one kept as context, and the joined spectrogram is decoded in one piece, so
                 there are no seams in the phase.
@@ -708,6 +860,8 @@ class Riffuser:
         Returns:
             A :class:`Clip` of exactly ``round(duration_s * sample_rate)`` samples.
         """
+        if duration_s is None:
+            duration_s = self.params.samples_for_width(_WINDOW_PX) / self.params.sample_rate
         duration_s = _check_duration(duration_s)
         steps = _check_steps(num_inference_steps)
         seed = _random_seed() if seed is None else seed
@@ -738,7 +892,8 @@ class Riffuser:
         started = time.perf_counter()
         start = recipe.start
         num_samples = round(recipe.duration_s * self.params.sample_rate)
-        columns = math.ceil(num_samples / self.params.hop_length)
+        # The narrowest image that decodes to at least num_samples: (columns − 1)·hop ≥ n.
+        columns = max(2, math.ceil(num_samples / self.params.hop_length) + 1)
         self._expect_windows(
             1 + max(0, math.ceil((columns - _WINDOW_PX) / (_WINDOW_PX - _CONTEXT_PX)))
         )
@@ -809,8 +964,9 @@ class Riffuser:
     ) -> Clip:
         """Transform audio of any length with a prompt (style transfer on the spectrogram).
 
-        The audio is resampled and mixed to mono, encoded as a spectrogram, cut into 5.12 s
-        windows overlapping by 0.64 s (one window, padded, for shorter audio), each window
+        The audio is resampled and mixed to mono, encoded as a spectrogram
+        (``params.width_for_samples(n)`` columns), cut into 512-column windows overlapping by
+        64 columns (one window, padded, for shorter audio), each window
         regenerated with img2img (window ``k`` uses seed ``seed + k``), the windows crossfaded
         back together in the image and the result decoded in one piece.
 
@@ -903,7 +1059,7 @@ class Riffuser:
         seed_image: Any = DEFAULT_SEED,
         mask_image: Any = None,
     ) -> Clip:
-        """One interpolation step between two prompt inputs (one 5.12 s clip).
+        """One interpolation step between two prompt inputs (one 512-column window: 5.11 s).
 
         Text embeddings are mixed linearly, the seeds' noise spherically, denoising and
         guidance linearly; ``alpha=0`` is the start alone, ``alpha=1`` the end alone.
@@ -921,6 +1077,7 @@ class Riffuser:
             num_inference_steps=steps,
             seed_image=seed_identity,
             mask_image=mask_identity,
+            duration_s=self.params.samples_for_width(_WINDOW_PX) / self.params.sample_rate,
         )
         return self._riffuse(recipe, seed_picture, mask_picture)
 
@@ -956,13 +1113,16 @@ class Riffuser:
         buffer_ahead: int = 0,
         **options: Any,
     ) -> Iterator[Clip]:
-        """The web app's endless playback, as an iterator of 5.12 s clips.
+        """The web app's endless playback, as an iterator of one-window (5.11 s) clips.
 
         Moves between successive prompts in ``steps_per_transition`` alpha steps; when the
         prompt stays the same (or the prompts run out, with ``endless``) the seed walks
         ``n → n + 1``. All clips share the seed image, so they line up on its beat and can be
-        played back to back (see :func:`riffusion.stitch`). Each clip's ``debug`` holds its
-        ``alphas`` and ``seeds``.
+        played back to back (see :func:`riffusion.stitch`). Each clip is
+        ``params.samples_for_width(512)`` = 225,351 samples, exactly what Riffusion's server
+        sent; the 512 columns span 5.12 s of beat grid, so clips played end to end drift
+        10 ms per clip against the seed's beat, as in the original app. Each clip's ``debug``
+        holds its ``alphas`` and ``seeds``.
 
         Args:
             prompts: :class:`PromptInput` values or strings (see
@@ -1006,9 +1166,12 @@ class Riffuser:
         num_inference_steps: int = 50,
         seed_image: Any = DEFAULT_SEED,
     ) -> Clip:
-        """A 5.12 s clip that loops seamlessly.
+        """A clip that loops seamlessly: one period of 512 columns, 225,792 samples = 5.12 s.
 
-        The generation itself is periodic in time (circular padding along the latent time
+        A periodic image's last column continues into its first, so it decodes to
+        ``params.samples_for_width(512, periodic=True)`` = 512 · hop samples (the one-shot
+        convention's 511 · hop plus the hop that leads back to the start). The generation
+        itself is periodic in time (circular padding along the latent time
         axis in the UNet and VAE), and the phase is recovered with circular framing
         (:func:`riffusion.looping.periodic_image_to_audio`), so played end to start there is no
         click or jump. The built-in seed images are two bars at 93.75 BPM, so the loop is two
@@ -1024,7 +1187,14 @@ class Riffuser:
             guidance=guidance,
         )
         seed_picture, seed_identity = self._seed_image(seed_image)
-        recipe = self._recipe("loop", start, num_inference_steps=steps, seed_image=seed_identity)
+        recipe = self._recipe(
+            "loop",
+            start,
+            num_inference_steps=steps,
+            seed_image=seed_identity,
+            duration_s=self.params.samples_for_width(_WINDOW_PX, periodic=True)
+            / self.params.sample_rate,
+        )
         return self._loop(recipe, seed_picture)
 
     def _loop(self, recipe: Recipe, seed_picture: Image.Image | None) -> Clip:
@@ -1051,6 +1221,14 @@ class Riffuser:
     ) -> Clip:
         """Make the clip a recipe describes again — bit for bit on the same device and versions.
 
+        Everything comes from the recipe: the scheduler (built fresh for this call from the
+        recorded name and config, on this model's noise schedule), the decode method and seed,
+        the seed and mask images. The Riffuser is left as it was: its decode settings are not
+        touched, and the pipeline's scheduler object is the same before and after (while the
+        call runs, the recipe's scheduler is installed on the pipeline, which is not
+        thread-safe anyway). To render in a fresh process, use
+        ``Riffuser.from_recipe(recipe).render(recipe)``.
+
         "Same" includes torch's CPU thread count (``torch.get_num_threads()``): reductions are
         split per thread, so a different count changes the last bits and, through the
         iterations, the audio.
@@ -1061,24 +1239,12 @@ class Riffuser:
             mask_image: likewise for a custom mask.
             audio: the input audio of an ``audio_to_audio`` recipe (checked by fingerprint).
         """
-        if isinstance(recipe, str):
-            text = recipe.strip()
-            recipe = (
-                Recipe.from_url(text) if text.startswith(_URL_PREFIX) else Recipe.from_json(text)
-            )
-        if not isinstance(recipe, Recipe):
-            raise ParameterError(
-                f"recipe must be a Recipe or a string, got {type(recipe).__name__}"
-            )
+        recipe = _parse_recipe(recipe)
         if recipe.params != self.params:
             raise ParameterError(
                 f"recipe params {recipe.params} differ from this Riffuser's {self.params}"
             )
-        if recipe.scheduler != self.scheduler_name:
-            self.set_scheduler(recipe.scheduler)
-        previous = (self.decode_method, self.decode_seed)
-        self.decode_method, self.decode_seed = recipe.decode_method, recipe.decode_seed  # type: ignore[assignment]
-        try:
+        with self._scheduler_of(recipe):
             if recipe.kind == "audio_to_audio":
                 if audio is None:
                     raise ParameterError("this recipe transforms audio: pass audio=")
@@ -1098,8 +1264,20 @@ class Riffuser:
             if recipe.kind == "loop":
                 return self._loop(recipe, seed_picture)
             return self._riffuse(recipe, seed_picture, mask_picture)
+
+    @contextlib.contextmanager
+    def _scheduler_of(self, recipe: Recipe) -> Iterator[None]:
+        """Run the block with the recipe's scheduler; the pipeline's own is put back after."""
+        overrides = recipe.scheduler_config or {}
+        if self.pipeline.describe_scheduler() == (recipe.scheduler, overrides):
+            yield
+            return
+        own = self.pipeline.scheduler
+        self.pipeline.scheduler = self.pipeline.build_scheduler(recipe.scheduler, overrides)
+        try:
+            yield
         finally:
-            self.decode_method, self.decode_seed = previous
+            self.pipeline.scheduler = own
 
     @staticmethod
     def _recipe_image(identity: str | None, given: Any, resolve: Any) -> Image.Image | None:

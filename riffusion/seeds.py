@@ -9,15 +9,32 @@ The pictures ship as PNG files in ``riffusion/assets``; :func:`synthesize_seed_a
 :func:`make_mask` are the code that made them (``python scripts/make_seed_images.py`` rebuilds
 them), so nothing here is a third party's recording.
 
-Masks are white where the model regenerates and black where the seed image is kept.
+Masks are white where the model regenerates, black where the seed image is kept, and grey
+regenerates partly.
+
+**Ids.** Seed images and masks are picked by id: a built-in name (:func:`seed_images`,
+:func:`mask_images`), an id registered from a folder of images with
+:func:`register_seed_images`, or one of the original Riffusion web app's ids, which
+:data:`RIFFUSION_ALIASES` maps to a built-in image of matching character (our own pictures,
+not Riffusion's: ``og_beat`` → ``straight_beat``). Lookup order: registered, then built-in,
+then alias, so a user who registers a folder holding Riffusion's own ``og_beat.png`` gets
+exactly that picture. Ids are names, never paths: an id with a path separator, a leading dot,
+``..`` or a NUL raises :class:`~riffusion.errors.ParameterError`; pass a
+:class:`pathlib.Path` to :class:`riffusion.Riffuser` to use a file. ``None`` and ``""`` mean
+"no mask" wherever a mask id is taken (the web app sends both).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import re
+import threading
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -25,24 +42,34 @@ from PIL import Image
 from riffusion.audio import Audio
 from riffusion.errors import ParameterError
 from riffusion.image import load_image
+from riffusion.params import SpectrogramParams
 
 __all__ = [
     "DEFAULT_SEED_IMAGE",
+    "RIFFUSION_ALIASES",
     "SEED_BPM",
     "SeedImage",
+    "check_image_id",
     "image_fingerprint",
     "load_mask_image",
     "load_seed_image",
     "make_mask",
+    "make_seed_image",
     "mask_images",
+    "register_seed_images",
+    "registered_images",
+    "resolve_mask_id",
+    "resolve_seed_id",
     "seed_images",
     "synthesize_seed_audio",
+    "unregister_seed_images",
 ]
 
 SEED_BPM = 93.75
 """Tempo of every built-in seed image: two bars of 4/4 in 5.12 s."""
 
-DEFAULT_SEED_IMAGE = "og_beat"
+DEFAULT_SEED_IMAGE = "straight_beat"
+"""The built-in seed image used when none is named (the web app's ``og_beat`` maps to it)."""
 
 _SAMPLE_RATE = 44100
 _DURATION_S = 5.12
@@ -67,7 +94,7 @@ class SeedImage:
 
 
 _SEEDS = {
-    "og_beat": "straight rock/hip-hop beat: kick on 1 and 3, snare on 2 and 4, eighth hats",
+    "straight_beat": "straight rock/hip-hop beat: kick on 1 and 3, snare on 2 and 4, eighth hats",
     "breakbeat": "syncopated breakbeat: off-beat kicks, ghost snares, sixteenth hats",
     "four_on_the_floor": "dance beat: kick every beat, clap on 2 and 4, open hats off the beat",
     "marimba_arp": "mallet arpeggio in sixteenths over Am–F–C–G, no drums",
@@ -81,7 +108,51 @@ _MASKS = {
     "keep_bass": "keep the lowest quarter of the frequencies, regenerate above",
     "keep_treble": "keep the upper half of the frequencies, regenerate below",
     "beat_lines": "keep a thin stripe at every beat, regenerate between (keeps the groove)",
+    "beat_lines_80": "keep a thin stripe at every beat, regenerate between at 80 % strength",
+    "gradient_dark": "regenerate the highs at most 50 %, fading to keep the bass (mostly keeps)",
+    "gradient_top_70": "regenerate the top at 70 %, fading linearly to keep the bottom",
+    "gradient_top_fifth_75": "regenerate the top fifth at 75 %, fading to keep below it",
+    "top_third_75": "regenerate the top third of the frequencies at 75 %, keep the rest",
+    "top_third_95": "regenerate the top third of the frequencies at 95 %, keep the rest",
 }
+
+RIFFUSION_ALIASES: dict[str, str] = {
+    # seed images the original web app asks for → ours of matching character
+    "og_beat": "straight_beat",
+    "agile": "breakbeat",
+    "marim": "marimba_arp",
+    "motorway": "four_on_the_floor",
+    "vibes": "pad_pulse",
+    # masks it offers → ours drawn after the names' meaning
+    "mask_beat_lines_80": "beat_lines_80",
+    "mask_gradient_dark": "gradient_dark",
+    "mask_gradient_top_70": "gradient_top_70",
+    "mask_gradient_top_fifth_75": "gradient_top_fifth_75",
+    "mask_top_third_75": "top_third_75",
+    "mask_top_third_95": "top_third_95",
+}
+"""The original Riffusion app's seed and mask ids → this library's built-in images.
+
+The targets are this project's own pictures with the character the names suggest (a straight
+beat for ``og_beat``, a marimba for ``marim``; masks drawn after their names: ``top_third_75``
+regenerates the top third at 75 %), not copies of Riffusion's images. Register a folder holding
+the originals with :func:`register_seed_images` to use exactly those instead.
+"""
+
+# Noise seeds of the synthesis, fixed per name so renaming or adding seeds keeps the pictures.
+_RNG_SEEDS = {
+    "breakbeat": 0,
+    "four_on_the_floor": 1,
+    "marimba_arp": 2,
+    "noise_swell": 3,
+    "straight_beat": 4,
+    "pad_pulse": 5,
+}
+
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+_REGISTERED: dict[str, Path] = {}
+_REGISTRY_LOCK = threading.Lock()
 
 
 def seed_images() -> list[SeedImage]:
@@ -112,17 +183,186 @@ def _cached_mask(name: str) -> Image.Image:
     return _asset("masks", name, _MASKS, "mask image")
 
 
+def check_image_id(value: Any, *, what: str = "image id") -> str:
+    """``value`` if it is a well-formed seed or mask id, else :class:`ParameterError`.
+
+    Ids are names: letters, digits, ``_``, ``-`` and ``.`` (not first), no ``..``. Anything
+    path-like (``../x``, ``/etc/x``, ``a/b``, ``C:\\x``, a NUL) is rejected, so ids from an
+    untrusted client can never reach the file system.
+    """
+    if not isinstance(value, str):
+        raise ParameterError(
+            f"{what}={value!r} must be a string id; known ids: {', '.join(_known_ids())}"
+        )
+    if not _ID_PATTERN.fullmatch(value) or ".." in value:
+        raise ParameterError(
+            f"{what}={value!r} is not a valid id (letters, digits, '_', '-', '.'; no paths); "
+            f"known ids: {', '.join(_known_ids())}"
+        )
+    return value
+
+
+def _known_ids() -> list[str]:
+    with _REGISTRY_LOCK:
+        registered = sorted(_REGISTERED)
+    return [*registered, *_SEEDS, *_MASKS, *RIFFUSION_ALIASES]
+
+
+def register_seed_images(folder: str | os.PathLike[str]) -> list[str]:
+    """Make every image in ``folder`` available as a seed image and mask id (its file stem).
+
+    For example the original Riffusion's ``seed_images`` folder registers ``og_beat``,
+    ``agile``, ``mask_top_third_75`` …: a registered id wins over a built-in name and over
+    :data:`RIFFUSION_ALIASES`, so those ids then give exactly the original pictures. Files whose
+    stem is not a valid id (see :func:`check_image_id`) and non-image files are skipped.
+    Registering again replaces an id's file.
+
+    Args:
+        folder: a directory holding ``.png``/``.jpg``/``.jpeg``/``.webp``/``.bmp``/``.tif``
+            images.
+
+    Returns:
+        The ids registered, sorted.
+
+    Raises:
+        ParameterError: ``folder`` is not a directory, or holds no usable image.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ParameterError(f"folder={os.fspath(folder)!r} is not a directory")
+    found = {
+        path.stem: path.resolve()
+        for path in sorted(root.iterdir())
+        if path.is_file()
+        and path.suffix.lower() in _IMAGE_SUFFIXES
+        and _ID_PATTERN.fullmatch(path.stem)
+        and ".." not in path.stem
+    }
+    if not found:
+        raise ParameterError(
+            f"folder={os.fspath(folder)!r} holds no image whose name is a valid id "
+            f"({', '.join(_IMAGE_SUFFIXES)})"
+        )
+    with _REGISTRY_LOCK:
+        _REGISTERED.update(found)
+    return sorted(found)
+
+
+def unregister_seed_images(ids: list[str] | None = None) -> None:
+    """Forget registered ids (all of them when ``ids`` is ``None``)."""
+    with _REGISTRY_LOCK:
+        if ids is None:
+            _REGISTERED.clear()
+        for name in ids or []:
+            _REGISTERED.pop(name, None)
+
+
+def registered_images() -> dict[str, Path]:
+    """The registered ids and the (absolute) files they load."""
+    with _REGISTRY_LOCK:
+        return dict(_REGISTERED)
+
+
+def resolve_seed_id(seed_id: Any) -> str:
+    """The id a seed image request resolves to: registered, built-in, or an alias's target.
+
+    Raises:
+        ParameterError: malformed (path-like) or unknown id; the message lists the known ids.
+    """
+    check_image_id(seed_id, what="seed_image")
+    with _REGISTRY_LOCK:
+        if seed_id in _REGISTERED:
+            return seed_id
+    if seed_id in _SEEDS:
+        return seed_id
+    if seed_id in RIFFUSION_ALIASES and RIFFUSION_ALIASES[seed_id] in _SEEDS:
+        return RIFFUSION_ALIASES[seed_id]
+    raise ParameterError(
+        f"unknown seed image {seed_id!r} (seed_image={seed_id!r} is no registered, built-in "
+        f"or alias id); known: {', '.join(_known_seed_ids())}"
+    )
+
+
+def resolve_mask_id(mask_id: Any) -> str | None:
+    """Like :func:`resolve_seed_id` for masks; ``None`` and ``""`` mean no mask (``None``)."""
+    if mask_id is None or mask_id == "":
+        return None
+    check_image_id(mask_id, what="mask_image")
+    with _REGISTRY_LOCK:
+        if mask_id in _REGISTERED:
+            return mask_id
+    if mask_id in _MASKS:
+        return mask_id
+    if mask_id in RIFFUSION_ALIASES and RIFFUSION_ALIASES[mask_id] in _MASKS:
+        return RIFFUSION_ALIASES[mask_id]
+    raise ParameterError(
+        f"unknown mask image {mask_id!r} (mask_image={mask_id!r} is no registered, built-in "
+        f"or alias id); known: {', '.join(_known_mask_ids())}"
+    )
+
+
+def _known_seed_ids() -> list[str]:
+    aliases = [name for name, target in RIFFUSION_ALIASES.items() if target in _SEEDS]
+    return [*sorted(registered_images()), *_SEEDS, *aliases]
+
+
+def _known_mask_ids() -> list[str]:
+    aliases = [name for name, target in RIFFUSION_ALIASES.items() if target in _MASKS]
+    return [*sorted(registered_images()), *_MASKS, *aliases]
+
+
+def _registered_image(name: str) -> Image.Image | None:
+    with _REGISTRY_LOCK:
+        path = _REGISTERED.get(name)
+    return None if path is None else load_image(path)
+
+
 def load_seed_image(name: str) -> Image.Image:
-    """A built-in seed image by name (a fresh copy, 512×512 RGB with spectrogram EXIF)."""
-    image = _cached_seed(name)
+    """A seed image by id (a fresh copy; built-ins are 512×512 RGB with spectrogram EXIF).
+
+    ``name`` is a registered id, a built-in name or a :data:`RIFFUSION_ALIASES` id.
+    """
+    resolved = resolve_seed_id(name)
+    registered = _registered_image(resolved)
+    if registered is not None:
+        return registered.convert("RGB") if registered.mode != "RGB" else registered
+    image = _cached_seed(resolved)
     copy = image.copy()
     copy.getexif().update(image.getexif())
     return copy
 
 
 def load_mask_image(name: str) -> Image.Image:
-    """A built-in mask by name (a fresh copy, 512×512 ``L``)."""
-    return _cached_mask(name).copy()
+    """A mask by id (a fresh ``L`` copy; built-ins are 512×512); see :func:`load_seed_image`.
+
+    Raises:
+        ParameterError: ``None``/``""`` (no mask has no image), or a bad or unknown id.
+    """
+    resolved = resolve_mask_id(name)
+    if resolved is None:
+        raise ParameterError(f"mask_image={name!r} means no mask; there is no image to load")
+    registered = _registered_image(resolved)
+    if registered is not None:
+        return registered.convert("L")
+    return _cached_mask(resolved).copy()
+
+
+def make_seed_image(name: str) -> Image.Image:
+    """Encode a built-in seed's synthesised audio as its 512×512 spectrogram image.
+
+    The audio is two bars (5.12 s, one period of a loop), so the image is
+    ``params.width_for_samples(samples, periodic=True)`` = 512 columns: the 513th frame of
+    Riffusion's centred encoding would be the next bar's downbeat.
+    """
+    from riffusion.convert import audio_to_image
+
+    audio = synthesize_seed_audio(name)
+    params = SpectrogramParams()
+    image = audio_to_image(audio, params)
+    width = params.width_for_samples(audio.num_samples, periodic=True)
+    cropped = image.crop((0, 0, width, image.height))
+    cropped.getexif().update(image.getexif())
+    return cropped
 
 
 def image_fingerprint(image: Image.Image) -> str:
@@ -199,9 +439,9 @@ def synthesize_seed_audio(name: str) -> Audio:
     """The 5.12 s, 44.1 kHz mono audio a built-in seed image was made from (deterministic)."""
     if name not in _SEEDS:
         raise ParameterError(f"unknown seed image {name!r}; built-in ones are {', '.join(_SEEDS)}")
-    rng = np.random.default_rng(sorted(_SEEDS).index(name))
+    rng = np.random.default_rng(_RNG_SEEDS[name])
     total = round(_DURATION_S * _SAMPLE_RATE)
-    if name == "og_beat":
+    if name == "straight_beat":
         bar = [0, 8, 10]
         track = _drums(
             rng,
@@ -271,8 +511,31 @@ def make_mask(name: str, *, width: int = 512, height: int = 512) -> Image.Image:
         mask[height - height // 4 :, :] = 0  # low frequencies are at the bottom
     elif name == "keep_treble":
         mask[: height // 2, :] = 0
-    else:  # beat_lines: a stripe of 8 columns at each beat (64 columns at 93.75 BPM)
+    elif name in ("beat_lines", "beat_lines_80"):
+        # A stripe of 8 columns kept at each beat (64 columns at 93.75 BPM).
+        if name == "beat_lines_80":
+            mask[:] = _grey(0.80)
         beat = round(_BEAT_S * 100 * width / 512)
         for start in range(0, width, beat):
             mask[:, start : start + 8] = 0
+    else:
+        # Top rows are the high frequencies. ``top`` = 1 at the first row, 0 at the last.
+        top = np.linspace(1.0, 0.0, height)[:, None]
+        if name == "gradient_dark":
+            values = 0.5 * top
+        elif name == "gradient_top_70":
+            values = 0.70 * top
+        elif name == "gradient_top_fifth_75":
+            fifth = height // 5
+            values = np.zeros((height, 1))
+            values[:fifth, 0] = 0.75 * np.linspace(1.0, 0.0, fifth)
+        else:  # top_third_75, top_third_95
+            strength = 0.75 if name == "top_third_75" else 0.95
+            values = np.zeros((height, 1))
+            values[: height // 3] = strength
+        mask = np.broadcast_to(np.rint(values * 255).astype(np.uint8), (height, width)).copy()
     return Image.fromarray(mask, mode="L")
+
+
+def _grey(strength: float) -> int:
+    return round(strength * 255)

@@ -57,13 +57,22 @@ _FRAME_BLOCK = 128
 
 
 def num_frames(num_samples: int, params: SpectrogramParams) -> int:
-    """Spectrogram frames (image columns) for ``num_samples`` samples: ``num_samples // hop``.
+    """Spectrogram frames (image columns) for ``num_samples`` samples.
 
-    Centred STFT frames sit at ``0, hop, 2·hop, ...``; the frame centred exactly on the last
-    sample boundary is dropped so that 5.12 s at 44.1 kHz gives exactly 512 columns, and an image
-    of ``width`` columns decodes to ``width * hop_length`` samples.
+    Riffusion's convention, ``params.width_for_samples(num_samples)`` =
+    ``num_samples // hop_length + 1``: centred STFT frames sit at ``0, hop, 2·hop, ...`` and
+    the last one is kept (5.12 s at 44.1 kHz → 513 columns, 5.11 s → 512). An image of
+    ``width`` columns decodes to ``params.samples_for_width(width)`` = ``(width − 1) · hop``
+    samples.
     """
-    return num_samples // params.hop_length
+    return params.width_for_samples(num_samples)
+
+
+def _fit_samples(waveform: torch.Tensor, length: int) -> torch.Tensor:
+    """Crop or zero-pad the last axis of ``waveform`` to ``length`` samples."""
+    if waveform.shape[-1] >= length:
+        return waveform[..., :length]
+    return torch.nn.functional.pad(waveform, (0, length - waveform.shape[-1]))
 
 
 def mel_filterbank(
@@ -521,13 +530,15 @@ class SpectrogramConverter:
                 device may round the band-limited product differently by an ulp.
 
         Returns:
-            ``(..., n_mels, samples // hop_length)`` float32 magnitudes on ``self.device``.
+            ``(..., n_mels, samples // hop_length + 1)`` float32 magnitudes on
+            ``self.device`` (Riffusion's convention, ``params.width_for_samples``: 5.12 s →
+            513 frames, 5.11 s → 512).
         """
         _check_waveform(waveform)
         _check_method(method)
         params = self.params
         frames = num_frames(waveform.shape[-1], params)
-        if frames < 1:
+        if waveform.shape[-1] < params.hop_length:
             raise ParameterError(
                 f"waveform of {waveform.shape[-1]} samples is shorter than one hop "
                 f"({params.hop_length} samples = {params.step_size_ms} ms)"
@@ -537,6 +548,10 @@ class SpectrogramConverter:
         minimum = params.n_fft // 2 + 1
         if flat.shape[-1] < minimum:
             flat = torch.nn.functional.pad(flat, (0, minimum - flat.shape[-1]))
+        # An odd n_fft pads one sample less than it spans: one zero keeps the last frame whole.
+        spanned = flat.shape[-1] + 2 * (params.n_fft // 2) - params.n_fft
+        if spanned // params.hop_length + 1 < frames:
+            flat = torch.nn.functional.pad(flat, (0, 1))
         if method == "reference":
             mel = self._reference_waveform_to_mel(flat)[..., :frames]
         else:
@@ -643,7 +658,9 @@ class SpectrogramConverter:
                 the audio loops without a click.
 
         Returns:
-            ``(..., frames * hop_length)`` float32 waveform on ``self.device``, at the scale of the
+            ``(..., params.samples_for_width(frames))`` float32 waveform on ``self.device``
+            (Riffusion's convention: ``(frames − 1) · hop_length`` samples, 225,351 for 512
+            frames; ``frames · hop_length`` with ``periodic=True``), at the scale of the
             waveform the magnitudes came from.
         """
         _check_mel(mel, self.params)
@@ -671,9 +688,15 @@ class SpectrogramConverter:
                 f"reflect-pads {self.params.n_fft // 2} samples); use at least "
                 f"{self.params.n_fft // 2 // self.params.hop_length + 2} frames or method='fast'"
             )
+        length = self.params.samples_for_width(mel.shape[-1], periodic=periodic)
+        if length == 0:
+            raise ParameterError(
+                "mel with 1 frame decodes to no samples ((frames − 1) · hop_length); use at "
+                "least 2 frames, or periodic=True"
+            )
         mel = mel.to(self.device, torch.float32)
         if method == "reference":
-            return self._reference_mel_to_waveform(mel, iterations, seed)
+            return _fit_samples(self._reference_mel_to_waveform(mel, iterations, seed), length)
         leading = mel.shape[:-2]
         flat = mel.reshape(-1, *mel.shape[-2:])
         if self.device.type == "cpu":
@@ -687,6 +710,7 @@ class SpectrogramConverter:
             )
         else:
             waveform = self._fast_mel_to_waveform(flat, iterations, seed, periodic)
+        waveform = _fit_samples(waveform, length)
         return waveform.reshape(*leading, waveform.shape[-1])
 
     def _reference_mel_to_waveform(
@@ -717,9 +741,7 @@ class SpectrogramConverter:
             torch.manual_seed(seed)
             linear = inverse_mel(mel)
             waveform = griffin_lim(linear)
-        # Riffusion's output is one hop short of frames * hop; pad so lengths agree across methods.
-        missing = mel.shape[-1] * params.hop_length - waveform.shape[-1]
-        return torch.nn.functional.pad(waveform, (0, missing))
+        return waveform
 
     def _get_inverse(self) -> tuple[_InverseOperators, _InverseOperators | None]:
         """The operators of the fast inverse: the ``win_length``-point grid (10 Hz at the

@@ -7,19 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from riffusion import audio_to_image
 from riffusion.image import save_image
-from riffusion.seeds import make_mask, mask_images, seed_images, synthesize_seed_audio
+from riffusion.seeds import make_mask, make_seed_image, mask_images, seed_images
 
 ASSETS = Path(__file__).resolve().parents[1] / "riffusion" / "assets"
 
 
 def main() -> None:
     for seed in seed_images():
-        path = save_image(
-            audio_to_image(synthesize_seed_audio(seed.name)),
-            ASSETS / "seed_images" / f"{seed.name}.png",
-        )
+        path = save_image(make_seed_image(seed.name), ASSETS / "seed_images" / f"{seed.name}.png")
         print(f"wrote {path}")
     for mask in mask_images():
         path = ASSETS / "masks" / f"{mask.name}.png"

@@ -22,8 +22,9 @@ import soundfile
 import torch
 from PIL import Image
 
+import riffusion
 from riffusion import Audio
-from riffusion.cli import main
+from riffusion.cli import build_parser, main
 from riffusion.image import load_image, params_from_image
 from tests.conftest import SAMPLE_RATE, music_like
 from tests.diffusion_fixtures import tiny_model_dir
@@ -31,7 +32,8 @@ from tests.diffusion_fixtures import tiny_model_dir
 REPO = Path(__file__).resolve().parent.parent
 STEPS = "2"
 INPUT_S = 3.0
-CLIP_S = 5.12
+CLIP_S = 225351 / 44100  # one window: (512 − 1) × 441 samples = 5.11 s, as Riffusion's
+LOOP_S = 5.12  # one period of 512 columns: 512 × 441 samples
 
 COMMANDS = (
     "text-to-audio",
@@ -44,6 +46,7 @@ COMMANDS = (
     "image-to-audio",
     "seed-images",
     "print-exif",
+    "sample-clips",
 )
 
 
@@ -177,7 +180,7 @@ def test_text_to_audio(runs, folder):
     assert image.size == (512, 512) and params_from_image(image).sample_rate == SAMPLE_RATE
     recipe = json.loads((folder / "t.json").read_text())
     assert recipe["kind"] == "text_to_audio" and recipe["start"]["seed"] == 7
-    assert recipe["num_inference_steps"] == 2 and recipe["seed_image"] == "og_beat"
+    assert recipe["num_inference_steps"] == 2 and recipe["seed_image"] == "straight_beat"
     # Recorded as an absolute folder, so the recipe renders from anywhere.
     assert recipe["model"] == str(tiny_model_dir().resolve())
 
@@ -220,7 +223,7 @@ def test_stream_writes_n_clips_in_one_file(runs, folder):
 
 def test_loop_repeated(runs, folder):
     _ok(runs["loop"])
-    _check_audio(folder / "l.flac", "FLAC", 3 * CLIP_S)
+    _check_audio(folder / "l.flac", "FLAC", 3 * LOOP_S)
     samples, _ = soundfile.read(str(folder / "l.flac"), dtype="int16")
     third = len(samples) // 3
     assert np.array_equal(samples[:third], samples[third : 2 * third])
@@ -235,7 +238,9 @@ def test_model_free_commands_do_not_import_diffusers(runs, folder):
     for name in ("audio-to-image", "image-to-audio", "print-exif", "seed-images"):
         assert runs[name].returncode == 0, runs[name].stderr
     assert runs["heavy-after-model-free"].stdout == ""
-    assert "SAMPLE_RATE" in runs["print-exif"].stdout and "og_beat" in runs["seed-images"].stdout
+    assert "SAMPLE_RATE" in runs["print-exif"].stdout
+    assert "straight_beat" in runs["seed-images"].stdout
+    assert "og_beat" in runs["seed-images"].stdout  # listed as an alias
     _check_audio(folder / "m.wav", "WAV", INPUT_S)
 
 
@@ -256,7 +261,7 @@ def test_audio_to_image_and_back(folder, capsys):
     assert main(["audio-to-image", str(folder / "in.wav"), "-o", str(folder / "x.png")]) == 0
     assert "Wrote" in capsys.readouterr().err
     image = load_image(folder / "x.png")
-    assert image.size == (round(INPUT_S * 100), 512)
+    assert image.size == (round(INPUT_S * 100) + 1, 512)  # n // hop + 1 columns
     assert params_from_image(image).stereo is False
     output = folder / "x.flac"
     assert main(["image-to-audio", str(folder / "x.png"), "-o", str(output), "-q"]) == 0
@@ -423,3 +428,122 @@ def test_unexpected_errors_and_interrupts(monkeypatch, capsys):
     monkeypatch.setattr(riffusion.cli, "_seed_images", interrupted)
     assert main(["seed-images"]) == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ parity with the original
+def test_audio_to_image_takes_the_spectrogram_parameters(folder, capsys):
+    output = folder / "params.png"
+    argv = [
+        "audio-to-image", str(folder / "in.wav"), "-o", str(output), "-q",
+        "--step-size-ms", "20", "--num-frequencies", "128", "--min-frequency", "30",
+        "--max-frequency", "8000", "--window-duration-ms", "50", "--padded-duration-ms", "200",
+        "--power-for-image", "0.5", "--stereo",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    image = load_image(output)
+    params = params_from_image(image)
+    assert params == riffusion.SpectrogramParams(
+        sample_rate=44100,
+        stereo=True,
+        step_size_ms=20,
+        num_frequencies=128,
+        min_frequency_hz=30,
+        max_frequency_hz=8000,
+        window_duration_ms=50,
+        padded_duration_ms=200,
+        power_for_image=0.5,
+    )
+    # 3 s at a 882-sample hop: 132,300 // 882 + 1 = 151 columns, 128 rows.
+    assert image.size == (151, 128)
+    # The image is exactly what the library makes with those parameters.
+    expected = riffusion.audio_to_image(Audio.load(folder / "in.wav"), params)
+    assert np.array_equal(np.asarray(image), np.asarray(expected))
+
+
+def test_audio_to_image_keeps_the_sample_rate_when_asked(folder):
+    source = folder / "in22k.wav"
+    Audio(music_like(2.0, sample_rate=22050), 22050).save(source)
+    kept, resampled = folder / "kept.png", folder / "resampled.png"
+    assert main(["audio-to-image", str(source), "-o", str(kept), "-q", "--keep-sample-rate"]) == 0
+    assert main(["audio-to-image", str(source), "-o", str(resampled), "-q"]) == 0
+    kept_params = params_from_image(load_image(kept))
+    assert kept_params.sample_rate == 22050 and kept_params.hop_length == 220
+    assert load_image(kept).width == 44100 // 220 + 1
+    assert params_from_image(load_image(resampled)).sample_rate == 44100
+    assert load_image(resampled).width == 201
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["audio-to-image", "a", "-o", "b", "--step-size-ms", "0"])
+
+
+def test_print_exif_in_the_original_format(folder, capsys):
+    image = folder / "exif.png"
+    assert main(["audio-to-image", str(folder / "in.wav"), "-o", str(image), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["print-exif", str(image), "--format", "riffusion"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:9] == [
+        "SAMPLE_RATE          =           44100",
+        "STEREO               =               0",
+        "STEP_SIZE_MS         =              10",
+        "WINDOW_DURATION_MS   =             100",
+        "PADDED_DURATION_MS   =             400",
+        "NUM_FREQUENCIES      =             512",
+        "MIN_FREQUENCY        =               0",
+        "MAX_FREQUENCY        =           10000",
+        "POWER_FOR_IMAGE      =            0.25",
+    ]
+    assert len(lines) == 10 and lines[9].startswith("MAX_VALUE            = ")
+    assert main(["print-exif", str(image), "--format", "table"]) == 0
+    assert "Spectrogram parameters:" in capsys.readouterr().out
+
+
+def _clip_files(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def test_sample_clips_seeded_mono_any_extension(folder, capsys):
+    source = folder / "long.wav"
+    stereo = np.stack([music_like(4.0), music_like(4.0, seed=9)])
+    Audio(stereo, SAMPLE_RATE).save(source)
+    first, again, other = folder / "c1", folder / "c2", folder / "c3"
+    common = ["sample-clips", str(source), "--duration-ms", "1500", "--num-clips", "3", "-q"]
+    assert main([*common, "-o", str(first), "--seed", "4"]) == 0
+    assert main([*common, "-o", str(again), "--seed", "4"]) == 0
+    assert main([*common, "-o", str(other), "--seed", "5"]) == 0
+    names = _clip_files(first)
+    assert names == _clip_files(again) != _clip_files(other)
+    assert len(names) == 3
+    original, _ = soundfile.read(str(source), dtype="int16")
+    for name in names:
+        # The original's names: clip_{i}_start_{ms}_ms_duration_{ms}_ms.{ext}
+        index, start_ms = int(name.split("_")[1]), int(name.split("_")[3])
+        assert name == f"clip_{index}_start_{start_ms}_ms_duration_1500_ms.wav"
+        assert 0 <= start_ms <= 2500
+        samples, rate = soundfile.read(str(first / name), dtype="int16")
+        assert rate == SAMPLE_RATE and samples.shape == (66150, 2)
+        start = start_ms * 441 // 10
+        assert np.array_equal(samples, original[start : start + 66150])
+    # --mono mixes down; --extension picks any format libsndfile writes.
+    for extension, fmt in (("flac", "FLAC"), ("aiff", "AIFF"), ("au", "AU"), ("ogg", "OGG")):
+        out = folder / f"mono_{extension}"
+        argv = [*common, "-o", str(out), "--seed", "4", "--mono", "--extension", extension]
+        assert main(argv) == 0
+        files = sorted(out.iterdir())
+        assert [path.suffix for path in files] == [f".{extension}"] * 3
+        info = soundfile.info(str(files[0]))
+        assert info.format == fmt and info.channels == 1 and info.frames == 66150
+    assert main([*common, "-o", str(folder / "bad"), "--extension", "docx"]) == 1
+    assert "not a format libsndfile writes" in capsys.readouterr().err
+    too_long = ["sample-clips", str(source), "-o", str(folder / "x"), "--duration-ms", "5000"]
+    assert main(too_long) == 1
+    assert "longer than" in capsys.readouterr().err
+
+
+def test_seed_and_mask_ids_on_the_command_line():
+    from riffusion.cli import _mask_image, _seed_image
+
+    assert _seed_image("og_beat") == "straight_beat" and _seed_image("marim") == "marimba_arp"
+    assert _mask_image("") is None and _mask_image("none") is None
+    assert _mask_image("mask_top_third_75") == "top_third_75"
+    with pytest.raises(riffusion.ParameterError, match="nor is '../nope.png' an existing file"):
+        _seed_image("../nope.png")

@@ -34,16 +34,23 @@ def test_public_api_is_exported():
         assert hasattr(riffusion, name)
 
 
-def test_5_12_seconds_give_a_512_square_image():
-    audio = Audio(music_like(5.12), sample_rate=SAMPLE_RATE)
+def test_5_11_seconds_give_a_512_square_image():
+    # Riffusion's convention: n // hop + 1 columns, so 225,351 samples (5.11 s) → 512 and
+    # 5.12 s → 513; a 512-px image decodes back to 225,351 samples.
+    assert audio_to_image(Audio(music_like(5.12), sample_rate=SAMPLE_RATE)).size == (513, 512)
+    audio = Audio(music_like(225351 / SAMPLE_RATE), sample_rate=SAMPLE_RATE)
+    assert audio.num_samples == 225351
     image = audio_to_image(audio)
     assert image.size == (512, 512) and image.mode == "RGB"
+    assert image_to_audio(image, num_iterations=1).num_samples == 225351
     exif = image.getexif()
     assert exif[int(ExifTag.SAMPLE_RATE)] == 44100 and exif[int(ExifTag.NUM_FREQUENCIES)] == 512
     assert exif[int(ExifTag.MAX_VALUE)] > 0
 
 
-@pytest.mark.parametrize(("duration_s", "width"), [(1.0, 100), (0.5, 50), (2.345, 234)])
+@pytest.mark.parametrize(
+    ("duration_s", "width"), [(1.0, 101), (0.5, 51), (2.345, 235), (5.678, 568), (0.99, 100)]
+)
 def test_width_is_proportional_to_duration(duration_s, width):
     image = audio_to_image(Audio(music_like(duration_s), sample_rate=SAMPLE_RATE))
     assert image.size == (width, 512)
@@ -51,12 +58,12 @@ def test_width_is_proportional_to_duration(duration_s, width):
 
 def test_any_rate_and_channel_count_is_converted(music_stereo):
     at_22k = Audio(music_like(1.0, sample_rate=22050), sample_rate=22050)
-    assert audio_to_image(at_22k).size == (100, 512)
+    assert audio_to_image(at_22k).size == (101, 512)
     stereo_params = SpectrogramParams(stereo=True)
     image = audio_to_image(music_stereo, stereo_params)
     pixels = np.asarray(image)
     assert (pixels[..., 0] == 0).all() and not np.array_equal(pixels[..., 1], pixels[..., 2])
-    assert audio_to_image(Audio(music_like(1.0), SAMPLE_RATE), stereo_params).size == (100, 512)
+    assert audio_to_image(Audio(music_like(1.0), SAMPLE_RATE), stereo_params).size == (101, 512)
 
 
 def test_round_trip_mono_spectral_convergence(music_mono):
@@ -113,9 +120,9 @@ def test_image_path_and_exif_params(tmp_path, music_mono):
 
 
 def test_short_audio_is_padded_not_rejected():
-    # 50 ms is shorter than the STFT's reflect padding needs (200 ms) but is five columns.
+    # 50 ms is shorter than the STFT's reflect padding needs (200 ms) but is six columns.
     image = audio_to_image(Audio(music_like(0.05), sample_rate=SAMPLE_RATE))
-    assert image.size == (5, 512)
+    assert image.size == (6, 512)
 
 
 def test_bad_inputs():

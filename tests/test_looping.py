@@ -134,11 +134,19 @@ def test_stream_schedule_same_prompt_walks_seed_and_finite_mode():
 def test_periodic_decoding_removes_the_wraparound_jump():
     time = np.arange(int(2.0 * SAMPLE_RATE)) / SAMPLE_RATE
     tone = Audio((0.5 * np.sin(2 * np.pi * 441.3 * time)).astype(np.float32), SAMPLE_RATE)
-    image = riffusion.audio_to_image(tone)
-    plain = seam_discontinuity(riffusion.image_to_audio(image))
-    looped_audio = periodic_image_to_audio(image)
+    # One period of 2 s is 200 columns (the one-shot encoding's 201st is the start again).
+    params = riffusion.SpectrogramParams()
+    period = params.width_for_samples(tone.num_samples, periodic=True)
+    full = riffusion.audio_to_image(tone)
+    assert (full.width, period) == (201, 200)
+    image = full.crop((0, 0, period, full.height))
+    plain_audio = riffusion.image_to_audio(image)
+    plain = seam_discontinuity(plain_audio)
+    looped_audio = periodic_image_to_audio(image, params)
     looped = seam_discontinuity(looped_audio)
-    assert looped_audio.num_samples == image.width * 441
+    # Loop length exact: the period decodes to the 88,200 samples it came from.
+    assert looped_audio.num_samples == tone.num_samples == 200 * 441
+    assert plain_audio.num_samples == 199 * 441
     assert plain["jump_ratio"] > 10  # a click: far above a typical sample step
     assert looped["jump_ratio"] < 3  # like any other sample step
 

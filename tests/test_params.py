@@ -19,7 +19,34 @@ def test_defaults_are_riffusion_model_v1():
     assert params.stereo is False
     assert params.max_value == 30e6
     assert params.pixels_per_second == 100.0
-    assert params.samples_for_width(512) == 225792  # 5.12 s
+    # Riffusion's frame convention: (w − 1)·hop samples, n // hop + 1 columns.
+    assert params.samples_for_width(512) == 225351  # 5.11 s, the length of Riffusion's MP3s
+    assert params.width_for_samples(225792) == 513  # 5.12 s
+    assert params.width_for_samples(225351) == 512
+    assert params.width_for_samples(round(5.678 * 44100)) == 568  # Riffusion's test clip
+    # Loops: a period of w columns is w·hop samples.
+    assert params.samples_for_width(512, periodic=True) == 225792
+    assert params.width_for_samples(225792, periodic=True) == 512
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 64, 511, 512, 513, 1000])
+@pytest.mark.parametrize("periodic", [False, True])
+def test_widths_and_samples_round_trip(width, periodic):
+    params = SpectrogramParams()
+    samples = params.samples_for_width(width, periodic=periodic)
+    assert params.width_for_samples(samples, periodic=periodic) == width
+    # Every sample count between two widths' lengths still maps to the lower width.
+    assert params.width_for_samples(samples + params.hop_length - 1, periodic=periodic) == width
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3", None])
+def test_width_and_sample_counts_are_checked(bad):
+    with pytest.raises(ParameterError, match="num_samples"):
+        SpectrogramParams().width_for_samples(bad)
+    with pytest.raises(ParameterError, match="width"):
+        SpectrogramParams().samples_for_width(bad)
+    with pytest.raises(ParameterError, match="width=0"):
+        SpectrogramParams().samples_for_width(0)
 
 
 def test_frozen():

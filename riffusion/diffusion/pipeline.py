@@ -45,7 +45,12 @@ from riffusion.diffusion.prompt_weighting import (
     pad_chunks,
     tokenize_weighted,
 )
-from riffusion.diffusion.schedulers import SCHEDULER_NAMES, make_scheduler
+from riffusion.diffusion.schedulers import (
+    SCHEDULER_NAMES,
+    build_scheduler,
+    describe_scheduler,
+    make_scheduler,
+)
 from riffusion.errors import DeviceError, GenerationCancelled, ParameterError, RiffusionError
 
 __all__ = ["GenerationResult", "RiffusionPipeline", "StepCallback"]
@@ -364,6 +369,24 @@ class RiffusionPipeline:
         else:
             self.scheduler = make_scheduler(name, self.scheduler.config)
         return self
+
+    def describe_scheduler(self) -> tuple[str, dict[str, Any]]:
+        """The current scheduler as ``(name, config overrides)``, as recipes record it.
+
+        See :func:`riffusion.diffusion.schedulers.describe_scheduler`: ``"default"`` for the
+        checkpoint's own, a :data:`SCHEDULER_NAMES` name, or the diffusers class name of a
+        scheduler assigned to :attr:`scheduler` directly.
+        """
+        cls, config = self._default_scheduler
+        return describe_scheduler(self.scheduler, cls, config)
+
+    def build_scheduler(
+        self, name: str, overrides: dict[str, Any] | None = None
+    ) -> SchedulerMixin:
+        """A fresh scheduler from ``(name, overrides)`` on this checkpoint's noise schedule;
+        the pipeline's own :attr:`scheduler` is left as it is."""
+        cls, config = self._default_scheduler
+        return build_scheduler(name, overrides, cls, config)
 
     # ------------------------------------------------------------------ building blocks
 

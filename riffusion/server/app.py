@@ -90,12 +90,32 @@ class _Assets:
     """Seed images and masks by id: built-ins, PNGs of ``seed_image_dir``, uploaded audio."""
 
     def __init__(self, seed_image_dir: str | os.PathLike[str] | None) -> None:
-        from riffusion.seeds import mask_images, seed_images
+        from riffusion.seeds import RIFFUSION_ALIASES, mask_images, seed_images
 
         self.seeds: dict[str, dict[str, Any]] = {
             s.name: {"id": s.name, "description": s.description, "bpm": s.bpm, "source": "built-in"}
             for s in seed_images()
         }
+        masks = {m.name: m for m in mask_images()}
+        # The original web app's ids (og_beat, mask_top_third_75, ...) are served by the
+        # library's alias table; a PNG of the same name in seed_image_dir overrides them below.
+        alias_masks: dict[str, dict[str, Any]] = {}
+        for alias, target in RIFFUSION_ALIASES.items():
+            if target in self.seeds:
+                self.seeds[alias] = {
+                    **self.seeds[target],
+                    "id": alias,
+                    "description": f"Riffusion's id, served by our {target}: "
+                    + self.seeds[target]["description"],
+                    "source": "riffusion-alias",
+                }
+            elif target in masks:
+                alias_masks[alias] = {
+                    "id": alias,
+                    "description": f"Riffusion's id, served by our {target}: "
+                    + masks[target].description,
+                    "source": "riffusion-alias",
+                }
         self._files: dict[str, Path] = {}
         if seed_image_dir is not None:
             folder = Path(seed_image_dir)
@@ -114,8 +134,9 @@ class _Assets:
                 }
         self.masks = {
             m.name: {"id": m.name, "description": m.description, "source": "built-in"}
-            for m in mask_images()
+            for m in masks.values()
         }
+        self.masks.update(alias_masks)
         self.uploads: collections.OrderedDict[str, Any] = collections.OrderedDict()
         # Recipe identity ("custom:<fingerprint>") -> the picture or audio it came from, so a
         # recipe made from a folder image or an upload can be rendered again.
