@@ -321,8 +321,9 @@ def test_scheduler_assigned_directly_is_recorded_by_name_or_class(riffuser):
     unipc = other.text_to_audio("x", seed=2, num_inference_steps=3, seed_image=None)
     assert unipc.recipe.scheduler == "UniPCMultistepScheduler"
     # A changed config is recorded as overrides, and rendering elsewhere rebuilds it.
+    # (our "ddim" turns clip_sample off, as diffusers' SD pipelines do)
     other.pipeline.scheduler = diffusers.DDIMScheduler.from_config(
-        config, timestep_spacing="trailing"
+        config, timestep_spacing="trailing", clip_sample=False
     )
     trailing = other.text_to_audio("x", seed=2, num_inference_steps=3, seed_image=None)
     assert trailing.recipe.scheduler == "ddim"

@@ -478,3 +478,27 @@ def test_serve_command_binds_localhost_3013_by_default(monkeypatch, capsys):
     served["app"].state.worker.close()
     assert main(["serve", "--port", "70000"]) == 2
     assert main(["serve", "--max-queue", "-1"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("seed_id", "mask_id", "ours_seed", "ours_mask"),
+    [("agile", "mask_top_third_75", "breakbeat", "top_third_75"),
+     ("vibes", "mask_beat_lines_80", "pad_pulse", "beat_lines_80")],
+)
+def test_the_web_apps_ids_are_served_by_the_alias_table(
+    client, riffuser, seed_id, mask_id, ours_seed, ours_mask
+):
+    listed = {item["id"]: item for item in client.get("/seed_images").json()}
+    assert listed[seed_id]["source"] == "riffusion-alias" and ours_seed in listed[seed_id][
+        "description"
+    ]
+    assert mask_id in {item["id"] for item in client.get("/masks").json()}
+    body = _body(alpha=0, seed_image_id=seed_id, mask_image_id=mask_id)
+    answer = client.post("/run_inference/", json=body)
+    assert answer.status_code == 200, answer.text
+    ours = riffuser.riffuse(
+        PromptInput(**body["start"]), num_inference_steps=STEPS, seed_image=ours_seed,
+        mask_image=ours_mask,
+    )
+    got = np.asarray(Image.open(io.BytesIO(_decode(answer.json()["image"], "image/jpeg"))))
+    np.testing.assert_array_equal(got, _jpeg_of(ours.image))
