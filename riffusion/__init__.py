@@ -1,13 +1,16 @@
 """riffusion: make music with Stable Diffusion on images of sound.
 
-Layers, bottom to top: :mod:`riffusion.errors` → :mod:`riffusion.params` →
-:mod:`riffusion.spectrogram` (STFT/mel) → :mod:`riffusion.image` (8-bit encoding) →
-:mod:`riffusion.audio` (I/O) and :mod:`riffusion.convert` → :mod:`riffusion.diffusion`
-(img2img pipeline, latent interpolation) → :mod:`riffusion.looping` → :class:`riffusion.Riffuser`.
+Layers, bottom to top (``docs/layers.md``; ``tests/test_layers.py`` checks every import):
+:mod:`riffusion.errors` → :mod:`riffusion.params` → :mod:`riffusion.spectrogram` (STFT/mel) →
+:mod:`riffusion.image` (8-bit encoding) → :mod:`riffusion.audio` (I/O) and
+:mod:`riffusion.convert` → :mod:`riffusion.inputs` (value types), :mod:`riffusion.seeds`,
+:mod:`riffusion.prompts` → :mod:`riffusion.diffusion` (img2img pipeline, latent interpolation) →
+:mod:`riffusion.joins`, :mod:`riffusion.tempo`, :mod:`riffusion.schedule` →
+:mod:`riffusion.recipe`, :class:`riffusion.Riffuser` → apps (CLI, server, batch).
 
-The spectrogram names import eagerly; the diffusion-based ones (``Riffuser``,
-``RiffusionPipeline``, ``PromptInput``, ...) load diffusers and transformers on first use, so
-``import riffusion`` stays quick for audio ↔ image work.
+Every top-level name loads on first use (PEP 562), so ``import riffusion`` itself imports
+neither torch nor diffusers: ``riffusion --help`` and ``import riffusion.inputs`` stay quick,
+audio ↔ image work loads torch, and ``Riffuser`` loads diffusers and transformers.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from riffusion.audio import Audio
-from riffusion.convert import audio_to_image, image_to_audio
 from riffusion.errors import (
     AudioFileError,
     DeviceError,
@@ -26,28 +27,42 @@ from riffusion.errors import (
     ParameterError,
     RiffusionError,
 )
-from riffusion.params import ExifTag, SpectrogramParams
-from riffusion.prompts import random_prompt
-from riffusion.seeds import SeedImage, mask_images, seed_images
-from riffusion.spectrogram import SpectrogramConverter
 
 if TYPE_CHECKING:
-    from riffusion.diffusion import GenerationResult, PromptInput, RiffusionPipeline, slerp
-    from riffusion.looping import estimate_tempo, periodic_image_to_audio, stitch, trim_to_bars
+    from riffusion.audio import Audio
+    from riffusion.convert import audio_to_image, image_to_audio
+    from riffusion.diffusion import GenerationResult, RiffusionPipeline, slerp
+    from riffusion.inputs import PromptInput
+    from riffusion.joins import periodic_image_to_audio, stitch
+    from riffusion.params import ExifTag, SpectrogramParams
+    from riffusion.prompts import random_prompt
     from riffusion.riffuser import Clip, Recipe, Riffuser
+    from riffusion.seeds import SeedImage, mask_images, seed_images
+    from riffusion.spectrogram import SpectrogramConverter
+    from riffusion.tempo import estimate_tempo, trim_to_bars
 
 __version__ = "0.1.0"
 
 # name -> module that defines it, imported on first access (PEP 562).
 _LAZY = {
+    "Audio": "riffusion.audio",
+    "audio_to_image": "riffusion.convert",
+    "image_to_audio": "riffusion.convert",
+    "ExifTag": "riffusion.params",
+    "SpectrogramParams": "riffusion.params",
+    "random_prompt": "riffusion.prompts",
+    "SeedImage": "riffusion.seeds",
+    "mask_images": "riffusion.seeds",
+    "seed_images": "riffusion.seeds",
+    "SpectrogramConverter": "riffusion.spectrogram",
+    "PromptInput": "riffusion.inputs",
     "GenerationResult": "riffusion.diffusion",
-    "PromptInput": "riffusion.diffusion",
     "RiffusionPipeline": "riffusion.diffusion",
     "slerp": "riffusion.diffusion",
-    "estimate_tempo": "riffusion.looping",
-    "periodic_image_to_audio": "riffusion.looping",
-    "stitch": "riffusion.looping",
-    "trim_to_bars": "riffusion.looping",
+    "estimate_tempo": "riffusion.tempo",
+    "periodic_image_to_audio": "riffusion.joins",
+    "stitch": "riffusion.joins",
+    "trim_to_bars": "riffusion.tempo",
     "Clip": "riffusion.riffuser",
     "Recipe": "riffusion.riffuser",
     "Riffuser": "riffusion.riffuser",

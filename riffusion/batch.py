@@ -176,7 +176,7 @@ class BatchJob:
 
 
 def _prompt_input(value: Any, *, what: str, start: Any = None) -> Any:
-    from riffusion.diffusion import PromptInput
+    from riffusion.inputs import PromptInput
 
     if isinstance(value, str):
         seed = start.seed if start is not None else 0
@@ -188,7 +188,7 @@ def _prompt_input(value: Any, *, what: str, start: Any = None) -> Any:
 
 def _short_form_recipe(data: Mapping[str, Any], model: str | None) -> Recipe:
     """Build the Recipe a short-form job describes (keys as :meth:`Riffuser.text_to_audio`)."""
-    from riffusion.diffusion import PromptInput
+    from riffusion.inputs import PromptInput
     from riffusion.params import SpectrogramParams
 
     unknown = sorted(set(data) - _SHORT_KEYS)

@@ -781,7 +781,7 @@ def _assemble(audios: Sequence[Audio], crossfade_s: float, repeat: int) -> Audio
     if len(audios) == 1:
         audio = audios[0]
     else:
-        from riffusion.looping import stitch
+        from riffusion.joins import stitch
 
         audio = stitch(list(audios), crossfade_s=crossfade_s)
     if repeat > 1:
@@ -888,7 +888,7 @@ def _audio_to_audio(args: argparse.Namespace, console: _Console) -> int:
 def _interpolate(args: argparse.Namespace, console: _Console) -> int:
     output = _output_path(args.output, "audio")
     seed_image, mask_image = _images(args)
-    from riffusion.diffusion import PromptInput
+    from riffusion.inputs import PromptInput
 
     seed = _seed(args.seed)
     start = PromptInput(
@@ -933,7 +933,7 @@ def _interpolate(args: argparse.Namespace, console: _Console) -> int:
 def _stream(args: argparse.Namespace, console: _Console) -> int:
     output = _output_path(args.output, "audio")
     seed_image, mask_image = _images(args)
-    from riffusion.diffusion import PromptInput
+    from riffusion.inputs import PromptInput
 
     seed = _seed(args.seed)
     # Prompt k starts from seed + k, as the schedule does for plain strings, but from --seed.

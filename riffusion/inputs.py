@@ -12,9 +12,11 @@ and gets back ``{"image": "data:image/jpeg;base64,...", "audio": "data:audio/mpe
 themselves, and parses untrusted JSON into them with errors that name the offending field
 (``start.seed``), so a server can answer a 4xx before anything reaches the model or the disk.
 
-It imports only the standard library and :mod:`riffusion.errors` (no torch, no diffusers); the
-diffusion layer's :class:`~riffusion.diffusion.PromptInput` is built from an
+It also holds :class:`PromptInput`, one end of an interpolation (the library's own value type,
+re-exported as ``riffusion.PromptInput`` and ``riffusion.diffusion.PromptInput``), built from an
 :class:`InferencePrompt` at the edge (``PromptInput(**prompt.to_dict())``).
+
+It imports only the standard library and :mod:`riffusion.errors` (no torch, no diffusers).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ __all__ = [
     "InferenceOutput",
     "InferencePrompt",
     "InputError",
+    "PromptInput",
+    "check_alpha",
     "check_asset_id",
 ]
 
@@ -302,3 +306,81 @@ class InferenceOutput:
     def to_dict(self) -> dict[str, Any]:
         """The JSON answer."""
         return {"image": self.image, "audio": self.audio, "duration_s": self.duration_s}
+
+
+# ------------------------------------------------------------------- interpolation end point
+def check_alpha(alpha: Any, *, name: str = "alpha") -> float:
+    """Validate an interpolation weight and return it as a float.
+
+    Args:
+        alpha: A real number in [0, 1].
+        name: Argument name used in the error message.
+
+    Raises:
+        ParameterError: If ``alpha`` is not a finite real number in [0, 1].
+    """
+    if not _is_number(alpha) or not math.isfinite(alpha) or not 0.0 <= alpha <= 1.0:
+        raise ParameterError(f"{name}={alpha!r} must be a real number in [0, 1]")
+    return float(alpha)
+
+
+@dataclass(frozen=True)
+class PromptInput:
+    """One end of an interpolation, with riffusion's JSON field names and defaults.
+
+    Attributes:
+        prompt: The text prompt (may contain ``(word:1.3)`` style weights).
+        seed: Seed of the starting noise, an int in [0, 2**63).
+        negative_prompt: What to steer away from; ``None`` means the empty prompt.
+        denoising: img2img strength in [0, 1]: 0 keeps the seed image (no denoising steps), 1
+            regenerates it entirely. Ignored for text-to-image (no seed image).
+        guidance: Classifier-free guidance scale, finite and >= 0 (1 = no guidance, 0 = the
+            negative prompt alone).
+    """
+
+    prompt: str
+    seed: int = 0
+    negative_prompt: str | None = None
+    denoising: float = 0.75
+    guidance: float = 7.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str):
+            raise ParameterError(f"prompt={self.prompt!r} must be a str")
+        if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
+            raise ParameterError(f"negative_prompt={self.negative_prompt!r} must be a str or None")
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not 0 <= self.seed < MAX_SEED
+        ):
+            raise ParameterError(f"seed={self.seed!r} must be an int in [0, 2**63)")
+        object.__setattr__(self, "denoising", check_alpha(self.denoising, name="denoising"))
+        if not _is_number(self.guidance) or not math.isfinite(self.guidance) or self.guidance < 0:
+            raise ParameterError(f"guidance={self.guidance!r} must be a finite number >= 0")
+        object.__setattr__(self, "guidance", float(self.guidance))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the riffusion JSON object: ``prompt``, ``seed``, ``negative_prompt``,
+        ``denoising``, ``guidance``."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PromptInput:
+        """Build from the riffusion JSON object (missing optional keys take their defaults).
+
+        Raises:
+            ParameterError: If ``data`` is not a mapping, has unknown keys, lacks ``prompt``, or
+                a value is invalid.
+        """
+        if not isinstance(data, Mapping):
+            raise ParameterError(f"data={data!r} must be a mapping (a JSON object)")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ParameterError(
+                f"data has unknown keys {unknown}; expected a subset of {sorted(known)}"
+            )
+        if "prompt" not in data:
+            raise ParameterError(f"data={dict(data)!r} lacks the required key 'prompt'")
+        return cls(**data)

@@ -1,7 +1,7 @@
 """The front door: :class:`Riffuser` composes generation, decoding and joining into clips.
 
 Everything here is also reachable from the layers beneath it (``riffusion.diffusion`` for
-images, ``riffusion.convert`` for audio, ``riffusion.looping`` for joining); this module only
+images, ``riffusion.convert`` for audio, ``riffusion.joins`` for joining); this module only
 composes them and records how each clip was made in a :class:`Recipe`.
 """
 
@@ -35,13 +35,14 @@ from riffusion._checks import check_integer
 from riffusion._files import atomic_output
 from riffusion.audio import Audio
 from riffusion.convert import audio_to_image, image_to_audio
-from riffusion.diffusion import DEFAULT_MODEL, SCHEDULER_NAMES, PromptInput, RiffusionPipeline
+from riffusion.diffusion import DEFAULT_MODEL, SCHEDULER_NAMES, RiffusionPipeline
 from riffusion.diffusion.masks import time_range_mask
 from riffusion.errors import ParameterError, RiffusionError
 from riffusion.image import load_image
 from riffusion.image import save_image as write_image
-from riffusion.looping import stream_schedule
+from riffusion.inputs import PromptInput
 from riffusion.params import SpectrogramParams
+from riffusion.schedule import stream_schedule
 from riffusion.seeds import (
     DEFAULT_SEED_IMAGE,
     check_image_id,
@@ -1126,7 +1127,7 @@ class Riffuser:
 
         Args:
             prompts: :class:`PromptInput` values or strings (see
-                :func:`riffusion.looping.stream_schedule`).
+                :func:`riffusion.schedule.stream_schedule`).
             steps_per_transition: clips per transition (4: alpha 0, 0.25, 0.5, 0.75).
             max_clips: stop after this many clips (``None``: as the schedule goes).
             endless: keep walking the seed after the last prompt.
@@ -1173,7 +1174,7 @@ class Riffuser:
         convention's 511 · hop plus the hop that leads back to the start). The generation
         itself is periodic in time (circular padding along the latent time
         axis in the UNet and VAE), and the phase is recovered with circular framing
-        (:func:`riffusion.looping.periodic_image_to_audio`), so played end to start there is no
+        (:func:`riffusion.joins.periodic_image_to_audio`), so played end to start there is no
         click or jump. The built-in seed images are two bars at 93.75 BPM, so the loop is two
         bars long; :func:`riffusion.trim_to_bars` trims other audio to whole bars.
         """

@@ -32,8 +32,8 @@ from riffusion.batch import (
     recipe_digest,
     render,
 )
-from riffusion.diffusion import PromptInput
 from riffusion.errors import ParameterError
+from riffusion.inputs import PromptInput
 from riffusion.params import SpectrogramParams
 from riffusion.riffuser import Recipe, Riffuser
 from riffusion.testing import make_tiny_model

@@ -16,7 +16,7 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from diffusers.pipelines.stable_diffusion import pipeline_stable_diffusion_img2img as img2img_module
 
-from riffusion.diffusion.interpolation import PromptInput
+from riffusion.inputs import PromptInput
 from tests.diffusion_fixtures import _one_torch_thread, gradient_image, tiny_model, tiny_pipe
 
 __all__ = ["_one_torch_thread", "tiny_model", "tiny_pipe"]

@@ -11,7 +11,7 @@ from PIL import Image
 import riffusion
 from riffusion import Audio, Clip, ParameterError, PromptInput, Recipe, Riffuser
 from riffusion.image import params_from_image
-from riffusion.looping import seam_discontinuity
+from riffusion.joins import seam_discontinuity
 from riffusion.seeds import load_seed_image
 from tests.conftest import SAMPLE_RATE, music_like
 from tests.diffusion_fixtures import tiny_model_dir

@@ -6,7 +6,6 @@ import pytest
 import riffusion
 from riffusion import ParameterError, RiffusionError, SpectrogramParams, audio_to_image
 from riffusion.image import params_from_image
-from riffusion.looping import estimate_tempo
 from riffusion.prompts import PROMPTS, random_prompt
 from riffusion.seeds import (
     DEFAULT_SEED_IMAGE,
@@ -24,6 +23,7 @@ from riffusion.seeds import (
     synthesize_seed_audio,
     unregister_seed_images,
 )
+from riffusion.tempo import estimate_tempo
 
 
 def test_at_least_four_seed_images_with_documented_tempo():

@@ -2,16 +2,61 @@
 
 It knows pixels, latents and text embeddings, not audio. Entry point:
 :class:`RiffusionPipeline` (``from_pretrained``, ``riffuse``, ``img2img``, ``text_to_image``).
+
+Names load on first use (PEP 562): ``import riffusion.diffusion`` alone imports neither torch
+nor diffusers; ``RiffusionPipeline``, ``make_scheduler`` and the loaders bring diffusers in.
 """
 
-from riffusion.diffusion.devices import cpu_generator, randn, resolve_device, resolve_dtype
-from riffusion.diffusion.interpolation import PromptInput, lerp, slerp
-from riffusion.diffusion.loading import DEFAULT_MODEL, resolve_model_folder
-from riffusion.diffusion.masks import mask_to_latent, time_range_mask
-from riffusion.diffusion.periodic import is_periodic, periodic_width
-from riffusion.diffusion.pipeline import GenerationResult, RiffusionPipeline
-from riffusion.diffusion.prompt_weighting import parse_prompt_weights
-from riffusion.diffusion.schedulers import SCHEDULER_NAMES, make_scheduler
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from riffusion.diffusion.devices import cpu_generator, randn, resolve_device, resolve_dtype
+    from riffusion.diffusion.interpolation import lerp, slerp
+    from riffusion.diffusion.loading import DEFAULT_MODEL, resolve_model_folder
+    from riffusion.diffusion.masks import mask_to_latent, time_range_mask
+    from riffusion.diffusion.periodic import is_periodic, periodic_width
+    from riffusion.diffusion.pipeline import GenerationResult, RiffusionPipeline
+    from riffusion.diffusion.prompt_weighting import parse_prompt_weights
+    from riffusion.diffusion.schedulers import SCHEDULER_NAMES, make_scheduler
+    from riffusion.inputs import PromptInput
+
+# name -> module that defines it, imported on first access (PEP 562).
+_LAZY = {
+    "cpu_generator": "riffusion.diffusion.devices",
+    "randn": "riffusion.diffusion.devices",
+    "resolve_device": "riffusion.diffusion.devices",
+    "resolve_dtype": "riffusion.diffusion.devices",
+    "PromptInput": "riffusion.inputs",
+    "lerp": "riffusion.diffusion.interpolation",
+    "slerp": "riffusion.diffusion.interpolation",
+    "DEFAULT_MODEL": "riffusion.diffusion.loading",
+    "resolve_model_folder": "riffusion.diffusion.loading",
+    "mask_to_latent": "riffusion.diffusion.masks",
+    "time_range_mask": "riffusion.diffusion.masks",
+    "is_periodic": "riffusion.diffusion.periodic",
+    "periodic_width": "riffusion.diffusion.periodic",
+    "GenerationResult": "riffusion.diffusion.pipeline",
+    "RiffusionPipeline": "riffusion.diffusion.pipeline",
+    "parse_prompt_weights": "riffusion.diffusion.prompt_weighting",
+    "SCHEDULER_NAMES": "riffusion.diffusion.schedulers",
+    "make_scheduler": "riffusion.diffusion.schedulers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'riffusion.diffusion' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -227,7 +227,8 @@ def create_app(
         A FastAPI application; ``app.state.worker`` is its device worker.
     """
     from riffusion import Recipe, Riffuser, __version__
-    from riffusion.diffusion import SCHEDULER_NAMES, PromptInput
+    from riffusion.diffusion import SCHEDULER_NAMES
+    from riffusion.inputs import PromptInput
 
     if not isinstance(riffuser, Riffuser):
         raise ParameterError(f"riffuser must be a riffusion.Riffuser, got {type(riffuser)}")

@@ -1,0 +1,104 @@
+"""The prompt schedule of the original web app's endless playback (a pure value-level walk).
+
+It knows :class:`~riffusion.inputs.PromptInput` and nothing of audio or diffusion, so it imports
+neither torch nor diffusers; :meth:`riffusion.Riffuser.stream` renders the steps it yields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from riffusion._checks import check_integer
+from riffusion.errors import ParameterError
+from riffusion.inputs import PromptInput
+
+__all__ = ["StreamStep", "stream_schedule"]
+
+
+@dataclass(frozen=True)
+class StreamStep:
+    """One clip of the endless stream: interpolate from ``start`` to ``end`` at ``alpha``."""
+
+    start: PromptInput
+    end: PromptInput
+    alpha: float
+    index: int
+
+
+def _as_prompt_input(item: PromptInput | str | dict[str, Any], seed: int) -> PromptInput:
+    if isinstance(item, PromptInput):
+        return item
+    if isinstance(item, str):
+        return PromptInput(prompt=item, seed=seed)
+    if isinstance(item, dict):
+        return PromptInput.from_dict(item)
+    raise ParameterError(
+        f"prompts must hold PromptInput, str or dict items, got {type(item).__name__}"
+    )
+
+
+def stream_schedule(
+    prompts: Iterable[PromptInput | str | dict[str, Any]],
+    *,
+    steps_per_transition: int = 4,
+    seed: int = 0,
+    endless: bool = True,
+) -> Iterator[StreamStep]:
+    """The schedule of the original web app's endless playback.
+
+    Between successive prompts, ``steps_per_transition`` clips at ``alpha = 0, 1/n, ..., (n-1)/n``
+    (the next transition starts at alpha 0 of the new start, which equals alpha 1 of the previous
+    one). When the next prompt is the same as the current one, or the prompts run out, the seed
+    walks instead: ``(prompt, seed) → (prompt, seed + 1)``, so the music keeps evolving.
+
+    Args:
+        prompts: prompts as :class:`PromptInput`, plain strings (seeded ``seed``, then walking),
+            or riffusion JSON dicts; at least one.
+        steps_per_transition: clips per transition (4 in the web app: alpha steps of 0.25).
+        seed: seed of a first prompt given as a plain string.
+        endless: keep walking the seed after the last prompt (forever); otherwise end with one
+            clip of the last prompt itself (``start == end``, alpha 0).
+
+    Yields:
+        :class:`StreamStep` values, ``index`` counting from 0.
+    """
+    check_integer("steps_per_transition", steps_per_transition)
+    if isinstance(prompts, str | PromptInput):
+        prompts = [prompts]
+    if isinstance(prompts, Sequence) and len(prompts) == 0:
+        raise ParameterError("prompts is empty; give at least one prompt")
+    return _walk_schedule(iter(prompts), steps_per_transition, seed, endless)
+
+
+def _walk_schedule(
+    iterator: Iterator[PromptInput | str | dict[str, Any]],
+    steps_per_transition: int,
+    seed: int,
+    endless: bool,
+) -> Iterator[StreamStep]:
+    """The generator behind :func:`stream_schedule` (arguments already validated)."""
+    first = next(iterator, None)
+    if first is None:
+        raise ParameterError("prompts is empty; give at least one prompt")
+    current = _as_prompt_input(first, seed)
+    index = 0
+    while True:
+        following = next(iterator, None)
+        if following is None:
+            if not endless:
+                yield StreamStep(current, current, 0.0, index)
+                return
+            target = dataclasses.replace(current, seed=current.seed + 1)
+        else:
+            target = _as_prompt_input(following, current.seed + 1)
+            if target == current or (
+                isinstance(following, str) and target.prompt == current.prompt
+            ):
+                target = dataclasses.replace(target, seed=current.seed + 1)
+        for step in range(steps_per_transition):
+            yield StreamStep(current, target, step / steps_per_transition, index)
+            index += 1
+        current = target

@@ -1,0 +1,166 @@
+"""Layering: every module's imports (read with ``ast``) against the layer table, and what the
+light entry points (``import riffusion``, ``riffusion --help``) actually load.
+
+A module may import modules of its own layer or of lower layers, at module level or inside a
+function (a lazy import is still a dependency); ``if TYPE_CHECKING:`` blocks are ignored.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Bottom to top; the first matching prefix wins (longest prefixes are listed where they overlap).
+LAYERS: list[tuple[str, ...]] = [
+    ("riffusion.errors", "riffusion.limits", "riffusion._checks", "riffusion._files"),
+    ("riffusion.params",),
+    ("riffusion.spectrogram",),
+    ("riffusion.phase",),
+    ("riffusion.image",),
+    ("riffusion.audio", "riffusion.convert"),
+    ("riffusion.inputs", "riffusion.seeds", "riffusion.prompts"),
+    ("riffusion.diffusion",),
+    ("riffusion.joins", "riffusion.tempo", "riffusion.schedule", "riffusion.looping"),
+    ("riffusion.riffuser", "riffusion.recipe"),
+    (
+        "riffusion.cli",
+        "riffusion.commands",
+        "riffusion.server",
+        "riffusion.batch",
+        "riffusion.dataset",
+        "riffusion.training",
+        "riffusion.testing",
+        "riffusion.__main__",
+    ),
+]
+
+# The diffusion layer works on pixels and latents: it must not know the audio side.
+DIFFUSION_MAY_IMPORT = (
+    "riffusion.errors",
+    "riffusion.limits",
+    "riffusion._checks",
+    "riffusion._files",
+    "riffusion.inputs",
+    "riffusion.diffusion",
+)
+
+
+def _graph() -> dict[str, dict[str, bool]]:
+    spec = importlib.util.spec_from_file_location("import_graph", ROOT / "scripts/import_graph.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.graph()
+
+
+GRAPH = _graph()
+
+
+def layer_of(module: str) -> int:
+    for index, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return index
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS (and docs/layers.md)")
+
+
+def test_every_module_has_a_layer():
+    for module in GRAPH:
+        if module != "riffusion":
+            layer_of(module)
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if m != "riffusion"))
+def test_imports_point_down(module):
+    own = layer_of(module)
+    upward = [
+        target
+        for target in GRAPH[module]
+        if target.startswith("riffusion") and target != "riffusion" and layer_of(target) > own
+    ]
+    assert upward == [], f"{module} (layer {own}) imports higher layers: {upward}"
+
+
+def test_the_package_shell_imports_only_errors_eagerly():
+    eager = sorted(t for t, top in GRAPH["riffusion"].items() if top)
+    assert eager == ["riffusion.errors"]
+
+
+def test_the_diffusion_layer_does_not_know_audio():
+    for module, edges in GRAPH.items():
+        if module.startswith("riffusion.diffusion"):
+            for target in edges:
+                if target.startswith("riffusion"):
+                    assert target.startswith(DIFFUSION_MAY_IMPORT), (module, target)
+
+
+def test_the_table_catches_an_upward_import():
+    # The check itself must fail on a leak: spectrogram importing the diffusion layer.
+    assert layer_of("riffusion.diffusion.pipeline") > layer_of("riffusion.spectrogram")
+    assert layer_of("riffusion.riffuser") > layer_of("riffusion.schedule")
+    assert layer_of("riffusion.cli.main") == len(LAYERS) - 1
+
+
+def _loaded(code: str) -> list[str]:
+    probe = (
+        f"{code}\nimport sys\n"
+        "print(sorted(m for m in ('torch', 'torchaudio', 'diffusers', 'transformers') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    return eval(done.stdout.strip().splitlines()[-1])  # a printed list of str
+
+
+BELOW_DIFFUSION = [
+    "riffusion.errors",
+    "riffusion.limits",
+    "riffusion._checks",
+    "riffusion._files",
+    "riffusion.params",
+    "riffusion.spectrogram",
+    "riffusion.image",
+    "riffusion.audio",
+    "riffusion.convert",
+    "riffusion.inputs",
+    "riffusion.seeds",
+    "riffusion.prompts",
+    "riffusion.joins",
+    "riffusion.tempo",
+    "riffusion.schedule",
+    "riffusion.looping",
+]
+
+
+def test_lower_layers_import_neither_diffusers_nor_transformers():
+    code = "import riffusion\n" + "\n".join(f"import {m}" for m in BELOW_DIFFUSION)
+    code += "\nfrom riffusion import Audio, PromptInput, SpectrogramParams, stitch, estimate_tempo"
+    assert _loaded(code) == ["torch", "torchaudio"]
+
+
+def test_import_riffusion_and_value_types_do_not_import_torch():
+    code = (
+        "import riffusion, riffusion.inputs, riffusion.schedule, riffusion.prompts, "
+        "riffusion.diffusion\nfrom riffusion import PromptInput, RiffusionError"
+    )
+    assert _loaded(code) == []
+
+
+def test_cli_help_does_not_import_torch():
+    code = (
+        "from riffusion.cli import build_parser, main\nbuild_parser()\n"
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
+    )
+    assert _loaded(code) == []
+
+
+def test_riffuser_does_load_diffusers():
+    # The probe can see a heavy import (so the empty lists above mean something).
+    assert "diffusers" in _loaded("import riffusion.riffuser")
