@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from riffusion.joins import periodic_image_to_audio, stitch
     from riffusion.params import ExifTag, SpectrogramParams
     from riffusion.prompts import random_prompt
-    from riffusion.riffuser import Clip, Recipe, Riffuser
+    from riffusion.recipe import Clip, Recipe
+    from riffusion.riffuser import Riffuser
     from riffusion.seeds import SeedImage, mask_images, seed_images
     from riffusion.spectrogram import SpectrogramConverter
     from riffusion.tempo import estimate_tempo, trim_to_bars
@@ -63,8 +64,8 @@ _LAZY = {
     "periodic_image_to_audio": "riffusion.joins",
     "stitch": "riffusion.joins",
     "trim_to_bars": "riffusion.tempo",
-    "Clip": "riffusion.riffuser",
-    "Recipe": "riffusion.riffuser",
+    "Clip": "riffusion.recipe",
+    "Recipe": "riffusion.recipe",
     "Riffuser": "riffusion.riffuser",
 }
 

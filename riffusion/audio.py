@@ -267,6 +267,21 @@ class Audio:
             raise AudioFileError(f"cannot write {str(path)!r}: {error}") from error
         return path
 
+    def _repr_html_(self) -> str:
+        """A notebook audio player with the audio embedded as compressed MP3 (OGG Vorbis where
+        this libsndfile cannot write MP3), plus duration, sample rate and channels."""
+        import base64
+
+        try:
+            data, mime = self.to_bytes("MP3"), "audio/mpeg"
+        except AudioFileError:
+            data, mime = self.to_bytes("OGG"), "audio/ogg"
+        return (
+            f"<div><audio controls src=\"data:{mime};base64,{base64.b64encode(data).decode()}\">"
+            f"</audio><br><small>{self.duration_s:.2f} s, {self.sample_rate} Hz, "
+            f"{self.num_channels} channel{'s' if self.num_channels != 1 else ''}</small></div>"
+        )
+
     def to_bytes(self, format: str = "WAV", subtype: str | None = None) -> bytes:
         """The audio encoded as a file in memory.
 

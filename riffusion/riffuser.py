@@ -7,23 +7,18 @@ composes them and records how each clip was made in a :class:`Recipe`.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import contextvars
 import dataclasses
 import functools
-import html
-import io
-import json
 import math
 import os
 import queue
 import secrets
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +27,27 @@ import torch
 from PIL import Image
 
 from riffusion._checks import check_integer
-from riffusion._files import atomic_output
 from riffusion.audio import Audio
 from riffusion.convert import audio_to_image, image_to_audio
-from riffusion.diffusion import DEFAULT_MODEL, SCHEDULER_NAMES, RiffusionPipeline
+from riffusion.diffusion import DEFAULT_MODEL, RiffusionPipeline
 from riffusion.diffusion.masks import time_range_mask
-from riffusion.errors import ParameterError, RiffusionError
+from riffusion.errors import ParameterError
 from riffusion.image import load_image
-from riffusion.image import save_image as write_image
 from riffusion.inputs import PromptInput
 from riffusion.params import SpectrogramParams
+from riffusion.recipe import (
+    _URL_PREFIX,
+    _WINDOW_PX,
+    Clip,
+    Progress,
+    ProgressCallback,
+    Recipe,
+    _check_duration,
+    _check_steps,
+)
 from riffusion.schedule import stream_schedule
 from riffusion.seeds import (
     DEFAULT_SEED_IMAGE,
-    check_image_id,
     image_fingerprint,
     load_mask_image,
     load_seed_image,
@@ -54,293 +56,15 @@ from riffusion.seeds import (
 )
 from riffusion.spectrogram import InverseMethod
 
+# Recipe, Clip and Progress live in riffusion.recipe; re-exported here for compatibility.
 __all__ = ["DEFAULT_SEED", "Clip", "Progress", "ProgressCallback", "Recipe", "Riffuser"]
 
 DEFAULT_SEED = "default"
 """Sentinel for ``seed_image=``: the built-in default seed image (``straight_beat``)."""
 
-_WINDOW_PX = 512  # one model window: (512 − 1) · hop = 225,351 samples = 5.11 s at the defaults
-_WINDOW_S = SpectrogramParams().samples_for_width(_WINDOW_PX) / SpectrogramParams().sample_rate
-_MAX_STEPS = 1000  # the checkpoint's training timesteps: more steps than that cannot run
 _CONTEXT_PX = 256  # continuation keeps one bar (2.56 s at 93.75 BPM) of the previous window
 _BLEND_PX = 16  # columns over which a continuation window is blended into its context
 _OVERLAP_PX = 64  # audio_to_audio window overlap
-_MAX_DURATION_S = 600.0
-_URL_PREFIX = "riffusion:1:"
-
-
-def _library_version() -> str:
-    from riffusion import __version__
-
-    return __version__
-
-
-# ----------------------------------------------------------------------------------- Recipe
-@dataclass(frozen=True)
-class Recipe:
-    """Every input needed to reproduce a clip.
-
-    Attributes:
-        kind: ``"text_to_audio"``, ``"audio_to_audio"``, ``"riffuse"`` or ``"loop"``.
-        model: model id or folder the pipeline was loaded from.
-        scheduler: the scheduler that ran: ``"default"`` (the checkpoint's own), a name of
-            ``SCHEDULER_NAMES``, or a diffusers scheduler class name (one assigned to
-            ``pipeline.scheduler`` directly).
-        scheduler_config: config entries of that scheduler that differ from what
-            ``scheduler`` builds on the checkpoint's noise schedule (usually ``None``).
-        start: the start prompt input (prompt, seed, negative prompt, denoising, guidance).
-        end: the end prompt input of an interpolation, or ``None``.
-        alpha: interpolation weight in [0, 1].
-        num_inference_steps: scheduler steps of a full run.
-        seed_image: seed image id (built-in name or registered id; aliases are recorded as
-            the id they resolve to), ``"custom:<fingerprint>"`` for a user image or audio, or
-            ``None`` for pure text-to-image.
-        mask_image: mask id, ``"custom:<fingerprint>"``, or ``None``.
-        duration_s: duration (in seconds), in (0, 600]: the requested length of
-            ``text_to_audio``, the input's of ``audio_to_audio``, one window's (5.11 s) of
-            ``riffuse`` and one period's (5.12 s) of ``loop``.
-        input_audio: fingerprint of the input audio of ``audio_to_audio``, else ``None``.
-        decode_method: phase recovery method of ``image_to_audio``.
-        decode_seed: seed of the phase recovery.
-        params: the spectrogram parameters.
-        version: riffusion version that made the clip.
-    """
-
-    kind: str
-    model: str
-    scheduler: str
-    start: PromptInput
-    end: PromptInput | None = None
-    alpha: float = 0.0
-    num_inference_steps: int = 50
-    seed_image: str | None = DEFAULT_SEED_IMAGE
-    mask_image: str | None = None
-    duration_s: float = _WINDOW_S
-    input_audio: str | None = None
-    decode_method: str = "fast"
-    decode_seed: int = 0
-    params: SpectrogramParams = field(default_factory=SpectrogramParams)
-    version: str = field(default_factory=_library_version)
-    scheduler_config: dict[str, Any] | None = field(default=None, hash=False)
-
-    def __post_init__(self) -> None:
-        kinds = ("text_to_audio", "audio_to_audio", "riffuse", "loop")
-        if self.kind not in kinds:
-            raise ParameterError(f"kind={self.kind!r} must be one of {', '.join(kinds)}")
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise ParameterError(f"model={self.model!r} must be a non-empty hub id or folder")
-        _check_scheduler_name(self.scheduler)
-        if self.scheduler_config is not None:
-            if not isinstance(self.scheduler_config, dict) or not all(
-                isinstance(key, str) for key in self.scheduler_config
-            ):
-                raise ParameterError(
-                    f"scheduler_config={self.scheduler_config!r} must be a dict with string keys"
-                )
-            try:
-                json.dumps(self.scheduler_config, allow_nan=False)
-            except (TypeError, ValueError) as error:
-                raise ParameterError(
-                    f"scheduler_config={self.scheduler_config!r} must hold JSON values: {error}"
-                ) from error
-        if not isinstance(self.start, PromptInput):
-            raise ParameterError(f"start={self.start!r} must be a PromptInput")
-        if self.end is not None and not isinstance(self.end, PromptInput):
-            raise ParameterError(f"end={self.end!r} must be a PromptInput or None")
-        if (
-            not isinstance(self.alpha, int | float)
-            or isinstance(self.alpha, bool)
-            or not math.isfinite(self.alpha)
-            or not 0.0 <= self.alpha <= 1.0
-        ):
-            raise ParameterError(f"alpha={self.alpha!r} must be a number in [0, 1]")
-        check_integer("num_inference_steps", self.num_inference_steps)
-        if self.num_inference_steps > _MAX_STEPS:
-            raise ParameterError(
-                f"num_inference_steps={self.num_inference_steps} must be at most {_MAX_STEPS}"
-            )
-        for name in ("seed_image", "mask_image"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, str) and value.startswith("custom:"):
-                _check_fingerprint(name, value[len("custom:") :])
-            else:
-                check_image_id(value, what=name)
-        if self.kind == "audio_to_audio" and self.seed_image is not None:
-            raise ParameterError("seed_image must be None for an audio_to_audio recipe")
-        _check_duration(self.duration_s)
-        if self.kind == "audio_to_audio" or self.input_audio is not None:
-            if self.kind != "audio_to_audio":
-                raise ParameterError(f"input_audio is only for audio_to_audio, not {self.kind!r}")
-            _check_fingerprint("input_audio", self.input_audio)
-        if self.decode_method not in ("fast", "reference"):
-            raise ParameterError(
-                f"decode_method={self.decode_method!r} must be 'fast' or 'reference'"
-            )
-        if self.kind == "loop" and self.decode_method != "fast":
-            raise ParameterError("decode_method must be 'fast' for a loop (periodic decoding)")
-        if isinstance(self.decode_seed, bool) or not isinstance(self.decode_seed, int):
-            raise ParameterError(f"decode_seed={self.decode_seed!r} must be an integer")
-        if not isinstance(self.params, SpectrogramParams):
-            raise ParameterError(f"params={self.params!r} must be SpectrogramParams")
-        if not isinstance(self.version, str) or not self.version:
-            raise ParameterError(f"version={self.version!r} must be a non-empty string")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (prompt inputs use riffusion's field names)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["start"] = self.start.to_dict()
-        data["end"] = self.end.to_dict() if self.end is not None else None
-        data["params"] = dataclasses.asdict(self.params)
-        if self.scheduler_config is None:
-            del data["scheduler_config"]  # recipes without overrides read as before
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Recipe:
-        """The inverse of :meth:`to_dict`; unknown keys raise :class:`ParameterError`."""
-        if not isinstance(data, dict):
-            raise ParameterError(f"recipe must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ParameterError(f"recipe has unknown keys {unknown}")
-        values = dict(data)
-        try:
-            values["start"] = PromptInput.from_dict(values["start"])
-            if values.get("end") is not None:
-                values["end"] = PromptInput.from_dict(values["end"])
-            if "params" in values:
-                if not isinstance(values["params"], dict):
-                    raise ParameterError(f"params={values['params']!r} must be a JSON object")
-                values["params"] = SpectrogramParams(**values["params"])
-            return cls(**values)
-        except (KeyError, TypeError) as error:
-            raise ParameterError(f"recipe is incomplete or malformed: {error}") from error
-
-    def to_json(self, *, indent: int | None = 2) -> str:
-        """The recipe as JSON text."""
-        return json.dumps(self.to_dict(), indent=indent)
-
-    @classmethod
-    def from_json(cls, text: str) -> Recipe:
-        """Parse :meth:`to_json` output."""
-        try:
-            data = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as error:
-            raise ParameterError(f"recipe is not valid JSON: {error}") from error
-        return cls.from_dict(data)
-
-    def to_url(self) -> str:
-        """A compact, URL-safe share string (``riffusion:1:`` + base64url of zlib'd JSON)."""
-        packed = zlib.compress(self.to_json(indent=None).encode(), level=9)
-        return _URL_PREFIX + base64.urlsafe_b64encode(packed).decode().rstrip("=")
-
-    @classmethod
-    def from_url(cls, text: str) -> Recipe:
-        """Parse a :meth:`to_url` string."""
-        if not isinstance(text, str) or not text.startswith(_URL_PREFIX):
-            raise ParameterError(f"{str(text)[:40]!r}... is not a riffusion recipe string")
-        body = text[len(_URL_PREFIX) :]
-        try:
-            packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-            return cls.from_json(zlib.decompress(packed).decode())
-        except (ValueError, zlib.error) as error:
-            if isinstance(error, RiffusionError):
-                raise
-            raise ParameterError(f"recipe string is corrupt: {error}") from error
-
-
-# ------------------------------------------------------------------------------------- Clip
-@dataclass(frozen=True, eq=False)
-class Clip:
-    """A generated piece of music.
-
-    Attributes:
-        audio: the sound (44.1 kHz at the default parameters).
-        image: the spectrogram image it was decoded from (PIL RGB with spectrogram EXIF); for
-            clips longer than one window, the joined image.
-        recipe: everything needed to make it again (:meth:`Riffuser.render`).
-        debug: alphas, seeds, strengths, guidance, timesteps per window, and per-stage timings
-            in seconds (``timings_s``).
-    """
-
-    audio: Audio
-    image: Image.Image
-    recipe: Recipe
-    debug: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def duration_s(self) -> float:
-        """Duration of the audio (in seconds)."""
-        return self.audio.duration_s
-
-    def save(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        save_image: bool = False,
-        save_recipe: bool = False,
-    ) -> Path:
-        """Write the audio (format by extension: .wav, .flac, .ogg, .mp3).
-
-        Args:
-            path: audio file to write.
-            save_image: also write the spectrogram as PNG beside it (same stem, ``.png``).
-            save_recipe: also write the recipe as JSON beside it (same stem, ``.json``).
-
-        Returns:
-            The audio path.
-        """
-        path = Path(path)
-        self.audio.save(path)
-        if save_image:
-            write_image(self.image, path.with_suffix(".png"))
-        if save_recipe:
-            with atomic_output(path.with_suffix(".json")) as temporary:
-                temporary.write_text(self.recipe.to_json())
-        return path
-
-    def _repr_html_(self) -> str:
-        png = io.BytesIO()
-        self.image.save(png, format="PNG")
-        wav = self.audio.to_bytes("WAV")
-        prompt = html.escape(self.recipe.start.prompt)
-        return (
-            f"<div><b>{prompt}</b> — {self.duration_s:.2f} s<br>"
-            f'<img src="data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}" '
-            f'style="max-width:100%;image-rendering:pixelated"><br>'
-            f'<audio controls src="data:audio/wav;base64,{base64.b64encode(wav).decode()}">'
-            "</audio></div>"
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"Clip(prompt={self.recipe.start.prompt!r}, duration_s={self.duration_s:.2f}, "
-            f"kind={self.recipe.kind!r})"
-        )
-
-
-# --------------------------------------------------------------------------------- progress
-@dataclass(frozen=True)
-class Progress:
-    """Where a running clip is: window ``window`` of ``num_windows``, step ``step`` of
-    ``num_steps`` (both counted from 1; ``num_steps`` is the steps this window actually runs).
-    """
-
-    window: int
-    num_windows: int
-    step: int
-    num_steps: int
-
-    def __str__(self) -> str:
-        return f"window {self.window}/{self.num_windows}, step {self.step}/{self.num_steps}"
-
-
-ProgressCallback = Callable[[Progress], "bool | None"]
-"""Called after every denoising step; return ``True`` (or raise
-:class:`~riffusion.errors.GenerationCancelled`) to cancel the clip before its next step."""
 
 
 @dataclass
@@ -379,23 +103,6 @@ def _parse_recipe(recipe: Any) -> Recipe:
     return recipe
 
 
-def _check_steps(num_inference_steps: Any) -> int:
-    return check_integer("num_inference_steps", num_inference_steps)
-
-
-def _check_duration(duration_s: Any) -> float:
-    if (
-        not isinstance(duration_s, int | float)
-        or isinstance(duration_s, bool)
-        or not math.isfinite(duration_s)
-        or not 0 < duration_s <= _MAX_DURATION_S
-    ):
-        raise ParameterError(
-            f"duration_s={duration_s!r} must be a number in (0, {_MAX_DURATION_S:g}] seconds"
-        )
-    return float(duration_s)
-
-
 def _model_id(model: Any) -> str:
     """A hub id as given; an existing folder as its absolute path (recipes render anywhere)."""
     text = os.fspath(model) if isinstance(model, os.PathLike) else str(model)
@@ -403,28 +110,6 @@ def _model_id(model: Any) -> str:
         return str(Path(text).resolve()) if Path(text).exists() else text
     except (OSError, ValueError):  # not a usable path (NUL, too long): an id
         return text
-
-
-def _check_scheduler_name(name: Any) -> None:
-    import diffusers
-
-    if isinstance(name, str) and name in SCHEDULER_NAMES:
-        return
-    cls = getattr(diffusers, name, None) if isinstance(name, str) and name.isidentifier() else None
-    if not isinstance(cls, type) or not issubclass(cls, diffusers.SchedulerMixin):
-        raise ParameterError(
-            f"scheduler={name!r} must be one of {list(SCHEDULER_NAMES)} or a diffusers "
-            "scheduler class name"
-        )
-
-
-def _check_fingerprint(name: str, value: Any) -> None:
-    if (
-        not isinstance(value, str)
-        or len(value) != 16
-        or any(char not in "0123456789abcdef" for char in value)
-    ):
-        raise ParameterError(f"{name}={value!r} must be a 16-hex-digit image fingerprint")
 
 
 def _random_seed() -> int:
@@ -547,9 +232,7 @@ class Riffuser:
         if self.params.stereo:
             raise ParameterError("Riffuser works with mono spectrogram params (stereo=False)")
         if decode_method not in ("fast", "reference"):
-            raise ParameterError(
-                f"decode_method={decode_method!r} must be 'fast' or 'reference'"
-            )
+            raise ParameterError(f"decode_method={decode_method!r} must be 'fast' or 'reference'")
         if isinstance(decode_seed, bool) or not isinstance(decode_seed, int):
             raise ParameterError(f"decode_seed={decode_seed!r} must be an integer")
         self.decode_method = decode_method

@@ -140,6 +140,8 @@ BELOW_DIFFUSION = [
 def test_lower_layers_import_neither_diffusers_nor_transformers():
     code = "import riffusion\n" + "\n".join(f"import {m}" for m in BELOW_DIFFUSION)
     code += "\nfrom riffusion import Audio, PromptInput, SpectrogramParams, stitch, estimate_tempo"
+    # Recipes are read and checked (render, batch, server) without loading the model code.
+    code += "\nfrom riffusion import Recipe, Clip\nimport riffusion.recipe"
     assert _loaded(code) == ["torch", "torchaudio"]
 
 

@@ -430,3 +430,37 @@ def test_recipe_rerenders_bit_for_bit_in_another_process_and_directory(riffuser,
     assert (work / "again.raw").read_bytes() == clip.audio.waveform.tobytes()
     again = Image.open(work / "again.png")
     assert np.array_equal(np.asarray(again), np.asarray(clip.image))
+
+
+def test_clip_repr_and_display_name_what_ran(clip):
+    import riffusion.recipe
+    import riffusion.riffuser
+
+    assert riffusion.riffuser.Clip is riffusion.recipe.Clip is riffusion.Clip
+    assert riffusion.riffuser.Recipe is riffusion.recipe.Recipe is riffusion.Recipe
+    text = repr(clip)
+    recipe = clip.recipe
+    assert text.startswith(f"Clip(kind={recipe.kind}, prompt={recipe.start.prompt!r}, ")
+    assert f"seed={recipe.start.seed}," in text
+    assert f"duration_s={clip.duration_s:.2f}" in text
+    assert f"total {clip.debug['timings_s']['total']:.2f}" in text
+    html = clip._repr_html_()
+    # Compressed audio (MP3, or OGG where libsndfile lacks MP3), never a WAV data URL.
+    assert "data:audio/mpeg;base64," in html or "data:audio/ogg;base64," in html
+    assert "data:audio/wav" not in html
+    assert f"<td style='text-align:left'>{recipe.start.seed}</td>" in html
+
+
+def test_audio_display_embeds_a_compressed_player():
+    import base64
+    import io
+    import re
+
+    audio = Audio(np.zeros((2, 44100), np.float32), 44100)
+    html = audio._repr_html_()
+    match = re.search(r'src="data:(audio/[a-z]+);base64,([^"]+)"', html)
+    assert match is not None and match.group(1) in ("audio/mpeg", "audio/ogg")
+    decoded = Audio.load(io.BytesIO(base64.b64decode(match.group(2))))
+    assert decoded.num_channels == 2 and abs(decoded.duration_s - 1.0) < 0.1
+    assert "1.00 s, 44100 Hz, 2 channels" in html
+    assert len(base64.b64decode(match.group(2))) < len(audio.to_bytes("WAV")) / 4
