@@ -381,10 +381,10 @@ def test_bad_arguments_exit_non_zero_with_one_line(
 
 
 def test_model_errors_are_one_line(folder, capsys, monkeypatch):
-    import riffusion.cli
+    import riffusion.cli._base
 
     # --quiet would turn library logging down for the rest of this test process.
-    monkeypatch.setattr(riffusion.cli, "_quiet_libraries", lambda: None)
+    monkeypatch.setattr(riffusion.cli._base, "_quiet_libraries", lambda: None)
     out = str(folder / "out.wav")
     argv = ["text-to-audio", "x", "-o", out, "-q", "--model", str(tiny_model_dir())]
     assert main([*argv, "--scheduler", "bogus"]) == 1
@@ -411,12 +411,12 @@ def test_debug_shows_the_traceback(folder):
 
 
 def test_unexpected_errors_and_interrupts(monkeypatch, capsys):
-    import riffusion.cli
+    import riffusion.cli.tools
 
     def boom(args, console):
         raise RuntimeError("first line\nsecond line")
 
-    monkeypatch.setattr(riffusion.cli, "_seed_images", boom)
+    monkeypatch.setattr(riffusion.cli.tools, "_seed_images", boom)
     assert main(["seed-images"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
@@ -425,7 +425,7 @@ def test_unexpected_errors_and_interrupts(monkeypatch, capsys):
     def interrupted(args, console):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(riffusion.cli, "_seed_images", interrupted)
+    monkeypatch.setattr(riffusion.cli.tools, "_seed_images", interrupted)
     assert main(["seed-images"]) == 130
     assert "interrupted" in capsys.readouterr().err
 
@@ -540,10 +540,86 @@ def test_sample_clips_seeded_mono_any_extension(folder, capsys):
 
 
 def test_seed_and_mask_ids_on_the_command_line():
-    from riffusion.cli import _mask_image, _seed_image
+    from riffusion.cli._base import _mask_image, _seed_image
 
     assert _seed_image("og_beat") == "straight_beat" and _seed_image("marim") == "marimba_arp"
     assert _mask_image("") is None and _mask_image("none") is None
     assert _mask_image("mask_top_third_75") == "top_third_75"
     with pytest.raises(riffusion.ParameterError, match="nor is '../nope.png' an existing file"):
         _seed_image("../nope.png")
+
+
+# ------------------------------------------------------------------ table, prompts, progress
+def test_every_subcommand_comes_from_the_table():
+    import argparse
+
+    from riffusion.cli import COMMANDS
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(subparsers.choices) == [row.name for row in COMMANDS]
+    for name, sub in subparsers.choices.items():
+        assert callable(sub.get_default("handler")), name
+
+
+def test_random_prompt_prints_prompts_from_the_list(capsys):
+    from riffusion.prompts import PROMPTS
+
+    assert main(["random-prompt", "--count", "4", "--seed", "5"]) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert len(first) == 4 and all(line in PROMPTS for line in first)
+    assert main(["random-prompt", "--count", "4", "--seed", "5"]) == 0
+    assert capsys.readouterr().out.splitlines() == first
+    assert main(["random-prompt", "--count", "0"]) == 2
+
+
+def test_a_model_that_cannot_load_is_one_line_naming_the_options(tmp_path, capsys):
+    missing = tmp_path / "no_such_model"
+    missing.mkdir()
+    status = main(
+        [
+            "text-to-audio",
+            "jazz",
+            "-o",
+            str(tmp_path / "x.wav"),
+            "--model",
+            str(missing),
+            "--local-files-only",
+            "-q",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.count("\n") == 1 and err.startswith("riffusion: error: ")
+    for part in ("--model", "--local-files-only", "make_tiny_model", "Traceback"):
+        assert (part in err) == (part != "Traceback"), (part, err)
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_progress_is_labelled_by_clip_and_window(capsys):
+    import contextlib
+
+    from riffusion.cli._base import _Console
+    from riffusion.recipe import Progress
+
+    class FakeRiffuser:
+        callback = None
+
+        @contextlib.contextmanager
+        def on_progress(self, callback):
+            self.callback = callback
+            yield
+
+    riffuser = FakeRiffuser()
+    with _Console(quiet=False).progress(riffuser, num_clips=2):
+        for _clip in range(2):
+            for window in (1, 2):
+                for step in (1, 2, 3):
+                    riffuser.callback(Progress(window, 2, step, 3))
+    err = capsys.readouterr().err
+    for label in ("clip 1/2, window 1/2", "clip 1/2, window 2/2", "clip 2/2, window 2/2"):
+        assert label in err
+    assert "clip 3/2" not in err and "/3 [" in err  # each bar counts the window's 3 steps
+    with _Console(quiet=True).progress(riffuser, num_clips=2):
+        pass
+    assert capsys.readouterr().err == ""
