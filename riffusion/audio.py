@@ -340,7 +340,12 @@ class Audio:
         return Audio(resampled, sample_rate=sample_rate)
 
     def with_channels(self, num_channels: int) -> Audio:
-        """The audio with ``num_channels`` channels: mono is averaged, mono→N is duplicated."""
+        """The audio with ``num_channels`` channels: mono is averaged, mono→N is duplicated.
+
+        Args:
+            num_channels: channels of the result, an int >= 1; from mono any count, otherwise
+                1 (average) or the same count.
+        """
         check_integer("num_channels", num_channels)
         if num_channels > MAX_CHANNELS:
             raise ParameterError(f"num_channels={num_channels} must be at most {MAX_CHANNELS}")
@@ -364,6 +369,9 @@ class Audio:
         """Scale so the largest absolute sample is at ``peak_dbfs`` (dB full scale, <= 0).
 
         Silence stays silent (no division by zero).
+
+        Args:
+            peak_dbfs: target peak in dB full scale (<= 0; -1 dBFS = 0.891 linear).
         """
         check_number("peak_dbfs", peak_dbfs, maximum=0.0)
         peak = self.peak
@@ -391,6 +399,10 @@ class Audio:
 
         The gain is reduced if it would push any sample above ``max_peak``, so the result can be
         quieter than the target. Silence stays silent.
+
+        Args:
+            target_lufs: integrated loudness to reach, in LUFS (ITU-R BS.1770).
+            max_peak: largest absolute sample allowed after scaling, linear in (0, 1].
         """
         check_number("target_lufs", target_lufs, minimum=-100.0, maximum=0.0)
         check_number("max_peak", max_peak, maximum=1.0)
@@ -427,7 +439,11 @@ class Audio:
         return Audio(self.waveform[:, first:last], sample_rate=self.sample_rate)
 
     def fit_length(self, num_samples: int) -> Audio:
-        """Trimmed or zero-padded at the end to exactly ``num_samples`` samples per channel."""
+        """Trimmed or zero-padded at the end to exactly ``num_samples`` samples per channel.
+
+        Args:
+            num_samples: samples per channel of the result, an int >= 0.
+        """
         check_integer("num_samples", num_samples)
         if num_samples > MAX_AUDIO_SAMPLES:
             raise ParameterError(

@@ -107,6 +107,9 @@ def check_job_id(job_id: Any) -> str:
     hidden names (which would clash with the temporary files) and names a Windows or S3 user
     could not open.
 
+    Args:
+        job_id: the id to check (any value; only well-formed strings pass).
+
     Returns:
         ``job_id`` unchanged.
 
@@ -132,6 +135,9 @@ def recipe_digest(recipe: Recipe) -> str:
     """SHA-256 (hex) of the recipe's canonical JSON (sorted keys, no spaces).
 
     Two recipes have the same digest exactly when every field is equal.
+
+    Args:
+        recipe: a :class:`~riffusion.Recipe`.
     """
     canonical = json.dumps(recipe.to_dict(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -448,7 +454,11 @@ class ManifestEntry:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ManifestEntry:
-        """The inverse of :meth:`to_dict`."""
+        """The inverse of :meth:`to_dict`.
+
+        Args:
+            data: one decoded line of ``manifest.jsonl``.
+        """
         if not isinstance(data, Mapping):
             raise ParameterError(f"manifest entry must be an object, got {type(data).__name__}")
         try:
@@ -569,6 +579,10 @@ def read_manifest(
     output_dir: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
 ) -> list[ManifestEntry]:
     """The entries of ``<output_dir>/manifest.jsonl`` in file order (empty when absent).
+
+    Args:
+        output_dir: the batch's output folder (local path or fsspec URL).
+        storage_options: fsspec options for a remote ``output_dir`` (credentials, endpoint).
 
     Raises:
         RiffusionError: the manifest exists but is not a riffusion batch manifest.

@@ -32,7 +32,12 @@ def _cached_converter(params: SpectrogramParams, device: str) -> SpectrogramConv
 def get_converter(
     params: SpectrogramParams | None = None, *, device: torch.device | str = "cpu"
 ) -> SpectrogramConverter:
-    """A shared :class:`SpectrogramConverter` for ``params`` and ``device`` (built once, cached)."""
+    """A shared :class:`SpectrogramConverter` for ``params`` and ``device`` (built once, cached).
+
+    Args:
+        params: spectrogram parameters (default: ``SpectrogramParams()``).
+        device: torch device of the converter's STFT, filterbank and phase recovery.
+    """
     return _cached_converter(params or SpectrogramParams(), str(torch.device(device)))
 
 
@@ -56,6 +61,13 @@ def audio_to_image(
         RGB image ``params.width_for_samples(samples)`` = ``samples // hop_length + 1``
         pixels wide (Riffusion's convention: 5.11 s → 512, 5.12 s → 513 at the defaults) and
         ``num_frequencies`` high, with the parameters in EXIF. Silence gives a white image.
+
+    Example:
+        >>> import numpy as np
+        >>> from riffusion import Audio
+        >>> tone = np.sin(2 * np.pi * 440 * np.arange(44100) / 44100).astype(np.float32)
+        >>> audio_to_image(Audio(tone[None], 44100)).size  # (width, height): 44100 // 441 + 1
+        (101, 512)
     """
     if not isinstance(audio, Audio):
         raise ParameterError(f"audio must be a riffusion.Audio, got {type(audio).__name__}")

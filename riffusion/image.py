@@ -49,6 +49,12 @@ def mel_to_image(mel: torch.Tensor | np.ndarray, params: SpectrogramParams) -> I
     Returns:
         RGB image of size ``(frames, n_mels)`` (width × height). An all-zero (silent) input gives a
         white image.
+
+    Example:
+        >>> import torch
+        >>> from riffusion.params import SpectrogramParams
+        >>> mel_to_image(torch.ones(1, 512, 8), SpectrogramParams()).size
+        (8, 512)
     """
     data = torch.as_tensor(mel).detach().to("cpu", torch.float32)
     if data.ndim != 3 or data.shape[0] not in (1, 2):
@@ -121,6 +127,9 @@ def image_to_mel(image: Image.Image, params: SpectrogramParams) -> torch.Tensor:
 def check_image_size(image: Image.Image) -> None:
     """Refuse empty images and images beyond the documented limits, before decoding pixels.
 
+    Args:
+        image: a PIL image (only its size is read).
+
     Raises:
         ImageFormatError: width or height is 0, or above
             :data:`~riffusion.limits.MAX_IMAGE_WIDTH` / :data:`~riffusion.limits.MAX_IMAGE_HEIGHT`.
@@ -142,6 +151,9 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     grey modes are scaled to 8 bits rather than clipped: ``I;16*`` divides by 257 (65535 → 255);
     ``I`` is taken as 16-bit when its values exceed 255; ``F`` is taken as 0–255 floats (PIL's
     own ``L`` → ``F`` convention), rounded and clipped.
+
+    Args:
+        image: a PIL image in any mode (``L``, ``RGB``, ``RGBA``, ``P``, ``I;16``, ``I``, ``F``).
     """
     mode = image.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
@@ -170,6 +182,10 @@ def params_from_image(
 ) -> SpectrogramParams:
     """Parameters stored in the image's Riffusion EXIF tags; missing tags keep ``default``'s.
 
+    Args:
+        image: a PIL image, usually a spectrogram PNG written by riffusion or Riffusion.
+        default: parameters for absent tags (default: ``SpectrogramParams()``).
+
     Raises:
         ImageFormatError: a tag holds an impossible value.
     """
@@ -179,6 +195,9 @@ def params_from_image(
 
 def load_image(source: str | os.PathLike[str] | Image.Image) -> Image.Image:
     """Open a spectrogram image from a path (or pass a PIL image through), fully loaded.
+
+    Args:
+        source: a path to an image file (PNG, JPEG, ...), or a PIL image returned as is.
 
     Raises:
         ImageFormatError: the file is missing, unreadable or not an image.
@@ -221,6 +240,10 @@ def save_image(image: Image.Image, path: str | os.PathLike[str]) -> Path:
     """Write ``image`` with its EXIF to ``path`` (PNG recommended), atomically.
 
     The file appears only once completely written, so a failure never leaves a partial file.
+
+    Args:
+        image: a PIL image; its EXIF (spectrogram parameters) is written with it.
+        path: file to write; the extension picks the format.
     """
     from riffusion._files import atomic_output, check_output_path
 

@@ -193,7 +193,12 @@ class InferencePrompt:
 
     @classmethod
     def from_json(cls, data: Any, field: str) -> InferencePrompt:
-        """Parse the JSON object at ``field`` (``"start"`` or ``"end"``) of a request."""
+        """Parse the JSON object at ``field`` (``"start"`` or ``"end"``) of a request.
+
+        Args:
+            data: the decoded JSON object of one end point.
+            field: its name in the request, used in error messages.
+        """
         names = [f.name for f in fields(cls)]
         _object(data, field, names[:2], names[2:])
         value = cls.__new__(cls)
@@ -251,6 +256,9 @@ class InferenceInput:
     @classmethod
     def from_json(cls, data: Any) -> InferenceInput:
         """Parse a decoded JSON body.
+
+        Args:
+            data: the decoded JSON body (a dict, from ``json.loads``).
 
         Raises:
             InputError: naming the first bad field.
@@ -368,6 +376,10 @@ class PromptInput:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PromptInput:
         """Build from the riffusion JSON object (missing optional keys take their defaults).
+
+        Args:
+            data: a mapping with ``prompt`` (required) and any of ``seed``, ``negative_prompt``,
+                ``denoising``, ``guidance``.
 
         Raises:
             ParameterError: If ``data`` is not a mapping, has unknown keys, lacks ``prompt``, or

@@ -45,6 +45,12 @@ def stitch(clips_or_audio: Sequence[Any], *, crossfade_s: float = 0.05) -> Audio
 
     Returns:
         Audio lasting ``sum(durations) - (n - 1) * crossfade_s`` seconds.
+
+    Example:
+        >>> import numpy as np
+        >>> one_second = Audio(np.zeros((1, 44100), np.float32), 44100)
+        >>> stitch([one_second, one_second], crossfade_s=0.5).duration_s
+        1.5
     """
     if isinstance(clips_or_audio, Audio) or not isinstance(clips_or_audio, Sequence):
         raise ParameterError("clips_or_audio must be a list of Audio or Clip values")
@@ -117,6 +123,11 @@ def seam_discontinuity(
     audio: Audio, *, frame_s: float = 0.02, local_s: float = 0.01
 ) -> dict[str, float]:
     """How audible the wrap-around of a loop is, relative to the clip's own typical values.
+
+    Args:
+        audio: the loop, any channels (mixed to mono), at least 4 frames long.
+        frame_s: frame length of the spectral flux, in seconds.
+        local_s: span on each side of the seam whose sample steps set the scale, in seconds.
 
     Returns:
         ``jump_ratio``: |first sample − last sample| divided by the RMS of the steps between

@@ -201,6 +201,13 @@ class SpectrogramParams:
 
         Returns:
             The number of image columns.
+
+        Example:
+            >>> params = SpectrogramParams()
+            >>> params.hop_length, params.width_for_samples(225_351)
+            (441, 512)
+            >>> params.width_for_samples(225_792, periodic=True)
+            512
         """
         _check_count("num_samples", num_samples)
         if periodic:
@@ -222,6 +229,12 @@ class SpectrogramParams:
 
         Returns:
             The number of audio samples.
+
+        Example:
+            >>> SpectrogramParams().samples_for_width(512)  # (512 − 1) · 441 = 5.11 s at 44.1 kHz
+            225351
+            >>> SpectrogramParams().samples_for_width(512, periodic=True)  # 512 · 441 = 5.12 s
+            225792
         """
         _check_count("width", width, minimum=1)
         if periodic:
@@ -229,7 +242,11 @@ class SpectrogramParams:
         return (width - 1) * self.hop_length
 
     def replace(self, **changes: Any) -> SpectrogramParams:
-        """A copy with ``changes`` applied (validated like a new instance)."""
+        """A copy with ``changes`` applied (validated like a new instance).
+
+        Args:
+            **changes: field names and new values, e.g. ``step_size_ms=5``.
+        """
         return dataclasses.replace(self, **changes)
 
     # ----------------------------------------------------------------------------------- EXIF
@@ -252,6 +269,11 @@ class SpectrogramParams:
         cls, exif: dict[int, Any], *, base: SpectrogramParams | None = None
     ) -> SpectrogramParams:
         """Parameters from Riffusion EXIF tags; tags that are absent keep ``base``'s values.
+
+        Args:
+            exif: EXIF tag id (int) -> value, e.g. ``image.getexif()``; tags are
+                :class:`ExifTag`.
+            base: parameters for the tags that are absent (default: ``SpectrogramParams()``).
 
         Raises:
             ImageFormatError: a tag holds a value that is not a number or gives invalid params.

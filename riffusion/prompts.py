@@ -75,5 +75,9 @@ PROMPTS: tuple[str, ...] = (
 
 
 def random_prompt(seed: int | None = None) -> str:
-    """A prompt from :data:`PROMPTS`, chosen at random (reproducibly when ``seed`` is given)."""
+    """A prompt from :data:`PROMPTS`, chosen at random (reproducibly when ``seed`` is given).
+
+    Args:
+        seed: seed of the choice (any int); ``None`` draws from the operating system.
+    """
     return random.Random(seed).choice(PROMPTS)

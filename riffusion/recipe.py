@@ -211,7 +211,11 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
-        """The inverse of :meth:`to_dict`; unknown keys raise :class:`ParameterError`."""
+        """The inverse of :meth:`to_dict`; unknown keys raise :class:`ParameterError`.
+
+        Args:
+            data: a dict as :meth:`to_dict` returns it (e.g. from ``json.loads``).
+        """
         if not isinstance(data, dict):
             raise ParameterError(f"recipe must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -232,12 +236,20 @@ class Recipe:
             raise ParameterError(f"recipe is incomplete or malformed: {error}") from error
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        """The recipe as JSON text."""
+        """The recipe as JSON text.
+
+        Args:
+            indent: spaces per indentation level; ``None`` writes one line.
+        """
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
     def from_json(cls, text: str) -> Recipe:
-        """Parse :meth:`to_json` output."""
+        """Parse :meth:`to_json` output.
+
+        Args:
+            text: JSON text of a recipe object.
+        """
         try:
             data = json.loads(text)
         except (TypeError, json.JSONDecodeError) as error:
@@ -251,7 +263,11 @@ class Recipe:
 
     @classmethod
     def from_url(cls, text: str) -> Recipe:
-        """Parse a :meth:`to_url` string."""
+        """Parse a :meth:`to_url` string.
+
+        Args:
+            text: a ``riffusion:1:`` string from :meth:`to_url`.
+        """
         if not isinstance(text, str) or not text.startswith(_URL_PREFIX):
             raise ParameterError(f"{str(text)[:40]!r}... is not a riffusion recipe string")
         body = text[len(_URL_PREFIX) :]

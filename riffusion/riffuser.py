@@ -341,7 +341,11 @@ class Riffuser:
 
     @_serialized
     def set_scheduler(self, name: str) -> Riffuser:
-        """Switch the sampling scheduler by name (recorded in recipes)."""
+        """Switch the sampling scheduler by name (recorded in recipes).
+
+        Args:
+            name: a scheduler name of ``SCHEDULER_NAMES`` (``"default"``, ``"ddim"``, ...).
+        """
         self.pipeline.set_scheduler(name)
         return self
 
@@ -747,6 +751,16 @@ class Riffuser:
 
         Text embeddings are mixed linearly, the seeds' noise spherically, denoising and
         guidance linearly; ``alpha=0`` is the start alone, ``alpha=1`` the end alone.
+
+        Args:
+            start: the prompt input at ``alpha = 0``.
+            end: the prompt input at ``alpha = 1``; ``None`` uses ``start`` alone.
+            alpha: interpolation weight in [0, 1].
+            num_inference_steps: scheduler steps of a full run (img2img runs about
+                ``denoising × steps``).
+            seed_image: an id, a PIL image, :class:`~riffusion.Audio`, ``DEFAULT_SEED`` or
+                ``None`` (text-to-image).
+            mask_image: mask id or ``L`` image (white = regenerate), or ``None``.
         """
         steps = _check_steps(num_inference_steps)
         if not isinstance(start, PromptInput) or not isinstance(end, PromptInput | None):
@@ -782,7 +796,14 @@ class Riffuser:
     def interpolate(
         self, start: PromptInput, end: PromptInput, num_clips: int, **options: Any
     ) -> list[Clip]:
-        """``num_clips`` clips along alpha from 0 to 1 inclusive (options as :meth:`riffuse`)."""
+        """``num_clips`` clips along alpha from 0 to 1 inclusive (options as :meth:`riffuse`).
+
+        Args:
+            start: the prompt input at alpha 0.
+            end: the prompt input at alpha 1.
+            num_clips: clips at ``alpha = k / (num_clips - 1)``, an int >= 2.
+            **options: ``num_inference_steps``, ``seed_image``, ``mask_image`` for every clip.
+        """
         check_integer("num_clips", num_clips, minimum=2)
         alphas = [index / (num_clips - 1) for index in range(num_clips)]
         return [self.riffuse(start, end, alpha, **options) for alpha in alphas]
@@ -860,6 +881,15 @@ class Riffuser:
         (:func:`riffusion.joins.periodic_image_to_audio`), so played end to start there is no
         click or jump. The built-in seed images are two bars at 93.75 BPM, so the loop is two
         bars long; :func:`riffusion.trim_to_bars` trims other audio to whole bars.
+
+        Args:
+            prompt: what to play.
+            seed: noise seed in [0, 2**63); ``None`` draws one (recorded in the recipe).
+            negative_prompt: what to steer away from.
+            denoising: img2img strength in [0, 1].
+            guidance: classifier-free guidance scale, >= 0.
+            num_inference_steps: scheduler steps of a full run.
+            seed_image: seed image (as :meth:`riffuse`); its loop is made periodic.
         """
         steps = _check_steps(num_inference_steps)
         seed = _random_seed() if seed is None else seed

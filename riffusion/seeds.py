@@ -189,6 +189,10 @@ def check_image_id(value: Any, *, what: str = "image id") -> str:
     Ids are names: letters, digits, ``_``, ``-`` and ``.`` (not first), no ``..``. Anything
     path-like (``../x``, ``/etc/x``, ``a/b``, ``C:\\x``, a NUL) is rejected, so ids from an
     untrusted client can never reach the file system.
+
+    Args:
+        value: the id to check (any value; only well-formed strings pass).
+        what: name of the argument, used in the error message.
     """
     if not isinstance(value, str):
         raise ParameterError(
@@ -249,7 +253,11 @@ def register_seed_images(folder: str | os.PathLike[str]) -> list[str]:
 
 
 def unregister_seed_images(ids: list[str] | None = None) -> None:
-    """Forget registered ids (all of them when ``ids`` is ``None``)."""
+    """Forget registered ids (all of them when ``ids`` is ``None``).
+
+    Args:
+        ids: registered ids to forget; ``None`` forgets every registered id.
+    """
     with _REGISTRY_LOCK:
         if ids is None:
             _REGISTERED.clear()
@@ -265,6 +273,9 @@ def registered_images() -> dict[str, Path]:
 
 def resolve_seed_id(seed_id: Any) -> str:
     """The id a seed image request resolves to: registered, built-in, or an alias's target.
+
+    Args:
+        seed_id: a registered id, built-in name or Riffusion alias (``og_beat``, ...).
 
     Raises:
         ParameterError: malformed (path-like) or unknown id; the message lists the known ids.
@@ -284,7 +295,11 @@ def resolve_seed_id(seed_id: Any) -> str:
 
 
 def resolve_mask_id(mask_id: Any) -> str | None:
-    """Like :func:`resolve_seed_id` for masks; ``None`` and ``""`` mean no mask (``None``)."""
+    """Like :func:`resolve_seed_id` for masks; ``None`` and ``""`` mean no mask (``None``).
+
+    Args:
+        mask_id: a mask id, ``None`` or ``""``.
+    """
     if mask_id is None or mask_id == "":
         return None
     check_image_id(mask_id, what="mask_image")
@@ -321,6 +336,9 @@ def load_seed_image(name: str) -> Image.Image:
     """A seed image by id (a fresh copy; built-ins are 512×512 RGB with spectrogram EXIF).
 
     ``name`` is a registered id, a built-in name or a :data:`RIFFUSION_ALIASES` id.
+
+    Args:
+        name: a registered id, a built-in name or a Riffusion alias.
     """
     resolved = resolve_seed_id(name)
     registered = _registered_image(resolved)
@@ -334,6 +352,9 @@ def load_seed_image(name: str) -> Image.Image:
 
 def load_mask_image(name: str) -> Image.Image:
     """A mask by id (a fresh ``L`` copy; built-ins are 512×512); see :func:`load_seed_image`.
+
+    Args:
+        name: a registered mask id or a built-in mask name.
 
     Raises:
         ParameterError: ``None``/``""`` (no mask has no image), or a bad or unknown id.
@@ -353,6 +374,9 @@ def make_seed_image(name: str) -> Image.Image:
     The audio is two bars (5.12 s, one period of a loop), so the image is
     ``params.width_for_samples(samples, periodic=True)`` = 512 columns: the 513th frame of
     Riffusion's centred encoding would be the next bar's downbeat.
+
+    Args:
+        name: a built-in seed name (see :func:`seed_images`).
     """
     from riffusion.convert import audio_to_image
 
@@ -366,7 +390,11 @@ def make_seed_image(name: str) -> Image.Image:
 
 
 def image_fingerprint(image: Image.Image) -> str:
-    """A short, stable identity of an image's pixels: the first 16 hex digits of SHA-256."""
+    """A short, stable identity of an image's pixels: the first 16 hex digits of SHA-256.
+
+    Args:
+        image: a PIL image (its mode, size and pixels are hashed).
+    """
     rgb = np.asarray(image.convert("RGB"))
     digest = hashlib.sha256()
     digest.update(f"{rgb.shape}".encode())
@@ -436,7 +464,11 @@ _CHORDS = [  # Am, F, C, G as frequencies in Hz
 
 
 def synthesize_seed_audio(name: str) -> Audio:
-    """The 5.12 s, 44.1 kHz mono audio a built-in seed image was made from (deterministic)."""
+    """The 5.12 s, 44.1 kHz mono audio a built-in seed image was made from (deterministic).
+
+    Args:
+        name: a built-in seed name (see :func:`seed_images`).
+    """
     if name not in _SEEDS:
         raise ParameterError(f"unknown seed image {name!r}; built-in ones are {', '.join(_SEEDS)}")
     rng = np.random.default_rng(_RNG_SEEDS[name])
@@ -499,7 +531,13 @@ def synthesize_seed_audio(name: str) -> Audio:
 
 
 def make_mask(name: str, *, width: int = 512, height: int = 512) -> Image.Image:
-    """Draw a built-in mask (``L`` mode; 255 = regenerate, 0 = keep) at the given size."""
+    """Draw a built-in mask (``L`` mode; 255 = regenerate, 0 = keep) at the given size.
+
+    Args:
+        name: a built-in mask name (see :func:`mask_images`).
+        width: width of the mask in pixels (image columns), an int >= 1.
+        height: height in pixels (mel rows), an int >= 1.
+    """
     if name not in _MASKS:
         raise ParameterError(f"unknown mask image {name!r}; built-in ones are {', '.join(_MASKS)}")
     mask = np.full((height, width), 255, np.uint8)

@@ -64,6 +64,10 @@ def num_frames(num_samples: int, params: SpectrogramParams) -> int:
     the last one is kept (5.12 s at 44.1 kHz → 513 columns, 5.11 s → 512). An image of
     ``width`` columns decodes to ``params.samples_for_width(width)`` = ``(width − 1) · hop``
     samples.
+
+    Args:
+        num_samples: samples per channel, an int >= 0.
+        params: the spectrogram parameters (``hop_length`` in samples).
     """
     return params.width_for_samples(num_samples)
 
@@ -108,6 +112,10 @@ def spectral_convergence(reference: torch.Tensor, estimate: torch.Tensor) -> flo
 
     Both inputs are magnitudes of the same shape; each is normalised by its own maximum first so
     that the overall gain (which Riffusion images do not preserve) does not count.
+
+    Args:
+        reference: magnitudes, float tensor of any shape (e.g. ``(..., n_mels, frames)``).
+        estimate: magnitudes of the same shape.
     """
     if reference.shape != estimate.shape:
         raise ParameterError(
@@ -153,7 +161,12 @@ def _check_method(method: object) -> None:
 
 def band_limit(filterbank: torch.Tensor) -> int:
     """Number of leading STFT bins the filterbank ``(num_freqs, n_mels)`` uses (last non-zero row
-    + 1); the bins above contribute nothing to the mel spectrogram."""
+    + 1); the bins above contribute nothing to the mel spectrogram.
+
+    Args:
+        filterbank: mel filterbank, float tensor of shape ``(num_freqs, n_mels)``
+            (``n_fft // 2 + 1`` STFT bins by mel bands).
+    """
     rows = torch.nonzero(filterbank.abs().sum(dim=-1)).flatten()
     return int(rows.max()) + 1 if rows.numel() else 1
 
@@ -491,9 +504,9 @@ class SpectrogramConverter:
     Example:
         >>> import torch
         >>> converter = SpectrogramConverter()
-        >>> waveform = torch.zeros(1, 44100)
+        >>> waveform = torch.zeros(1, 44100)  # 1 s: 44100 // 441 + 1 = 101 columns
         >>> converter.waveform_to_mel(waveform).shape
-        torch.Size([1, 512, 100])
+        torch.Size([1, 512, 101])
     """
 
     def __init__(

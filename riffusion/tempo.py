@@ -95,6 +95,12 @@ def trim_to_bars(audio: Audio, *, bpm: float | None = None, beats_per_bar: int =
 
     Raises:
         ParameterError: bad tempo or audio shorter than one bar.
+
+    Example:
+        >>> import numpy as np
+        >>> audio = Audio(np.zeros((1, 44100 * 5), np.float32), 44100)  # 5 s
+        >>> trim_to_bars(audio, bpm=120).duration_s  # two 4/4 bars of 2 s each
+        4.0
     """
     check_integer("beats_per_bar", beats_per_bar)
     if bpm is None:

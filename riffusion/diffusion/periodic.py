@@ -46,7 +46,11 @@ def _patchable(module: nn.Module) -> bool:
 
 
 def is_periodic(module: nn.Module) -> bool:
-    """Return True if any Conv2d inside ``module`` currently pads its width circularly."""
+    """Return True if any Conv2d inside ``module`` currently pads its width circularly.
+
+    Args:
+        module: a torch module (UNet, VAE, ...), searched recursively.
+    """
     return any(_MARK in vars(m) for m in module.modules())
 
 

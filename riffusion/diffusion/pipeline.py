@@ -266,6 +266,11 @@ class RiffusionPipeline:
     ) -> RiffusionPipeline:
         """Move the models to ``device`` (and ``dtype``, default: keep the current one).
 
+        Args:
+            device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"``, ``"mps"`` or a ``torch.device``.
+            dtype: ``torch.float32``, ``float16`` or ``bfloat16`` (or their names); ``None``
+                keeps the current one.
+
         Returns:
             ``self``.
 
@@ -331,7 +336,11 @@ class RiffusionPipeline:
 
     def set_progress_bar_config(self, **kwargs: Any) -> None:
         """Set keyword arguments of the tqdm progress bar over denoising steps (e.g.
-        ``disable=True``)."""
+        ``disable=True``).
+
+        Args:
+            **kwargs: tqdm keyword arguments (``disable``, ``leave``, ``desc``, ``file``, ...).
+        """
         self._progress_bar_config = dict(kwargs)
 
     # ------------------------------------------------------------------ schedulers
@@ -384,7 +393,12 @@ class RiffusionPipeline:
         self, name: str, overrides: dict[str, Any] | None = None
     ) -> SchedulerMixin:
         """A fresh scheduler from ``(name, overrides)`` on this checkpoint's noise schedule;
-        the pipeline's own :attr:`scheduler` is left as it is."""
+        the pipeline's own :attr:`scheduler` is left as it is.
+
+        Args:
+            name: a scheduler name of ``SCHEDULER_NAMES`` or a diffusers scheduler class name.
+            overrides: scheduler config entries to change (JSON values), or ``None``.
+        """
         cls, config = self._default_scheduler
         return build_scheduler(name, overrides, cls, config)
 
@@ -455,6 +469,9 @@ class RiffusionPipeline:
     def decode_latents(self, latents: torch.Tensor) -> Image.Image:
         """Decode scaled latents ``(1, 4, h, w)`` to an RGB PIL image of ``8w x 8h`` pixels.
 
+        Args:
+            latents: float tensor ``(1, 4, h, w)``, already divided by the VAE scaling factor.
+
         Raises:
             RiffusionError: If the decoded image contains NaN or inf (e.g. float16 overflow).
         """
@@ -490,6 +507,10 @@ class RiffusionPipeline:
         periodic: Any,
     ) -> tuple[int, int]:
         """Validate every argument of :meth:`riffuse` before any model runs.
+
+        Args:
+            start, end, alpha, init_image, mask_image, num_inference_steps, width, height,
+                periodic: the arguments of :meth:`riffuse`, unchecked.
 
         Returns:
             The output ``(width, height)`` in pixels.
@@ -815,6 +836,17 @@ class RiffusionPipeline:
         """Regenerate ``init_image`` guided by ``prompt``; see :meth:`riffuse` for details.
 
         ``denoising`` in [0, 1]: 0 returns the VAE round trip of the image, 1 ignores it.
+
+        Args:
+            prompt: text prompt (``(word:1.3)`` weights allowed).
+            init_image: the image to regenerate (PIL, sides multiples of 8 pixels).
+            denoising: img2img strength in [0, 1].
+            guidance: classifier-free guidance scale, >= 0.
+            negative_prompt: what to steer away from.
+            seed: noise seed in [0, 2**63).
+            num_inference_steps: scheduler steps of a full run.
+            mask_image: ``L`` mask (white = regenerate), or ``None``.
+            periodic: generate with circular padding along the width (a seamless loop).
         """
         start = PromptInput(
             prompt=prompt,
@@ -843,7 +875,18 @@ class RiffusionPipeline:
         height: int = 512,
         periodic: bool = False,
     ) -> GenerationResult:
-        """Generate a ``width x height`` image from ``prompt``; see :meth:`riffuse`."""
+        """Generate a ``width x height`` image from ``prompt``; see :meth:`riffuse`.
+
+        Args:
+            prompt: text prompt (``(word:1.3)`` weights allowed).
+            seed: noise seed in [0, 2**63).
+            guidance: classifier-free guidance scale, >= 0.
+            negative_prompt: what to steer away from.
+            num_inference_steps: scheduler steps.
+            width: image width in pixels (multiple of 8; 512 columns = 5.11 s).
+            height: image height in pixels (multiple of 8; 512 mel rows).
+            periodic: generate with circular padding along the width (a seamless loop).
+        """
         start = PromptInput(
             prompt=prompt, seed=seed, negative_prompt=negative_prompt, guidance=guidance
         )
