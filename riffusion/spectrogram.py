@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 import torchaudio
 
+from riffusion._checks import check_device
 from riffusion.errors import ParameterError
 from riffusion.params import SpectrogramParams
 
@@ -499,8 +500,13 @@ class SpectrogramConverter:
     def __init__(
         self, params: SpectrogramParams | None = None, *, device: torch.device | str = "cpu"
     ) -> None:
+        if params is not None and not isinstance(params, SpectrogramParams):
+            raise ParameterError(
+                f"params must be a riffusion.SpectrogramParams or None, got "
+                f"{type(params).__name__}"
+            )
         self.params = params if params is not None else SpectrogramParams()
-        self.device = torch.device(device)
+        self.device = check_device("device", device)
         params = self.params
         self._window = torch.hann_window(params.win_length, device=self.device)
         self._filterbank = mel_filterbank(params, device=self.device)
