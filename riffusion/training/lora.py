@@ -292,11 +292,12 @@ def _plot_loss(path: Path, rows: list[dict[str, Any]]) -> Path | None:
 def _save_weights(output_dir: Path, unet: Any, text_encoder: Any | None) -> Path:
     """Write the adapters in diffusers' LoRA format, atomically."""
     from diffusers.loaders import StableDiffusionLoraLoaderMixin
-    from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
     def layers(model: Any) -> dict[str, torch.Tensor]:
-        state = convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
+        # peft's key names (``...to_q.lora_A.weight``), which diffusers' loaders read as they
+        # are; its older ``lora.down`` names exist for attention layers only, not convolutions.
+        state = get_peft_model_state_dict(model)
         return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
     def metadata(model: Any) -> dict[str, Any]:
@@ -317,6 +318,24 @@ def _save_weights(output_dir: Path, unet: Any, text_encoder: Any | None) -> Path
     )
     os.replace(output_dir / partial_name, target)
     return target
+
+
+def _make_accelerator(accelerate: Any, mixed_precision: str, cpu: bool) -> Any:
+    """An ``Accelerator``; a second training in the same process may change the precision.
+
+    accelerate keeps its mixed-precision setting in a process-wide singleton and refuses a
+    different one later ("restart your runtime"); a library function called twice must not, so
+    that singleton (not the process/device state) is cleared and the accelerator built again.
+    """
+    try:
+        return accelerate.Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+    except ValueError as error:
+        if "already been initialized" not in str(error):
+            raise
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=False)
+        return accelerate.Accelerator(mixed_precision=mixed_precision, cpu=cpu)
 
 
 def _slug(text: str) -> str:
@@ -483,7 +502,7 @@ def train_lora(
 
     # ---------------------------------------------------------------- models
     from diffusers import DDPMScheduler
-    from peft import LoraConfig
+    from peft import LoraConfig, inject_adapter_in_model
 
     from riffusion.diffusion import RiffusionPipeline, resolve_model_folder
     from riffusion.diffusion.loading import load_components
@@ -503,9 +522,7 @@ def train_lora(
             f"{noise_scheduler.config.prediction_type!r} is not supported (epsilon, v_prediction)"
         )
 
-    accelerator = accelerate.Accelerator(
-        mixed_precision=mixed_precision, cpu=use_cpu, device_placement=True
-    )
+    accelerator = _make_accelerator(accelerate, mixed_precision, use_cpu)
     weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
         mixed_precision
     ]
@@ -520,13 +537,16 @@ def train_lora(
             )
         )
         if train_text_encoder:
-            text_encoder.add_adapter(
+            # peft directly: transformers' own add_adapter may demand a newer peft than exists.
+            inject_adapter_in_model(
                 LoraConfig(
                     r=rank,
                     lora_alpha=lora_alpha,
                     init_lora_weights="gaussian",
                     target_modules=list(TEXT_ENCODER_TARGETS),
-                )
+                ),
+                text_encoder,
+                adapter_name=_ADAPTER,
             )
     if state_dir is not None:
         from peft.utils import set_peft_model_state_dict
