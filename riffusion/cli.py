@@ -12,6 +12,8 @@ Sub-commands::
     image-to-audio  IMAGE -o OUT             spectrogram image → audio
     seed-images                              list the built-in seed images and masks
     print-exif      IMAGE                    show an image's spectrogram parameters
+    prepare-dataset IN -o OUT                a folder of audio → spectrogram windows to train on
+    train-lora      DATASET -o OUT           fine-tune LoRA adapters on a prepared dataset
 
 Conventions: inputs are positional, the output is ``-o/--output`` and its extension picks the
 format (.wav, .flac, .ogg, .mp3 for audio; .png for images). Errors print one line,
@@ -521,6 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("image", help="spectrogram image")
     sub.set_defaults(handler=_print_exif)
+
+    # -- prepare-dataset, train-lora (riffusion.commands; their handlers import the library)
+    from riffusion.commands import dataset as dataset_command
+    from riffusion.commands import train as train_command
+
+    for module in (dataset_command, train_command):
+        module.add_parser(commands, formatter_class=_Formatter, parents=[common])
     return parser
 
 

@@ -324,7 +324,11 @@ def process_file(task: FileTask) -> FileResult:
             if record.get("sha256") == digest and all(
                 (out_dir / r["file_name"]).is_file() for r in record["records"]
             ):
-                return FileResult(task.source, records=tuple(record["records"]), already_done=True)
+                # Captions are metadata only: a changed caption updates the record, no re-encode.
+                records = [{**r, "text": task.caption} for r in record["records"]]
+                if records != record["records"]:
+                    _write_text_atomic(manifest, _manifest_text({**record, "records": records}))
+                return FileResult(task.source, records=tuple(records), already_done=True)
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged record is redone
     params = task.params
@@ -370,12 +374,9 @@ def process_file(task: FileTask) -> FileResult:
         )
     _write_text_atomic(
         manifest,
-        json.dumps(
-            {"source": task.source, "sha256": digest, "silent": silent, "records": records},
-            indent=1,
-            sort_keys=True,
-        )
-        + "\n",
+        _manifest_text(
+            {"source": task.source, "sha256": digest, "silent": silent, "records": records}
+        ),
     )
     return FileResult(
         task.source,
@@ -384,6 +385,10 @@ def process_file(task: FileTask) -> FileResult:
         windows_reused=reused,
         windows_silent=silent,
     )
+
+
+def _manifest_text(record: dict[str, Any]) -> str:
+    return json.dumps(record, indent=1, sort_keys=True) + "\n"
 
 
 def _rms_dbfs(audio: Audio) -> float:

@@ -265,3 +265,49 @@ def test_ray_engine_writes_the_same_bytes(corpus, prepared, ray_instance, tmp_pa
     result = _prepare(corpus, out, engine="ray", captions={"jazz/b": "cool bass"})
     assert [source for source, _ in result.failures] == ["d.wav"]
     assert _tree(out) == _tree(local)
+
+
+def test_prepare_dataset_command(corpus, prepared, tmp_path, capsys):
+    from riffusion.cli import main
+
+    _, library_out = prepared
+    out = tmp_path / "cli"
+    status = main(
+        [
+            "prepare-dataset",
+            str(corpus),
+            "-o",
+            str(out),
+            "--window-px",
+            "64",
+            "--captions",
+            str(_write_captions(tmp_path)),
+            "--quiet",
+        ]
+    )
+    # The command uses Riffusion's parameters (512 mel bins): same windows, taller images.
+    assert status == 0
+    records = _records(out)
+    assert [(r["source"], r["start_s"], r["text"]) for r in records] == [
+        (r["source"], r["start_s"], r["text"]) for r in _records(library_out)
+    ]
+    with Image.open(out / records[0]["file_name"]) as image:
+        assert image.size == (WINDOW_PX, 512)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "skipped d.wav" in captured.err
+    # Rerun without the mapping: nothing encoded again, b.flac's caption becomes its folder's.
+    assert main(["prepare-dataset", str(corpus), "-o", str(out), "--window-px", "64"]) == 0
+    assert "0 written" in capsys.readouterr().out
+    assert {r["text"] for r in _records(out) if r["source"] == "jazz/b.flac"} == {"jazz"}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["prepare-dataset", str(empty), "-o", str(tmp_path / "none"), "-q"]) == 1
+    assert main(["prepare-dataset", str(corpus), "-o", str(out), "--shard", "2/2"]) == 2
+    assert "I/N needs 0 <= I < N" in capsys.readouterr().err
+
+
+def _write_captions(folder: Path) -> Path:
+    path = folder / "captions.csv"
+    path.write_text("file,text\njazz/b,cool bass\n")
+    return path

@@ -276,3 +276,33 @@ def test_trains_from_a_huggingface_dataset(dataset, tiny_model, tmp_path):
     from_hf = _train(loaded, tiny_model, tmp_path / "hf", steps=2)
     # Same examples in the same (sorted) order: the same run.
     assert from_hf.losses == from_folder.losses
+
+
+def test_train_lora_command(dataset, tiny_model, tmp_path, capsys):
+    from safetensors import safe_open
+
+    from riffusion.cli import main
+
+    out = tmp_path / "cli"
+    common = ["-o", str(out), "--model", str(tiny_model), "--device", "cpu", "--rank", "2"]
+    argv = ["train-lora", str(dataset), *common, "--steps", "3", "--seed", "5"]
+    assert main([*argv, "--validation-prompt", "high", "--validation-steps", "1"]) == 0
+    assert "step 3 (from 0)" in capsys.readouterr().out
+    with safe_open(out / "pytorch_lora_weights.safetensors", "pt") as weights:
+        keys = list(weights.keys())
+        shape = weights.get_tensor(next(k for k in keys if "lora_A" in k)).shape
+    assert keys and all(k.startswith("unet.") for k in keys) and shape[0] == 2
+    assert sorted(p.name for p in (out / "validation" / "step_000003").iterdir()) == [
+        "00_high.png",
+        "00_high.wav",
+    ]
+    # Continue the same run to step 5: the library resumed it (start step 3, 5 log rows).
+    assert (
+        main(["train-lora", str(dataset), *common, "--steps", "5", "--seed", "5", "--resume"]) == 0
+    )
+    assert "step 5 (from 3)" in capsys.readouterr().out
+    with open(out / "training_log.csv", newline="") as handle:
+        assert [int(r["step"]) for r in csv.DictReader(handle)] == [1, 2, 3, 4, 5]
+    assert main(["train-lora", str(tmp_path / "nothing"), *common, "-q"]) == 1
+    assert "is not an existing folder" in capsys.readouterr().err
+    assert main(["train-lora", str(dataset), *common, "--steps", "0"]) == 2
