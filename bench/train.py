@@ -1,13 +1,15 @@
 """LoRA training speed: optimizer steps per second (and peak GPU memory on CUDA).
 
-Always: the tiny random model (``riffusion.testing.make_tiny_model``) on the CPU, trained on a
-small synthetic dataset of 512x512 spectrogram windows made with ``riffusion.dataset.prepare``
-(the real image size, so the VAE and UNet see 64x64 latents as with the real model).
+Always: the tiny random model (``riffusion.testing.make_tiny_model``) on the CPU, with one thread
+and with all of them (the ratio is printed), trained on a small synthetic dataset of 512x512
+spectrogram windows made with ``riffusion.dataset.prepare`` (the real image size, so the VAE and
+UNet see 64x64 latents as with the real model).
 
-With CUDA: the same on the full-size Stable Diffusion 1.5 architecture (UNet 320/640/1280/1280,
-CLIP ViT-L/14 text tower, VAE 128/256/512/512; ``riffusion.testing.SD15_ARCHITECTURE``) with
-random weights — nothing is downloaded, and the speed does not depend on the weight values —
-in fp16 mixed precision, with and without gradient checkpointing; prints steps/s and the peak
+With CUDA (or ``--full-size yes``, then on the CPU in fp32): the same on the full-size Stable
+Diffusion 1.5 architecture (UNet 320/640/1280/1280, CLIP ViT-L/14 text tower, VAE
+128/256/512/512; ``riffusion.testing.SD15_ARCHITECTURE``) with random weights — nothing is
+downloaded, and the speed does not depend on the weight values — in fp16 mixed precision, with
+and without gradient checkpointing; prints steps/s and the peak
 GPU memory of the whole run (model loading included).
 
 Steps/s is measured from the training log (``elapsed_s``), after ``--warmup`` steps, so model
@@ -15,7 +17,8 @@ loading and latent caching are not counted.
 
 Usage (from the repository root)::
 
-    python bench/train.py [--steps 20] [--warmup 3] [--rank 4] [--batch-size 1] [--no-gpu]
+    python bench/train.py [--steps 20] [--warmup 3] [--rank 4] [--batch-size 1]
+                          [--full-size auto|yes|no]
 """
 
 from __future__ import annotations
@@ -117,47 +120,75 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--no-gpu", action="store_true", help="only the tiny model on the CPU")
+    parser.add_argument(
+        "--full-size",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="the SD1.5-size run: auto = on CUDA only; yes = also on the CPU (slow, fp32)",
+    )
     args = parser.parse_args()
     if not 1 <= args.warmup < args.steps:
         parser.error("--warmup must be in [1, steps)")
 
-    print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}")
+    default_threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, CPU threads {default_threads}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         dataset = make_dataset(root)
         tiny = make_tiny_model(root / "tiny")
-        cpu = run("tiny model, CPU, fp32", dataset, tiny, root / "out_cpu", args, device="cpu")
-        if args.no_gpu or not torch.cuda.is_available():
-            print("no CUDA device (or --no-gpu): full-size run skipped")
+        # Baseline in the same run: the tiny model on one CPU thread, then on all of them.
+        cpu = {}
+        for threads in sorted({1, default_threads}):
+            torch.set_num_threads(threads)
+            cpu[threads] = run(
+                f"tiny model, CPU, fp32, {threads} thread(s)",
+                dataset,
+                tiny,
+                root / f"out_cpu{threads}",
+                args,
+                device="cpu",
+            )
+        torch.set_num_threads(default_threads)
+        if default_threads > 1:
+            ratio = cpu[default_threads]["steps_per_s"] / cpu[1]["steps_per_s"]
+            print(f"tiny model: {default_threads} threads vs 1 thread: {ratio:.2f}x steps/s")
+        cuda = torch.cuda.is_available()
+        if args.full_size == "no" or (args.full_size == "auto" and not cuda):
+            print("no CUDA device (or --full-size no): full-size run skipped")
             return 0
-        device = torch.device("cuda", torch.cuda.current_device())
-        print(f"device: {torch.cuda.get_device_name(device)}")
+        device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+        print(f"full size on: {torch.cuda.get_device_name(device) if cuda else 'CPU'}")
         model = make_full_size_model(root, device)
+        precision = "fp16" if cuda else "no"
         plain = run(
-            "SD1.5 size, CUDA, fp16",
+            f"SD1.5 size, {device.type}, {precision}",
             dataset,
             model,
-            root / "out_fp16",
+            root / "out_full",
             args,
-            device="cuda",
-            mixed_precision="fp16",
+            device=device.type,
+            mixed_precision=precision,
         )
         checkpointed = run(
-            "SD1.5 size, CUDA, fp16, gradient checkpointing",
+            f"SD1.5 size, {device.type}, {precision}, gradient checkpointing",
             dataset,
             model,
             root / "out_gc",
             args,
-            device="cuda",
-            mixed_precision="fp16",
+            device=device.type,
+            mixed_precision=precision,
             gradient_checkpointing=True,
         )
-        print(
+        summary = (
             f"gradient checkpointing: {checkpointed['steps_per_s'] / plain['steps_per_s']:.2f}x "
-            f"the speed, {checkpointed['peak_gpu_memory_gib'] / plain['peak_gpu_memory_gib']:.2f}"
-            "x the peak memory; "
-            f"full size vs tiny-on-CPU steps/s: {plain['steps_per_s'] / cpu['steps_per_s']:.2f}x"
+            "the speed"
+        )
+        if cuda:
+            memory = checkpointed["peak_gpu_memory_gib"] / plain["peak_gpu_memory_gib"]
+            summary += f", {memory:.2f}x the peak memory"
+        baseline = cpu[default_threads]["steps_per_s"]
+        print(
+            f"{summary}; full size vs tiny-on-CPU steps/s: {plain['steps_per_s'] / baseline:.3f}x"
         )
     return 0
 
