@@ -254,6 +254,7 @@ def test_bad_arguments(dataset, tiny_model, tmp_path):
         ({"mixed_precision": "fp16"}, "needs a CUDA GPU"),
         ({"validation_prompts": [""]}, "validation_prompts"),
         ({"device": "tpu"}, "device='tpu'"),
+        ({"target_modules": "to_q"}, "target_modules='to_q'"),
     ):
         with pytest.raises(ParameterError, match=message):
             _train(dataset, tiny_model, tmp_path / "out", **kwargs)

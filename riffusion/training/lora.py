@@ -379,6 +379,9 @@ def train_lora(
         model: the base checkpoint: hub id or diffusers folder (Stable Diffusion 1.x).
         output_dir: where weights, log, plot, validation clips and the training state go.
         rank: LoRA rank ``r`` of every adapter.
+        target_modules: names of the UNet modules that get adapters: :data:`UNET_TARGETS`
+            (attention projections, the default) or :data:`UNET_ALL_TARGETS` (also projections,
+            feed-forward and ResNet convolutions), or your own list.
         lora_alpha: LoRA ``alpha`` (adapter output scaled by ``alpha / rank``); default ``rank``.
         learning_rate: AdamW learning rate (constant after the warm-up).
         lr_warmup_steps: linear warm-up of the learning rate over this many steps.
@@ -444,10 +447,22 @@ def train_lora(
     ):
         if not isinstance(flag, bool):
             raise ParameterError(f"{name}={flag!r} must be True or False")
-    if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
-        raise ParameterError(f"device={device!r} must be 'auto', 'cpu' or 'cuda'")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ParameterError(
+            f"device={device!r} must be 'auto', 'cpu' or 'cuda' (pick the GPU with "
+            "CUDA_VISIBLE_DEVICES or `accelerate launch`)"
+        )
+    if (
+        isinstance(target_modules, str)
+        or not isinstance(target_modules, Sequence)
+        or not target_modules
+        or not all(isinstance(name, str) and name for name in target_modules)
+    ):
+        raise ParameterError(
+            f"target_modules={target_modules!r} must be a non-empty list of module names"
+        )
     use_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
+    if device == "cuda" and not torch.cuda.is_available():
         raise ParameterError(f"device={device!r}: CUDA is not available")
     if mixed_precision == "fp16" and use_cpu:
         raise ParameterError(
@@ -462,6 +477,7 @@ def train_lora(
     config = _state_config(
         model=os.fspath(model),
         rank=rank,
+        target_modules=list(target_modules),
         lora_alpha=lora_alpha,
         learning_rate=learning_rate,
         lr_warmup_steps=lr_warmup_steps,
