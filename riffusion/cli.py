@@ -13,6 +13,8 @@ Sub-commands::
     seed-images                              list the built-in seed images and masks
     print-exif      IMAGE                    show an image's spectrogram parameters
     sample-clips    INPUT -o DIR             random clips of a given duration from a long file
+    prepare-dataset IN -o OUT                a folder of audio → spectrogram windows to train on
+    train-lora      DATASET -o OUT           fine-tune LoRA adapters on a prepared dataset
 
 Conventions: inputs are positional, the output is ``-o/--output`` and its extension picks the
 format (.wav, .flac, .ogg, .mp3 for audio; .png for images). Errors print one line,
@@ -594,6 +596,12 @@ def build_parser() -> argparse.ArgumentParser:
     from riffusion.commands import batch as batch_command
 
     batch_command.add_parser(commands, parents=[common])
+    # -- prepare-dataset, train-lora (riffusion.commands; their handlers import the library)
+    from riffusion.commands import dataset as dataset_command
+    from riffusion.commands import train as train_command
+
+    for module in (dataset_command, train_command):
+        module.add_parser(commands, formatter_class=_Formatter, parents=[common])
     return parser
 
 
