@@ -427,7 +427,7 @@ class Audio:
 
 def _read_bounded(source: object, name: str) -> tuple[np.ndarray, int]:
     """Read a whole file with soundfile after checking its header against the limits."""
-    with soundfile.SoundFile(source) as handle:  # type: ignore[arg-type]
+    with soundfile.SoundFile(source) as handle:
         rate, frames, channels = handle.samplerate, handle.frames, handle.channels
         if not 0 < rate <= MAX_SAMPLE_RATE:
             raise AudioFileError(

@@ -325,10 +325,10 @@ def process_file(task: FileTask) -> FileResult:
                 (out_dir / r["file_name"]).is_file() for r in record["records"]
             ):
                 # Captions are metadata only: a changed caption updates the record, no re-encode.
-                records = [{**r, "text": task.caption} for r in record["records"]]
-                if records != record["records"]:
-                    _write_text_atomic(manifest, _manifest_text({**record, "records": records}))
-                return FileResult(task.source, records=tuple(records), already_done=True)
+                captioned = [{**r, "text": task.caption} for r in record["records"]]
+                if captioned != record["records"]:
+                    _write_text_atomic(manifest, _manifest_text({**record, "records": captioned}))
+                return FileResult(task.source, records=tuple(captioned), already_done=True)
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged record is redone
     params = task.params
