@@ -137,16 +137,20 @@ def test_failed_final_move_is_named_and_cleaned_up(tmp_path, monkeypatch):
 
     target = tmp_path / "x.wav"
     monkeypatch.setattr(os, "replace", refuse)
-    with pytest.raises(AudioFileError) as info:
-        with atomic_output(target, error=AudioFileError) as temporary:
-            temporary.write_bytes(b"data")
+    with (
+        pytest.raises(AudioFileError) as info,
+        atomic_output(target, error=AudioFileError) as temporary,
+    ):
+        temporary.write_bytes(b"data")
     monkeypatch.undo()
     assert str(info.value) == f"cannot write {str(target)!r}: Invalid cross-device link"
     assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_target_is_checked_before_anything_is_created(tmp_path):
-    with pytest.raises(AudioFileError, match="is a folder"):
-        with atomic_output(tmp_path, error=AudioFileError):
-            pytest.fail("the block must not run")
+    with (
+        pytest.raises(AudioFileError, match="is a folder"),
+        atomic_output(tmp_path, error=AudioFileError),
+    ):
+        pytest.fail("the block must not run")
     assert list(tmp_path.iterdir()) == []
