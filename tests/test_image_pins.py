@@ -205,12 +205,18 @@ def test_alpha_modes_drop_alpha():
     assert to_rgb_array(palette).tolist() == [[[40, 50, 60]]]
 
 
-def test_unconvertible_mode_is_named():
-    image = Image.new("La", (2, 2))
+@pytest.mark.parametrize("failure", [ValueError("bad palette"), OSError("truncated data")])
+def test_conversion_failures_are_named(failure):
+    image = Image.new("P", (2, 2))
+
+    def refuse(*args, **kwargs):
+        raise failure
+
+    image.convert = refuse  # type: ignore[method-assign]
     with pytest.raises(ImageFormatError) as info:
         to_rgb_array(image)
-    assert str(info.value).startswith("cannot convert an image in mode 'La' to RGB: ")
-    assert isinstance(info.value.__cause__, ValueError)
+    assert str(info.value) == f"cannot convert an image in mode 'P' to RGB: {failure}"
+    assert info.value.__cause__ is failure
 
 
 # --------------------------------------------------------------------------- files and EXIF
@@ -277,3 +283,13 @@ def test_save_image_refuses_non_images_and_unknown_extensions(tmp_path):
         f"image path {str(tmp_path)!r} is a folder; give a file name inside it"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="image.py to_rgb_array converts mode 'La' to RGBA, which Pillow cannot do "
+    "('conversion from La to L not supported'); converting La to LA first would decode it",
+)
+def test_premultiplied_grey_alpha_decodes():
+    image = Image.new("La", (1, 1), (100, 255))
+    assert to_rgb_array(image).tolist() == [[[100, 100, 100]]]
