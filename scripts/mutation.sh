@@ -12,6 +12,8 @@
 #
 # Environment:
 #   MUTATION_JOBS     parallel mutant workers (default 2: the machine is shared).
+#   MUTATION_FILTER   glob patterns of mutant names to run (e.g. '*__mutmut_*[05]' for a
+#                     systematic one-in-five sample); the others are reported as not checked.
 #   MUTATION_WORKDIR  scratch folder (default /tmp/riffusion-mutation-<modules>); it is wiped
 #                     first. mutmut writes its `mutants/` tree there, never into the worktree.
 #
@@ -100,7 +102,9 @@ echo "mutating ${files[*]} against ${selected[*]} in $workdir"
 cd "$workdir"
 # The mutated copy must be what the tests import: no PYTHONPATH pointing at a checkout.
 set +e
-env -u PYTHONPATH OMP_NUM_THREADS=1 mutmut run --max-children "${MUTATION_JOBS:-2}" > mutmut-run.log 2>&1
+# shellcheck disable=SC2086  # MUTATION_FILTER holds several patterns
+env -u PYTHONPATH OMP_NUM_THREADS=1 mutmut run --max-children "${MUTATION_JOBS:-2}" \
+    ${MUTATION_FILTER:-} > mutmut-run.log 2>&1
 status=$?
 set -e
 if [[ $status -ne 0 ]]; then
@@ -125,12 +129,16 @@ survivors = []
 for file in files:
     meta = Path("mutants") / (file + ".meta")
     codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+    unchecked = sum(code is None for code in codes.values())
+    codes = {name: code for name, code in codes.items() if code is not None}
     counts = Counter(status_of.get(code, "other") for code in codes.values())
     total = len(codes)
     caught = counts["killed"] + counts["timeout"]
     rate = f"{100 * caught / total:.1f}%" if total else "n/a"
     print(f"{file:28} {total:6} {counts['killed']:7} {counts['timeout']:8} {counts['survived']:9}"
           f" {counts['no tests']:9} {counts['other']:6} {rate:>10}")
+    if unchecked:
+        print(f"  ({unchecked} more mutants not checked: outside MUTATION_FILTER)")
     survivors += [name for name, code in codes.items() if status_of.get(code) != "killed"
                   and status_of.get(code) != "timeout"]
 if survivors:
