@@ -525,6 +525,7 @@ def test_slice_by_hand():
     assert audio.slice(0.5).waveform[0].tolist() == RAMP[5:].tolist()
     assert audio.slice().waveform.tolist() == audio.waveform.tolist()
     assert audio.slice(0.0, 1.0 + 5e-10).num_samples == 10
+    assert audio.slice(0.0, 1.0 + 1e-9).num_samples == 10  # the tolerance is inclusive
     assert audio.slice(np.float32(0.5), np.int64(1)).num_samples == 5
 
 

@@ -55,6 +55,13 @@ def test_stereo_encoding_by_hand():
     assert mel_to_image(mel, params).getexif()[int(ExifTag.MAX_VALUE)] == 16.0
 
 
+def test_float64_input_is_encoded_in_float32_like_riffusion():
+    # (2865.810716044043 / 1e6) ** 0.25 · 255 lands on 59.0 in float32 but 58.99… in float64.
+    mel = np.array([[[1e6, 2865.810716044043]]], dtype=np.float64)
+    pixels = np.asarray(mel_to_image(mel, SpectrogramParams(num_frequencies=1)))
+    assert pixels[0, :, 0].tolist() == [0, 196]
+
+
 @pytest.mark.parametrize(
     ("mel", "params", "message"),
     [
@@ -176,13 +183,21 @@ def test_sixteen_bit_grey_is_scaled_and_rounded():
     # v / 257 rounded: 0, 0.498, 0.502, 1.498, 1.502, 255.
     assert _grey(to_rgb_array(image)) == [0, 0, 1, 1, 2, 255]
     assert to_rgb_array(image).shape == (1, 6, 3)
+    # I;16 is always 16-bit, even when every value is small.
+    small = Image.fromarray(np.array([[0, 128, 255]], dtype=np.uint16))
+    assert _grey(to_rgb_array(small)) == [0, 0, 1]
 
 
 def test_mode_i_is_eight_bit_unless_it_exceeds_255():
     eight = Image.fromarray(np.array([[-5, 0, 100, 255]], dtype=np.int32), mode="I")
     assert _grey(to_rgb_array(eight)) == [0, 0, 100, 255]
-    sixteen = Image.fromarray(np.array([[-5, 256, 514, 65535, 70000]], dtype=np.int32), mode="I")
+    sixteen = Image.fromarray(np.array([[-600, 256, 514, 65535, 70000]], dtype=np.int32), mode="I")
     assert _grey(to_rgb_array(sixteen)) == [0, 1, 2, 255, 255]
+    # 256 is already 16-bit: 256 / 257 rounds to 1 (not clipped to 255).
+    just_over = Image.fromarray(np.array([[0, 256]], dtype=np.int32), mode="I")
+    assert _grey(to_rgb_array(just_over)) == [0, 1]
+    empty = Image.new("I", (0, 3))
+    assert to_rgb_array(empty).shape == (3, 0, 3)
 
 
 def test_mode_f_is_rounded_and_clipped():
@@ -269,6 +284,18 @@ def test_load_image_refuses_oversized_images_with_the_size_message(tmp_path):
     assert _error(ImageFormatError, load_image, path) == (
         "image of size 65537×1 exceeds the limit of 65536×2048 pixels (riffusion.limits)"
     )
+
+
+def test_failed_image_write_is_an_image_format_error(tmp_path, monkeypatch):
+    def refuse(self, fp, format=None, **params):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", refuse)
+    target = tmp_path / "spec.png"
+    assert _error(ImageFormatError, save_image, Image.new("L", (1, 1)), target) == (
+        f"cannot write {str(target)!r}: No space left on device"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_save_image_refuses_non_images_and_unknown_extensions(tmp_path):

@@ -57,6 +57,15 @@ def test_replace_validates_and_keeps_other_fields():
     [
         {"sample_rate": 384_000},
         {"num_frequencies": 2048},
+        {"num_frequencies": 1},
+        # The lowest possible rate: 1 Hz with a 1-sample hop and a 2-sample window.
+        {
+            "sample_rate": 1,
+            "step_size_ms": 1000,
+            "window_duration_ms": 2000,
+            "padded_duration_ms": 2000,
+            "max_frequency_hz": 0.5,
+        },
         {"max_frequency_hz": 22050},  # exactly Nyquist
         {"min_frequency_hz": 0.0, "max_frequency_hz": 0.5},
         {"step_size_ms": 400},  # hop == n_fft
