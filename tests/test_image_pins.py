@@ -55,6 +55,13 @@ def test_stereo_encoding_by_hand():
     assert mel_to_image(mel, params).getexif()[int(ExifTag.MAX_VALUE)] == 16.0
 
 
+def test_quiet_input_below_one_is_still_normalised():
+    # Max 0.5 (not silence): (m / 0.5) ** 0.25 = (1, 0.5) → pixels (0, 127).
+    mel = torch.tensor([[[0.5, 0.03125]]])
+    pixels = np.asarray(mel_to_image(mel, SpectrogramParams(num_frequencies=1)))
+    assert pixels[0, :, 0].tolist() == [0, 127]
+
+
 def test_float64_input_is_encoded_in_float32_like_riffusion():
     # (2865.810716044043 / 1e6) ** 0.25 · 255 lands on 59.0 in float32 but 58.99… in float64.
     mel = np.array([[[1e6, 2865.810716044043]]], dtype=np.float64)
