@@ -121,8 +121,10 @@ from collections import Counter
 from pathlib import Path
 
 show, files = sys.argv[1] == "1", sys.argv[2:]
+# -9: killed by the CPU-time limit after ignoring SIGXCPU (stuck in C code), i.e. a timeout.
 status_of = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests",
-             36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout"}
+             36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout",
+             -9: "timeout"}
 print(f"{'module':28} {'total':>6} {'killed':>7} {'timeout':>8} {'survived':>9} {'no tests':>9}"
       f" {'other':>6} {'kill rate':>10}")
 survivors = []
