@@ -342,6 +342,10 @@ def test_unreadable_sources_are_named(tmp_path):
     assert _error(AudioFileError, Audio.load, io.BytesIO(b"junk" * 10)).startswith(
         "cannot read audio from '<file object>': "
     )
+    with open(junk, "rb") as handle:
+        assert _error(AudioFileError, Audio.load, handle).startswith(
+            f"cannot read audio from {str(junk)!r}: "
+        )
 
 
 def test_file_contents_are_checked(tmp_path):
@@ -362,6 +366,7 @@ def test_file_headers_are_checked_against_the_limits(tmp_path, monkeypatch):
         "supported"
     )
     assert Audio.load(_wav(tmp_path, np.zeros(4, np.float32), 384_000, "ok.wav")).num_samples == 4
+    assert Audio.load(_wav(tmp_path, np.zeros(4, np.float32), 1, "slow.wav")).sample_rate == 1
     wide = _wav(tmp_path, np.zeros((2, 65), np.float32), 8000, "wide.wav")
     assert _error(AudioFileError, Audio.load, wide) == (
         f"audio file {str(wide)!r} declares 65 channels; at most 64"
