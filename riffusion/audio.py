@@ -264,6 +264,8 @@ class Audio:
                     temporary, waveform, self.sample_rate, format=format, subtype=subtype
                 )
         except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+            if isinstance(error, AudioFileError):  # from atomic_output: already names the path
+                raise
             raise AudioFileError(f"cannot write {str(path)!r}: {error}") from error
         return path
 
