@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -45,7 +46,7 @@ from material import SYNTHETIC_KINDS, synthetic  # noqa: E402
 
 from riffusion import Audio, SpectrogramParams, audio_to_image, image_to_audio  # noqa: E402
 from riffusion.image import image_to_mel, mel_to_image  # noqa: E402
-from riffusion.seeds import load_seed_image, seed_images  # noqa: E402
+from riffusion.seeds import load_seed_image, seed_images, synthesize_seed_audio  # noqa: E402
 from riffusion.spectrogram import (  # noqa: E402
     INT16_SCALE,
     SpectrogramConverter,
@@ -87,7 +88,9 @@ def _images(corpus: Path) -> list[tuple[str, object, Audio | None]]:
         audio = Audio.load(path).to_mono().fit_length(samples)
         images.append((path.stem[:26], audio_to_image(audio, params), audio))
     for seed in seed_images():
-        images.append((f"seed {seed.name}", load_seed_image(seed.name), None))
+        # The seed images are encodings of audio the package synthesises: that is their source.
+        source = synthesize_seed_audio(seed.name).to_mono().fit_length(samples)
+        images.append((f"seed {seed.name}", load_seed_image(seed.name), source))
     for kind in SYNTHETIC_KINDS:
         audio = Audio(synthetic(kind, samples), params.sample_rate)
         images.append((kind, audio_to_image(audio, params), audio))
@@ -113,9 +116,9 @@ def _timed(repeats: int, function, *args, **kwargs):
     return statistics.median(times), result
 
 
-def _burn(stop) -> None:  # a CPU-bound child process
+def _burn(stop, parent: int) -> None:  # a CPU-bound child process
     value = 0
-    while not stop.is_set():
+    while not stop.is_set() and os.getppid() == parent:  # ends with its parent, even killed
         for _ in range(10000):
             value = (value * 1103515245 + 12345) % 2147483648
 
@@ -126,7 +129,10 @@ class Load:
     def __enter__(self) -> Load:
         context = multiprocessing.get_context("spawn")
         self.stop = context.Event()
-        self.children = [context.Process(target=_burn, args=(self.stop,)) for _ in range(2)]
+        self.children = [
+            context.Process(target=_burn, args=(self.stop, os.getpid()), daemon=True)
+            for _ in range(2)
+        ]
         for child in self.children:
             child.start()
         time.sleep(0.5)
@@ -161,12 +167,13 @@ def main() -> None:
     print(f"DECODE image → audio ({WIDTH} columns = {params.samples_for_width(WIDTH)} samples)")
     print(
         "times in s; edges = first/last 10-ms peak ÷ median 10-ms peak; dLU = fast − reference "
-        "loudness at equal peak; SC = spectral convergence (lower is better)"
+        "loudness at equal peak (dLUsrc: fast − source);\nSC = spectral convergence (lower is "
+        "better)"
     )
     header = (
         f"{'image':<28} {'ref s':>6} {'fast s':>7} {'ratio':>6} {'ref ld':>7} {'fast ld':>7} "
         f"{'ref×':>5} {'fast×':>6} | {'src edges':>11} {'ref edges':>11} {'fast edges':>11} "
-        f"{'loop edges':>11} {'dLU':>6} | {'SC ref':>6} {'SC fast':>7} {'SC loop':>7}"
+        f"{'loop edges':>11} {'dLU':>6} {'dLUsrc':>6} | {'SC ref':>6} {'SC fast':>7} {'SC loop':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -192,13 +199,13 @@ def main() -> None:
             )
         }
         source_edges = (
-            f"{edge_ratios(source.waveform, sr)[0]:5.2f}/{edge_ratios(source.waveform, sr)[1]:<5.2f}"
+            "{:5.2f}/{:<5.2f}".format(*edge_ratios(source.waveform, sr))
             if source is not None
             else f"{'-':>11}"
         )
-        delta_lu = loudness_lufs(fast_audio.waveform, sr) - loudness_lufs(
-            reference_audio.waveform, sr
-        )
+        fast_lu = loudness_lufs(fast_audio.waveform, sr)
+        delta_lu = fast_lu - loudness_lufs(reference_audio.waveform, sr)
+        source_lu = fast_lu - loudness_lufs(source.waveform, sr) if source is not None else None
         sc = {
             name: _convergence(image, audio, params)
             for name, audio in (
@@ -230,15 +237,18 @@ def main() -> None:
             f"{reference_loaded:7.2f} {fast_loaded:7.3f} {row['ref_load']:5.1f} "
             f"{row['fast_load']:6.1f} | {source_edges} "
             + " ".join(f"{edges[n][0]:5.2f}/{edges[n][1]:<5.2f}" for n in ("ref", "fast", "loop"))
-            + f" {delta_lu:+6.2f} | {sc['ref']:6.4f} {sc['fast']:7.4f} {sc['loop']:7.4f}"
+            + f" {delta_lu:+6.2f} "
+            + (f"{source_lu:+6.2f}" if source_lu is not None else f"{'-':>6}")
+            + f" | {sc['ref']:6.4f} {sc['fast']:7.4f} {sc['loop']:7.4f}"
             + (f"  <- {', '.join(flags)}" if flags else ""),
             flush=True,
         )
 
-    print("\nENCODE audio → image (waveform_to_mel + 8-bit encoding)")
-    header = f"{'clip':<40} {'ref ms':>7} {'fast ms':>8} {'ratio':>6} {'max px diff':>12}"
-    print(header)
-    print("-" * len(header))
+    if not args.no_encode:
+        print("\nENCODE audio → image (waveform_to_mel + 8-bit encoding)")
+        header = f"{'clip':<40} {'ref ms':>7} {'fast ms':>8} {'ratio':>6} {'max px diff':>12}"
+        print(header)
+        print("-" * len(header))
     forward_ratios = []
     for path in [] if args.no_encode else sorted(args.corpus.glob("*.wav")):
         audio = Audio.load(path).fit_length(params.samples_for_width(WIDTH))
@@ -279,7 +289,8 @@ def main() -> None:
         first = [r["edges"][name][0] for r in rows]
         last = [r["edges"][name][1] for r in rows]
         print(
-            f"edges {name:<4}: first 10 ms max {max(first):.2f}, median {statistics.median(first):.2f}; "
+            f"edges {name:<4}: first 10 ms max {max(first):.2f}, "
+            f"median {statistics.median(first):.2f}; "
             f"last 10 ms max {max(last):.2f}, median {statistics.median(last):.2f}"
         )
     dlu = [r["dlu"] for r in rows]
