@@ -176,7 +176,9 @@ def gradient_phase(
     Each frame's bins continue their phase from the previous frame (trapezoidal time
     integration) where the previous frame was at least half as loud (sustained or decaying
     partials); the others (onsets, quiet bins) are integrated along frequency from the nearest
-    continuing bin (the louder of the two neighbours), or from the frame's loudest bin.
+    continuing bin (the louder of the two neighbours), or from the frame's loudest bin. The first
+    frame of a one-shot clip has no past: each spectral lobe (bins between two local minima)
+    starts at its peak's integration constant, so partials do not line up into a click.
 
     Args:
         magnitudes: ``(batch, frames, bins)`` non-negative float32; bin ``k`` is at
@@ -698,7 +700,8 @@ class SpectrogramConverter:
           padded 2x, whose finer bins shape the narrow low mel bands; the final synthesis is at
           ``params.sample_rate``. ``seed`` picks the integration constants of the phase (the
           starting phase of each bin's track), so the output is a deterministic function of
-          ``mel`` and ``seed``.
+          ``mel`` and ``seed``. On CPU it runs with one intra-op thread in the calling thread
+          (other threads keep theirs), which keeps it fast when other processes load the cores.
         - ``"reference"``: Riffusion's algorithm — torchaudio ``InverseMelScale`` (least squares
           per call), then ``GriffinLim`` with ``num_iterations`` (default 32) iterations, momentum
           0.99 and a random initial phase drawn from ``seed``.
@@ -715,8 +718,8 @@ class SpectrogramConverter:
                 the audio loops without a click.
 
         Returns:
-            ``(..., frames * hop_length)`` float32 waveform on ``self.device``, at the scale of the
-            waveform the magnitudes came from.
+            ``(..., params.samples_for_width(frames))`` float32 waveform on ``self.device``, at
+            the scale of the waveform the magnitudes came from.
         """
         _check_mel(mel, self.params)
         _check_method(method)
@@ -791,8 +794,9 @@ class SpectrogramConverter:
             torch.manual_seed(seed)
             linear = inverse_mel(mel)
             waveform = griffin_lim(linear)
-        # Riffusion's output is one hop short of frames * hop; pad so lengths agree across methods.
-        missing = mel.shape[-1] * params.hop_length - waveform.shape[-1]
+        # Riffusion's output has (frames - 1) * hop samples; pad or cut to the library's frame
+        # convention so that lengths agree across methods.
+        missing = params.samples_for_width(mel.shape[-1]) - waveform.shape[-1]
         return torch.nn.functional.pad(waveform, (0, missing))
 
     def _get_inverse(self) -> tuple[_InverseOperators, _InverseOperators | None]:
