@@ -1,28 +1,35 @@
-"""Benchmark: spectrogram image → audio (and audio → image), fast default vs reference.
+"""Benchmark: spectrogram image → audio, fast default vs reference, idle and under load, with the
+quality numbers of issue 9 (edges, loudness, spectral convergence) and the encode speed.
 
-Builds Riffusion images (512 columns = 5.12 s) from the real clips in ``../shared/corpus`` and
-from synthetic material, then in one process, alternately:
+Images (all mono, 512 columns): the four real clips in ``../shared/corpus`` (stereo clips mixed
+to mono), the built-in seed images, and the deterministic synthetic material of
+``bench/material.py`` (808 beat, metal mix, acid bass, rock kit, a tune, noise bursts over bass).
 
-- decode: ``image_to_audio(image)`` (default, ``method="fast"``) vs ``method="reference"``
-  (torchaudio InverseMelScale + GriffinLim, Riffusion's algorithm). Reports per image the time
-  ratio and both spectral convergences (image mel vs mel of the decoded audio, each normalised
-  by its maximum, Riffusion parameters), and the median ratio over the mono images, and the
-  stereo/mono cost of the fast path.
-- encode: ``SpectrogramConverter.waveform_to_mel`` fast vs ``method="reference"`` (torchaudio
-  Spectrogram + MelScale), both through the same image encoding: time ratio and the largest
-  pixel difference.
+Per image, in one process:
 
-The reference decode runs once per image (it takes seconds); the fast one takes the median of
-five runs right before it. Timings on a shared 2-core machine are noisy: rerun when a line
-looks off (the SC columns are deterministic). Cold start (first decode in a process: building
-the cached operators) is reported separately.
+- time: ``image_to_audio(image)`` (``method="fast"``, median of 3) and ``method="reference"``
+  (torchaudio InverseMelScale + GriffinLim, Riffusion's algorithm; one run), first on the machine
+  as it is ("idle"), then again while two child processes burn a CPU core each ("loaded");
+  printed: both times, reference/fast ratio, and loaded/idle ratio of each decoder.
+- edges: peak of the first and of the last 10 ms divided by the median peak of all 10-ms blocks,
+  for the source audio (where there is one), the reference, the fast decode and the fast
+  decode with ``periodic=True`` (loop mode).
+- loudness: integrated loudness (ITU-R BS.1770 via ``pyloudnorm``) of the fast decode minus
+  that of the reference decode, both peak-normalised to the same peak (LU).
+- SC: spectral convergence between the image's mel magnitudes and those of the decoded audio
+  (each normalised by its maximum; lower is better), reference and fast, and the loop mode.
 
-Run: ``.venv/bin/python bench/decode.py [--corpus DIR]``.
+The machine this was written on has 2 cores shared with other work, so "idle" is never truly
+idle: rerun when a line looks off (everything but the times is deterministic).
+
+Run: ``.venv/bin/python bench/decode.py [--corpus DIR] [--only SUBSTRING] [--no-load]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -33,72 +40,60 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from material import SYNTHETIC_KINDS, synthetic  # noqa: E402
 
 from riffusion import Audio, SpectrogramParams, audio_to_image, image_to_audio  # noqa: E402
 from riffusion.image import image_to_mel, mel_to_image  # noqa: E402
+from riffusion.seeds import load_seed_image, seed_images, synthesize_seed_audio  # noqa: E402
 from riffusion.spectrogram import (  # noqa: E402
     INT16_SCALE,
     SpectrogramConverter,
     spectral_convergence,
 )
 
-SR = 44100
-SAMPLES = 512 * 441
+WIDTH = 512
+BLOCK_S = 0.010
 
 
-def _synthetic(kind: str) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    time_s = np.arange(SAMPLES) / SR
-    signal = np.zeros(SAMPLES)
-    if kind == "synthetic tune":  # plucked notes with harmonics, a held chord, hi-hat bursts
-        for start in np.arange(0, 5.12, 0.25):
-            begin = int(start * SR)
-            f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
-            local = time_s[begin:] - start
-            for harmonic in range(1, 9):
-                if f0 * harmonic < 9000:
-                    signal[begin:] += (
-                        np.exp(-4 * local) * np.sin(2 * np.pi * f0 * harmonic * local) / harmonic
-                    )
-        for frequency in (261.63, 329.63, 392.0):
-            signal += 0.3 * np.sin(2 * np.pi * frequency * time_s)
-        for start in np.arange(0.125, 5.0, 0.25):
-            begin = int(start * SR)
-            length = int(0.03 * SR)
-            signal[begin : begin + length] += (
-                0.5 * rng.standard_normal(length) * np.exp(-np.arange(length) / 300)
-            )
-    elif kind == "synthetic noise+bass":  # noise bursts over a gated bass line
-        for start in np.arange(0.05, 5.0, 0.2):
-            begin = int(start * SR)
-            length = int(0.08 * SR)
-            signal[begin : begin + length] += rng.standard_normal(length) * np.exp(
-                -np.arange(length) / (0.02 * SR)
-            )
-        signal += 0.3 * np.sin(2 * np.pi * 55 * time_s) * (np.sin(2 * np.pi * 2 * time_s) > 0)
-    return (0.5 * signal / np.abs(signal).max()).astype(np.float32)
+def edge_ratios(waveform: np.ndarray, sample_rate: int) -> tuple[float, float]:
+    """(first, last) 10-ms block peak over the median 10-ms block peak; ``waveform`` is
+    ``(channels, samples)`` (the peak is over channels). A trailing partial block counts."""
+    magnitude = np.abs(np.atleast_2d(waveform)).max(axis=0)
+    block = round(BLOCK_S * sample_rate)
+    count = -(-magnitude.shape[-1] // block)
+    padded = np.zeros(count * block, magnitude.dtype)
+    padded[: magnitude.shape[-1]] = magnitude
+    peaks = padded.reshape(count, block).max(axis=1)
+    peaks[-1] = magnitude[(count - 1) * block :].max()
+    median = float(np.median(peaks)) or 1e-12
+    return float(peaks[0]) / median, float(peaks[-1]) / median
 
 
-def _images(corpus: Path) -> list[tuple[str, object, SpectrogramParams]]:
-    images = []
+def loudness_lufs(waveform: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness (BS.1770) of ``(channels, samples)`` audio scaled to peak 1."""
+    import pyloudnorm
+
+    waveform = np.atleast_2d(waveform).astype(np.float64)
+    waveform = waveform / max(float(np.abs(waveform).max()), 1e-12)
+    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(waveform.T))
+
+
+def _images(corpus: Path) -> list[tuple[str, object, Audio | None]]:
+    params = SpectrogramParams()
+    samples = params.samples_for_width(WIDTH)
+    images: list[tuple[str, object, Audio | None]] = []
     for path in sorted(corpus.glob("*.wav")):
-        audio = Audio.load(path)
-        stereo = audio.num_channels == 2
-        params = SpectrogramParams(stereo=stereo)
-        label = path.stem[:28] + (" [stereo]" if stereo else "")
-        images.append((label, audio_to_image(audio.fit_length(SAMPLES), params), params))
-        if stereo:  # the same music as a mono image, for the stereo/mono cost
-            mono_params = SpectrogramParams()
-            images.append(
-                (
-                    path.stem[:28] + " [mono mix]",
-                    audio_to_image(audio.to_mono(), mono_params),
-                    mono_params,
-                )
-            )
-    for kind in ("synthetic tune", "synthetic noise+bass"):
-        params = SpectrogramParams()
-        images.append((kind, audio_to_image(Audio(_synthetic(kind), SR), params), params))
+        audio = Audio.load(path).to_mono().fit_length(samples)
+        images.append((path.stem[:26], audio_to_image(audio, params), audio))
+    for seed in seed_images():
+        # The seed images are encodings of audio the package synthesises: that is their source.
+        source = synthesize_seed_audio(seed.name).to_mono().fit_length(samples)
+        images.append((f"seed {seed.name}", load_seed_image(seed.name), source))
+    for kind in SYNTHETIC_KINDS:
+        audio = Audio(synthetic(kind, samples), params.sample_rate)
+        images.append((kind, audio_to_image(audio, params), audio))
     return images
 
 
@@ -106,7 +101,9 @@ def _convergence(image, audio: Audio, params: SpectrogramParams) -> float:
     target = image_to_mel(image, params)
     converter = SpectrogramConverter(params)
     waveform = torch.from_numpy(audio.waveform.copy()) * INT16_SCALE
-    return spectral_convergence(target, converter.waveform_to_mel(waveform))
+    mel = converter.waveform_to_mel(waveform)
+    width = min(mel.shape[-1], target.shape[-1])
+    return spectral_convergence(target[..., :width], mel[..., :width])
 
 
 def _timed(repeats: int, function, *args, **kwargs):
@@ -119,93 +116,189 @@ def _timed(repeats: int, function, *args, **kwargs):
     return statistics.median(times), result
 
 
+def _burn(stop, parent: int) -> None:  # a CPU-bound child process
+    value = 0
+    while not stop.is_set() and os.getppid() == parent:  # ends with its parent, even killed
+        for _ in range(10000):
+            value = (value * 1103515245 + 12345) % 2147483648
+
+
+class Load:
+    """Two child processes spinning on the CPU while the ``with`` block runs."""
+
+    def __enter__(self) -> Load:
+        context = multiprocessing.get_context("spawn")
+        self.stop = context.Event()
+        self.children = [
+            context.Process(target=_burn, args=(self.stop, os.getpid()), daemon=True)
+            for _ in range(2)
+        ]
+        for child in self.children:
+            child.start()
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for child in self.children:
+            child.join()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus")
+    parser.add_argument(
+        "--only", default="", help="comma-separated; only images whose label contains one"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="fast decodes timed per image")
+    parser.add_argument("--no-load", action="store_true", help="skip the loaded timings")
+    parser.add_argument("--no-encode", action="store_true", help="skip the encode table")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
-
-    images = _images(args.corpus)
-    # Cold start: the first fast decode in this process builds the cached operators.
-    cold, _ = _timed(1, image_to_audio, images[0][1], images[0][2])
-    warm, _ = _timed(3, image_to_audio, images[0][1], images[0][2])
+    params = SpectrogramParams()
+    sr = params.sample_rate
+    wanted = [part.strip() for part in args.only.split(",")]
+    images = [entry for entry in _images(args.corpus) if any(w in entry[0] for w in wanted)]
+    cold, _ = _timed(1, image_to_audio, images[0][1], params)
+    warm, _ = _timed(args.repeats, image_to_audio, images[0][1], params)
     print(f"cold start (first fast decode, operators built): {cold:.3f} s; warm {warm:.3f} s\n")
 
-    print("DECODE image → audio (512 columns = 5.12 s)")
-    header = f"{'image':<40} {'ref s':>7} {'fast s':>7} {'ratio':>6} {'SC ref':>7} {'SC fast':>8}"
+    print(f"DECODE image → audio ({WIDTH} columns = {params.samples_for_width(WIDTH)} samples)")
+    print(
+        "times in s; edges = first/last 10-ms peak ÷ median 10-ms peak; dLU = fast − reference "
+        "loudness at equal peak (dLUsrc: fast − source);\nSC = spectral convergence (lower is "
+        "better)"
+    )
+    header = (
+        f"{'image':<28} {'ref s':>6} {'fast s':>7} {'ratio':>6} {'ref ld':>7} {'fast ld':>7} "
+        f"{'ref×':>5} {'fast×':>6} | {'src edges':>11} {'ref edges':>11} {'fast edges':>11} "
+        f"{'loop edges':>11} {'dLU':>6} {'dLUsrc':>6} | {'SC ref':>6} {'SC fast':>7} {'SC loop':>7}"
+    )
     print(header)
     print("-" * len(header))
-    mono_ratios, fast_times = [], {}
-    for label, image, params in images:
-        fast_time, fast_audio = _timed(5, image_to_audio, image, params)
+    rows = []
+    for label, image, source in images:
+        fast_time, fast_audio = _timed(args.repeats, image_to_audio, image, params)
         reference_time, reference_audio = _timed(
             1, image_to_audio, image, params, method="reference"
         )
-        ratio = reference_time / fast_time
-        if not params.stereo:
-            mono_ratios.append(ratio)
-        fast_times[label] = fast_time
-        sc_reference = _convergence(image, reference_audio, params)
-        sc_fast = _convergence(image, fast_audio, params)
-        flag = "" if sc_fast <= sc_reference else "  <- fast less faithful"
+        loop_audio = image_to_audio(image, params, periodic=True)
+        if args.no_load:
+            fast_loaded = reference_loaded = float("nan")
+        else:
+            with Load():
+                fast_loaded, _ = _timed(args.repeats, image_to_audio, image, params)
+                reference_loaded, _ = _timed(1, image_to_audio, image, params, method="reference")
+        edges = {
+            name: edge_ratios(audio.waveform, sr)
+            for name, audio in (
+                ("ref", reference_audio),
+                ("fast", fast_audio),
+                ("loop", loop_audio),
+            )
+        }
+        source_edges = (
+            "{:5.2f}/{:<5.2f}".format(*edge_ratios(source.waveform, sr))
+            if source is not None
+            else f"{'-':>11}"
+        )
+        fast_lu = loudness_lufs(fast_audio.waveform, sr)
+        delta_lu = fast_lu - loudness_lufs(reference_audio.waveform, sr)
+        source_lu = fast_lu - loudness_lufs(source.waveform, sr) if source is not None else None
+        sc = {
+            name: _convergence(image, audio, params)
+            for name, audio in (
+                ("ref", reference_audio),
+                ("fast", fast_audio),
+                ("loop", loop_audio),
+            )
+        }
+        row = {
+            "ratio": reference_time / fast_time,
+            "fast_load": fast_loaded / fast_time,
+            "ref_load": reference_loaded / reference_time,
+            "edges": edges,
+            "dlu": delta_lu,
+            "sc": sc,
+        }
+        rows.append(row)
+        flags = []
+        if max(edges["fast"]) > 2.5:
+            flags.append("edge")
+        if max(edges["loop"]) > 2.5:
+            flags.append("loop edge")
+        if abs(delta_lu) > 1.5:
+            flags.append("LU")
+        if sc["fast"] > sc["ref"]:
+            flags.append("SC")
         print(
-            f"{label:<40} {reference_time:7.2f} {fast_time:7.3f} {ratio:6.1f} "
-            f"{sc_reference:7.4f} {sc_fast:8.4f}{flag}",
+            f"{label:<28} {reference_time:6.2f} {fast_time:7.3f} {row['ratio']:6.1f} "
+            f"{reference_loaded:7.2f} {fast_loaded:7.3f} {row['ref_load']:5.1f} "
+            f"{row['fast_load']:6.1f} | {source_edges} "
+            + " ".join(f"{edges[n][0]:5.2f}/{edges[n][1]:<5.2f}" for n in ("ref", "fast", "loop"))
+            + f" {delta_lu:+6.2f} "
+            + (f"{source_lu:+6.2f}" if source_lu is not None else f"{'-':>6}")
+            + f" | {sc['ref']:6.4f} {sc['fast']:7.4f} {sc['loop']:7.4f}"
+            + (f"  <- {', '.join(flags)}" if flags else ""),
             flush=True,
         )
 
-    print("\nENCODE audio → image (waveform_to_mel + 8-bit encoding)")
-    header = (
-        f"{'clip':<40} {'ref ms':>7} {'fast ms':>8} {'ratio':>6} "
-        f"{'max px diff':>12} {'px differ':>10}"
-    )
-    print(header)
-    print("-" * len(header))
-    forward_ratios, max_difference = [], 0
-    for path in sorted(args.corpus.glob("*.wav")):
-        audio = Audio.load(path).fit_length(SAMPLES)
-        params = SpectrogramParams(stereo=audio.num_channels == 2)
-        converter = SpectrogramConverter(params)
+    if not args.no_encode:
+        print("\nENCODE audio → image (waveform_to_mel + 8-bit encoding)")
+        header = f"{'clip':<40} {'ref ms':>7} {'fast ms':>8} {'ratio':>6} {'max px diff':>12}"
+        print(header)
+        print("-" * len(header))
+    forward_ratios = []
+    for path in [] if args.no_encode else sorted(args.corpus.glob("*.wav")):
+        audio = Audio.load(path).fit_length(params.samples_for_width(WIDTH))
+        clip_params = SpectrogramParams(stereo=audio.num_channels == 2)
+        converter = SpectrogramConverter(clip_params)
         waveform = torch.from_numpy(audio.waveform.copy()) * INT16_SCALE
-        converter.waveform_to_mel(waveform)
-        converter.waveform_to_mel(waveform, method="reference")
-        fast_times_ms, reference_times_ms = [], []
-        for _ in range(10):  # alternate
+        fast_ms, reference_ms = [], []
+        for _ in range(5):  # alternate
             t, fast_mel = _timed(1, converter.waveform_to_mel, waveform)
-            fast_times_ms.append(t * 1000)
+            fast_ms.append(t * 1000)
             t, reference_mel = _timed(1, converter.waveform_to_mel, waveform, method="reference")
-            reference_times_ms.append(t * 1000)
-        fast_ms, reference_ms = (
-            statistics.median(fast_times_ms),
-            statistics.median(reference_times_ms),
-        )
-        pixels_fast = np.asarray(mel_to_image(fast_mel, params)).astype(int)
-        pixels_reference = np.asarray(mel_to_image(reference_mel, params)).astype(int)
-        difference = np.abs(pixels_fast - pixels_reference).max(axis=-1)
-        max_difference = max(max_difference, int(difference.max()))
-        forward_ratios.append(reference_ms / fast_ms)
+            reference_ms.append(t * 1000)
+        pixels_fast = np.asarray(mel_to_image(fast_mel, clip_params)).astype(int)
+        pixels_reference = np.asarray(mel_to_image(reference_mel, clip_params)).astype(int)
+        difference = int(np.abs(pixels_fast - pixels_reference).max())
+        ratio = statistics.median(reference_ms) / statistics.median(fast_ms)
+        forward_ratios.append(ratio)
         print(
-            f"{path.stem[:40]:<40} {reference_ms:7.1f} {fast_ms:8.1f} "
-            f"{reference_ms / fast_ms:6.1f} "
-            f"{int(difference.max()):12d} {int((difference > 0).sum()):10d}",
+            f"{path.stem[:40]:<40} {statistics.median(reference_ms):7.1f} "
+            f"{statistics.median(fast_ms):8.1f} {ratio:6.1f} {difference:12d}",
             flush=True,
         )
 
-    stereo_costs = [
-        fast_times[label] / fast_times[label.replace("[stereo]", "[mono mix]")]
-        for label in fast_times
-        if label.endswith("[stereo]")
-    ]
     print("\nSUMMARY")
-    mono_median = statistics.median(mono_ratios)
-    print(f"decode median time ratio reference/fast, mono images: {mono_median:.1f}x")
     print(
-        f"decode stereo/mono cost of the fast path: {', '.join(f'{c:.2f}x' for c in stereo_costs)}"
+        "decode time ratio reference/fast (median over images): "
+        f"{statistics.median(r['ratio'] for r in rows):.1f}x"
     )
-    print(f"decode cold start (operators built once per process): {cold:.3f} s")
-    print(f"encode median time ratio reference/fast: {statistics.median(forward_ratios):.1f}x")
-    print(f"encode largest pixel difference fast vs reference: {max_difference} level(s)")
+    if not args.no_load:
+        fast_load = [r["fast_load"] for r in rows]
+        ref_load = [r["ref_load"] for r in rows]
+        print(
+            f"loaded/idle, fast: median {statistics.median(fast_load):.2f}x, "
+            f"max {max(fast_load):.2f}x; reference: median {statistics.median(ref_load):.2f}x, "
+            f"max {max(ref_load):.2f}x"
+        )
+    for name in ("ref", "fast", "loop"):
+        first = [r["edges"][name][0] for r in rows]
+        last = [r["edges"][name][1] for r in rows]
+        print(
+            f"edges {name:<4}: first 10 ms max {max(first):.2f}, "
+            f"median {statistics.median(first):.2f}; "
+            f"last 10 ms max {max(last):.2f}, median {statistics.median(last):.2f}"
+        )
+    dlu = [r["dlu"] for r in rows]
+    print(f"loudness fast − reference: {min(dlu):+.2f} … {max(dlu):+.2f} LU")
+    worse = sum(r["sc"]["fast"] > r["sc"]["ref"] for r in rows)
+    print(f"SC fast > reference on {worse} of {len(rows)} images")
+    if forward_ratios:
+        print(f"encode median time ratio reference/fast: {statistics.median(forward_ratios):.1f}x")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Any
 
 from riffusion.errors import ParameterError
 
-__all__ = ["check_integer", "check_number"]
+__all__ = ["MAX_SEED", "check_device", "check_integer", "check_number", "check_seed"]
 
 
 def check_integer(name: str, value: Any, *, minimum: int = 1) -> int:
@@ -66,3 +66,40 @@ def check_number(
     if maximum is not None and number > maximum:
         raise ParameterError(f"{name}={value!r} must be <= {maximum:g}")
     return number
+
+
+#: Seeds are 64-bit: torch generators take any int in [0, 2**63).
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(name: str, value: Any) -> int:
+    """Return ``value`` if it is an int in ``[0, 2**63)`` (what torch generators accept).
+
+    Raises:
+        ParameterError: e.g. ``seed=-1 must be an integer in [0, 2**63)``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ParameterError(f"{name}={value!r} must be an integer in [0, 2**63)")
+    return value
+
+
+def check_device(name: str, value: Any) -> Any:
+    """Return ``value`` as a ``torch.device`` if it names one (``"cpu"``, ``"cuda:0"``, ...).
+
+    Raises:
+        ParameterError: not a string or ``torch.device``, or not a device name torch knows.
+    """
+    import torch
+
+    if isinstance(value, torch.device):
+        return value
+    if not isinstance(value, str):
+        raise ParameterError(
+            f"{name}={value!r} must be a device name such as 'cpu' or 'cuda', or a torch.device"
+        )
+    try:
+        return torch.device(value)
+    except (RuntimeError, ValueError) as error:
+        raise ParameterError(
+            f"{name}={value!r} is not a device torch knows (e.g. 'cpu', 'cuda', 'cuda:1', 'mps')"
+        ) from error

@@ -34,7 +34,7 @@ def check_output_path(
     path = Path(text)
     if path.is_dir():
         raise error(f"{what} path {text!r} is a folder; give a file name inside it")
-    directory = path.parent if str(path.parent) else Path(".")
+    directory = path.parent
     if not directory.is_dir():
         raise error(f"output folder {str(directory)!r} does not exist (for {what} {text!r})")
     return path
@@ -59,7 +59,7 @@ def atomic_output(
             fails; the message names the path and the reason.
     """
     path = check_output_path(path, error=error)
-    directory = path.parent if str(path.parent) else Path(".")
+    directory = path.parent
     try:
         handle, temporary_name = tempfile.mkstemp(
             prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=directory

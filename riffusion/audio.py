@@ -264,6 +264,8 @@ class Audio:
                     temporary, waveform, self.sample_rate, format=format, subtype=subtype
                 )
         except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+            if isinstance(error, AudioFileError):  # from atomic_output: already names the path
+                raise
             raise AudioFileError(f"cannot write {str(path)!r}: {error}") from error
         return path
 
@@ -458,7 +460,7 @@ class Audio:
 
 def _read_bounded(source: object, name: str) -> tuple[np.ndarray, int]:
     """Read a whole file with soundfile after checking its header against the limits."""
-    with soundfile.SoundFile(source) as handle:  # type: ignore[arg-type]
+    with soundfile.SoundFile(source) as handle:
         rate, frames, channels = handle.samplerate, handle.frames, handle.channels
         if not 0 < rate <= MAX_SAMPLE_RATE:
             raise AudioFileError(

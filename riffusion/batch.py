@@ -1045,7 +1045,7 @@ def _run_ray(
 
     def start_actor() -> tuple[Any, Any]:
         actor = actor_class.remote(model, worker_storage, **options)
-        return actor, actor.info.remote()  # type: ignore[attr-defined]
+        return actor, actor.info.remote()
 
     actors: list[Any] = []
     starting: dict[Any, Any] = {}  # info() ref -> actor still loading the model
@@ -1063,7 +1063,7 @@ def _run_ray(
                 actor = idle.pop()
                 job, attempt = queue.popleft()
                 first_started.setdefault(job.id, time.perf_counter())
-                call = actor.__call__.remote(_payload(job, attempt))  # type: ignore[attr-defined]
+                call = actor.__call__.remote(_payload(job, attempt))
                 in_flight[call] = (actor, job, attempt)
             done, _ = ray.wait([*starting, *in_flight], num_returns=1)
             ref = done[0]

@@ -15,9 +15,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from riffusion._checks import check_device, check_seed
 from riffusion.audio import Audio
-from riffusion.errors import ParameterError
+from riffusion.errors import ImageFormatError, ParameterError
 from riffusion.image import image_to_mel, load_image, mel_to_image, params_from_image
+from riffusion.limits import MAX_AUDIO_SAMPLES
 from riffusion.params import SpectrogramParams
 from riffusion.spectrogram import INT16_SCALE, InverseMethod, SpectrogramConverter
 
@@ -38,7 +40,11 @@ def get_converter(
         params: spectrogram parameters (default: ``SpectrogramParams()``).
         device: torch device of the converter's STFT, filterbank and phase recovery.
     """
-    return _cached_converter(params or SpectrogramParams(), str(torch.device(device)))
+    if params is not None and not isinstance(params, SpectrogramParams):
+        raise ParameterError(
+            f"params must be a riffusion.SpectrogramParams or None, got {type(params).__name__}"
+        )
+    return _cached_converter(params or SpectrogramParams(), str(check_device("device", device)))
 
 
 def audio_to_image(
@@ -71,7 +77,8 @@ def audio_to_image(
     """
     if not isinstance(audio, Audio):
         raise ParameterError(f"audio must be a riffusion.Audio, got {type(audio).__name__}")
-    params = params or SpectrogramParams()
+    converter = get_converter(params, device=device)  # checks params and device first
+    params = converter.params
     audio = audio.resample(params.sample_rate).with_channels(params.num_channels)
     if audio.num_samples < params.hop_length:
         raise ParameterError(
@@ -79,7 +86,7 @@ def audio_to_image(
             f"({params.step_size_ms} ms)"
         )
     waveform = torch.from_numpy(audio.waveform.copy()) * INT16_SCALE
-    mel = get_converter(params, device=device).waveform_to_mel(waveform)
+    mel = converter.waveform_to_mel(waveform)
     return mel_to_image(mel, params)
 
 
@@ -115,8 +122,16 @@ def image_to_audio(
         for a 512-pixel-wide image; ``width · hop_length`` when ``periodic``) and 1 or 2
         channels. A white image decodes to silence.
     """
+    check_seed("seed", seed)
     image = load_image(image)
     params = params or params_from_image(image)
+    if params.samples_for_width(image.width, periodic=periodic) > MAX_AUDIO_SAMPLES:
+        raise ImageFormatError(
+            f"an image {image.width} columns wide at step_size_ms={params.step_size_ms} and "
+            f"sample_rate={params.sample_rate} would decode to "
+            f"{params.samples_for_width(image.width, periodic=periodic)} samples, more than "
+            f"{MAX_AUDIO_SAMPLES} (riffusion.limits.MAX_AUDIO_SAMPLES)"
+        )
     mel = image_to_mel(image, params)
     if float(mel.max()) == 0.0:
         length = params.samples_for_width(mel.shape[-1], periodic=periodic)

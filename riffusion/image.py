@@ -168,8 +168,9 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
             grey = np.clip(values, 0, 255)
         return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=-1)
     try:
-        if mode in ("LA", "La", "PA", "RGBa"):
-            image = image.convert("RGBA")
+        # Pillow converts premultiplied grey ("La") only to "LA"; the rest go through RGB.
+        if mode == "La":
+            image = image.convert("LA")
         return np.asarray(image.convert("RGB"))
     except (ValueError, OSError) as error:
         raise ImageFormatError(

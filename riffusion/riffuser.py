@@ -349,6 +349,24 @@ class Riffuser:
         self.pipeline.set_scheduler(name)
         return self
 
+    def load_lora(self, path: str | os.PathLike[str], scale: float = 1.0) -> Riffuser:
+        """Load fine-tuned LoRA weights (e.g. from :func:`riffusion.training.train_lora`).
+
+        Args:
+            path: ``pytorch_lora_weights.safetensors`` or the folder holding it.
+            scale: strength (0 = off: the base model bit for bit; 1 = as trained).
+
+        Returns:
+            ``self``. Recipes do not record the LoRA yet: keep its path with your clips.
+        """
+        self.pipeline.load_lora(path, scale)
+        return self
+
+    def unload_lora(self) -> Riffuser:
+        """Remove the loaded LoRA; generation uses the base model again. Returns ``self``."""
+        self.pipeline.unload_lora()
+        return self
+
     def __repr__(self) -> str:
         return f"Riffuser(model={self.model!r}, pipeline={self.pipeline!r})"
 

@@ -15,12 +15,15 @@ Shapes follow torchaudio: any leading dimensions are allowed, time is last.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
 import torchaudio
 
+from riffusion._checks import check_device
 from riffusion.errors import ParameterError
 from riffusion.params import SpectrogramParams
 
@@ -196,7 +199,9 @@ def gradient_phase(
     Each frame's bins continue their phase from the previous frame (trapezoidal time
     integration) where the previous frame was at least half as loud (sustained or decaying
     partials); the others (onsets, quiet bins) are integrated along frequency from the nearest
-    continuing bin (the louder of the two neighbours), or from the frame's loudest bin.
+    continuing bin (the louder of the two neighbours), or from the frame's loudest bin. The first
+    frame of a one-shot clip has no past: each spectral lobe (bins between two local minima)
+    starts at its peak's integration constant, so partials do not line up into a click.
 
     Args:
         magnitudes: ``(batch, frames, bins)`` non-negative float32; bin ``k`` is at
@@ -222,8 +227,13 @@ def gradient_phase(
     if periodic:
         d_time = (log_mag.roll(-1, dims=1) - log_mag.roll(1, dims=1)) / (2 * hop_s)
     else:
+        # Central differences inside, one-sided at the first and last frames (a zero there
+        # would claim that every bin's energy is centred on the frame: an impulse at the edge).
         d_time = torch.zeros_like(log_mag)
         d_time[:, 1:-1] = (log_mag[:, 2:] - log_mag[:, :-2]) / (2 * hop_s)
+        if frames > 1:
+            d_time[:, 0] = (log_mag[:, 1] - log_mag[:, 0]) / hop_s
+            d_time[:, -1] = (log_mag[:, -1] - log_mag[:, -2]) / hop_s
     freqs = torch.arange(bins, device=device, dtype=torch.float32) * bin_hz
     omega = d_freq / lam + 2 * math.pi * freqs  # rad/s
     if periodic:
@@ -261,6 +271,12 @@ def gradient_phase(
     )
     loudest = magnitudes.argmax(dim=-1, keepdim=True).expand(batch, frames, bins)
     anchor = torch.where(use_below, below, torch.where(has_above, above, loudest))
+    if not periodic:
+        # The first frame has no past (the clip is a window cut out of music that was already
+        # playing): each spectral peak starts its own track at its integration constant, and
+        # only the bins of its lobe follow it. Seeding the whole frame from its loudest bin
+        # gave every partial one phase slope — an impulse at the first sample.
+        anchor[:, 0] = _lobe_peaks(magnitudes[:, 0])
     # Seeded bins take their anchor's phase plus the frequency integral from the anchor.
     offset = along_freq - along_freq.gather(-1, anchor)
     needs_anchor = (~continues).any(dim=-1).any(dim=0).tolist()
@@ -283,6 +299,57 @@ def gradient_phase(
     return phase
 
 
+@contextlib.contextmanager
+def _single_intra_op_thread() -> Iterator[None]:
+    """Run the block with one intra-op thread in the calling thread, then restore its count.
+
+    The fast inverse is hundreds of small operations (per-frame phase steps, Griffin-Lim
+    iterations on ~500 × 1000 bins). Split over several OpenMP threads, every one of them ends
+    in a barrier; when other processes keep the cores busy, each barrier waits for a descheduled
+    thread's next time slice, and the decode slowed down 15–60x under two CPU-bound processes
+    (one thread: no barrier, and 1.0–1.3x; see docs/performance.md).
+
+    Scope: with PyTorch's OpenMP backend the intra-op thread count (``omp_set_num_threads``,
+    ``mkl_set_num_threads_local``) belongs to the calling thread, so other Python threads that
+    already use torch (a stream's background generation, a server's workers) keep their own
+    count during the decode, and the calling thread gets its count back afterwards. What
+    ``torch.set_num_threads`` also sets is the default of threads that first use torch *while*
+    the block runs; such a thread starts with one intra-op thread.
+    """
+    previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _lobe_peaks(magnitudes: torch.Tensor) -> torch.Tensor:
+    """For each bin of ``(batch, bins)`` magnitudes, the index of the peak of its lobe.
+
+    Lobes are the runs of bins between local minima; each lobe's peak is its loudest bin (the
+    lowest index among equals). Returns ``(batch, bins)`` int64 indices.
+    """
+    batch, bins = magnitudes.shape
+    valley = torch.zeros_like(magnitudes, dtype=torch.bool)
+    if bins > 2:
+        middle = magnitudes[:, 1:-1]
+        valley[:, 1:-1] = (middle < magnitudes[:, :-2]) & (middle <= magnitudes[:, 2:])
+    lobe = torch.cumsum(valley.long(), dim=-1)  # (batch, bins) lobe number of each bin
+    count = int(lobe.max()) + 1
+    loudest = magnitudes.new_full((batch, count), -1.0).scatter_reduce(
+        -1, lobe, magnitudes, reduce="amax"
+    )
+    index = torch.arange(bins, device=magnitudes.device).expand(batch, bins)
+    at_peak = magnitudes == loudest.gather(-1, lobe)
+    peak = torch.full((batch, count), bins, device=magnitudes.device, dtype=torch.long)
+    peak = peak.scatter_reduce(-1, lobe, torch.where(at_peak, index, bins), reduce="amin")
+    return peak.gather(-1, lobe)
+
+
 def _smooth_at_least(value: int, limit: int) -> int:
     """Smallest ``m`` in ``[value, limit]`` with only factors 2, 3, 5; ``limit`` if none."""
     for candidate in range(max(value, 1), limit + 1):
@@ -303,7 +370,7 @@ class _FrameGrid:
     def __init__(self, fft_size: int, win: int, hop: int, bins: int, device: torch.device) -> None:
         self.fft_size, self.win, self.hop, self.bins = fft_size, win, hop, bins
         self.window = torch.hann_window(win, device=device)
-        self._inverse_envelopes: dict[int, torch.Tensor] = {}
+        self._inverse_envelopes: dict[tuple[int, int, bool], torch.Tensor] = {}
 
     def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
         """``(batch, T, win)`` → ``(batch, (T − 1)·hop + win)``, summing overlapping frames."""
@@ -343,27 +410,33 @@ class _FrameGrid:
     def _place(self, buffer: torch.Tensor, length: int, periodic: bool) -> torch.Tensor:
         return self._wrap(buffer, length) if periodic else self._crop(buffer, length)
 
-    def _inverse_envelope(self, count: int, periodic: bool = False) -> torch.Tensor:
-        key = (count, periodic)
+    def _inverse_envelope(self, count: int, length: int, periodic: bool) -> torch.Tensor:
+        key = (count, length, periodic)
         if key not in self._inverse_envelopes:
             squares = (self.window**2).expand(1, count, self.win)
-            envelope = self._place(self._overlap_add(squares), count * self.hop, periodic)[0]
+            envelope = self._place(self._overlap_add(squares), length, periodic)[0]
             tiny = envelope.max() * 1e-6
             inverse = torch.where(envelope > tiny, 1 / envelope.clamp_min(tiny), 0.0)
             self._inverse_envelopes = {key: inverse}  # keep one: widths rarely change
         return self._inverse_envelopes[key]
 
-    def synthesize(self, spectrum: torch.Tensor, *, periodic: bool = False) -> torch.Tensor:
-        """``(batch, T, bins)`` complex → ``(batch, T · hop)`` waveform (inverse STFT).
+    def synthesize(
+        self, spectrum: torch.Tensor, *, length: int | None = None, periodic: bool = False
+    ) -> torch.Tensor:
+        """``(batch, T, bins)`` complex → ``(batch, length)`` waveform (inverse STFT).
 
-        ``periodic`` treats the signal as one period of a loop: frames that run past the end
-        wrap around to the start (circular overlap-add) instead of being cut off.
+        ``length`` defaults to ``T · hop``; frame ``t`` is centred on sample ``t · hop``.
+        ``periodic`` treats the signal as one period of a loop of ``length`` samples: frames
+        that run past the end wrap around to the start (circular overlap-add) instead of being
+        cut off. Samples are divided by the overlap-added squared window of the frames that
+        reach them (least-squares inverse), at the edges as inside.
         """
         count = spectrum.shape[-2]
+        length = count * self.hop if length is None else length
         frames = torch.fft.irfft(spectrum, n=self.fft_size)[..., : self.win] * self.window
         buffer = self._overlap_add(frames)
-        length = count * self.hop
-        return self._place(buffer, length, periodic) * self._inverse_envelope(count, periodic)
+        envelope = self._inverse_envelope(count, length, periodic)
+        return self._place(buffer, length, periodic) * envelope
 
     def analyze(
         self, waveform: torch.Tensor, count: int, *, periodic: bool = False
@@ -390,6 +463,7 @@ class _FrameGrid:
         iterations: int,
         momentum: float,
         *,
+        length: int | None = None,
         periodic: bool = False,
     ) -> torch.Tensor:
         """Fast Griffin-Lim (Perraudin, Balazs & Søndergaard 2013) on this grid.
@@ -398,6 +472,7 @@ class _FrameGrid:
             magnitudes: ``(batch, T, bins)`` target magnitudes.
             spectrum: ``(batch, T, bins)`` complex start, with those magnitudes.
             iterations: projections; momentum: the fast Griffin-Lim momentum in ``[0, 1)``.
+            length: samples of the signal on this grid (default ``T · hop``).
             periodic: treat the signal as one period of a loop (circular framing).
 
         Returns:
@@ -407,7 +482,7 @@ class _FrameGrid:
         alpha = momentum / (1 + momentum)
         previous: torch.Tensor | None = None
         for _ in range(iterations):
-            waveform = self.synthesize(spectrum, periodic=periodic)
+            waveform = self.synthesize(spectrum, length=length, periodic=periodic)
             rebuilt = self.analyze(waveform, count, periodic=periodic)
             target = rebuilt if previous is None else torch.sub(rebuilt, previous, alpha=alpha)
             previous = rebuilt
@@ -512,8 +587,13 @@ class SpectrogramConverter:
     def __init__(
         self, params: SpectrogramParams | None = None, *, device: torch.device | str = "cpu"
     ) -> None:
+        if params is not None and not isinstance(params, SpectrogramParams):
+            raise ParameterError(
+                f"params must be a riffusion.SpectrogramParams or None, got "
+                f"{type(params).__name__}"
+            )
         self.params = params if params is not None else SpectrogramParams()
-        self.device = torch.device(device)
+        self.device = check_device("device", device)
         params = self.params
         self._window = torch.hann_window(params.win_length, device=self.device)
         self._filterbank = mel_filterbank(params, device=self.device)
@@ -654,7 +734,8 @@ class SpectrogramConverter:
           padded 2x, whose finer bins shape the narrow low mel bands; the final synthesis is at
           ``params.sample_rate``. ``seed`` picks the integration constants of the phase (the
           starting phase of each bin's track), so the output is a deterministic function of
-          ``mel`` and ``seed``.
+          ``mel`` and ``seed``. On CPU it runs with one intra-op thread in the calling thread
+          (other threads keep theirs), which keeps it fast when other processes load the cores.
         - ``"reference"``: Riffusion's algorithm — torchaudio ``InverseMelScale`` (least squares
           per call), then ``GriffinLim`` with ``num_iterations`` (default 32) iterations, momentum
           0.99 and a random initial phase drawn from ``seed``.
@@ -715,12 +796,14 @@ class SpectrogramConverter:
         if self.device.type == "cpu":
             # One item at a time: a batch's working set overflows the caches (measured on 2
             # cores: stereo batched 2.1-2.4x mono, item by item 2.0x). Same result either way.
-            waveform = torch.cat(
-                [
-                    self._fast_mel_to_waveform(item[None], iterations, seed, periodic)
-                    for item in flat
-                ]
-            )
+            # One intra-op thread: see _single_intra_op_thread.
+            with _single_intra_op_thread():
+                waveform = torch.cat(
+                    [
+                        self._fast_mel_to_waveform(item[None], iterations, seed, periodic)
+                        for item in flat
+                    ]
+                )
         else:
             waveform = self._fast_mel_to_waveform(flat, iterations, seed, periodic)
         waveform = _fit_samples(waveform, length)
@@ -754,7 +837,10 @@ class SpectrogramConverter:
             torch.manual_seed(seed)
             linear = inverse_mel(mel)
             waveform = griffin_lim(linear)
-        return waveform
+        # Riffusion's output has (frames - 1) * hop samples; pad or cut to the library's frame
+        # convention so that lengths agree across methods.
+        missing = params.samples_for_width(mel.shape[-1]) - waveform.shape[-1]
+        return torch.nn.functional.pad(waveform, (0, missing))
 
     def _get_inverse(self) -> tuple[_InverseOperators, _InverseOperators | None]:
         """The operators of the fast inverse: the ``win_length``-point grid (10 Hz at the
@@ -773,10 +859,14 @@ class SpectrogramConverter:
     def _fast_mel_to_waveform(
         self, mel: torch.Tensor, num_iterations: int, seed: int, periodic: bool = False
     ) -> torch.Tensor:
-        """``(batch, n_mels, frames)`` → ``(batch, frames * hop_length)``."""
+        """``(batch, n_mels, frames)`` → ``(batch, params.samples_for_width(frames))``."""
         coarse, fine = self._get_inverse()
         params = self.params
         frames = mel.shape[-1]
+        # The one place the output length comes from (the library's frame convention).
+        length = params.samples_for_width(frames)
+        # The same signal on the reduced-rate grid (its hop is a fraction of the output's).
+        internal_length = -(-length * coarse.internal.hop // coarse.output.hop)
         mel_t = mel.transpose(-1, -2)
         # Linear magnitudes, (batch, frames, bins): bins last, as the FFTs want them.
         magnitudes = torch.relu(torch.matmul(mel_t, coarse.mel_to_linear))
@@ -796,15 +886,21 @@ class SpectrogramConverter:
             spectrum,
             num_iterations - fine_iterations,
             momentum=MOMENTUM,
+            length=internal_length,
             periodic=periodic,
         )
-        waveform = coarse.output.synthesize(spectrum, periodic=periodic)
+        waveform = coarse.output.synthesize(spectrum, length=length, periodic=periodic)
         if fine is None or fine_iterations == 0:
             return waveform
         fine_magnitudes = torch.relu(torch.matmul(mel_t, fine.mel_to_linear))
         rebuilt = fine.output.analyze(waveform, frames, periodic=periodic)
         spectrum = _with_magnitudes(rebuilt, fine_magnitudes)
         spectrum = fine.internal.griffin_lim(
-            fine_magnitudes, spectrum, fine_iterations, momentum=MOMENTUM, periodic=periodic
+            fine_magnitudes,
+            spectrum,
+            fine_iterations,
+            momentum=MOMENTUM,
+            length=-(-length * fine.internal.hop // fine.output.hop),
+            periodic=periodic,
         )
-        return fine.output.synthesize(spectrum, periodic=periodic)
+        return fine.output.synthesize(spectrum, length=length, periodic=periodic)

@@ -29,6 +29,8 @@ PUBLIC_MODULES = [
     "riffusion.riffuser",
     "riffusion.testing",
     "riffusion.batch",
+    "riffusion.dataset",
+    "riffusion.training",
 ]
 
 # Lower layers whose docstring examples run as doctests.

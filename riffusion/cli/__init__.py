@@ -16,6 +16,8 @@ Sub-commands::
     random-prompt                            print random prompt ideas
     serve                                    the web app's server and a playground
     batch           JOBS -o DIR              render many jobs (locally or with Ray)
+    prepare-dataset IN -o OUT                a folder of audio → spectrogram windows to train on
+    train-lora      DATASET -o OUT           fine-tune LoRA adapters on a prepared dataset
 
 Conventions: inputs are positional, the output is ``-o/--output`` and its extension picks the
 format (.wav, .flac, .ogg, .mp3 for audio; .png for images). Errors print one line,
@@ -26,9 +28,10 @@ file. Progress goes to stderr; ``--quiet`` silences everything but errors.
 Layout: the sub-commands are a table (:data:`riffusion.cli.main.COMMANDS`) of ``add_*``
 functions, each adding one sub-parser whose handler calls the library:
 :mod:`riffusion.cli.generate` (the Riffuser calls), :mod:`riffusion.cli.tools` (model-free),
-:mod:`riffusion.commands` (serve, batch); :mod:`riffusion.cli._base` holds the shared argument
-types, the console and the output writing. Building the parser (``--help``) imports no torch;
-the model-free commands never import diffusers or transformers.
+:mod:`riffusion.commands` (serve, batch, prepare-dataset, train-lora);
+:mod:`riffusion.cli._base` holds the shared argument types, the console and the output
+writing. Building the parser (``--help``) imports no torch; the model-free commands never
+import diffusers or transformers.
 """
 
 from riffusion.cli.main import COMMANDS, build_parser, main

@@ -40,6 +40,20 @@ def _add_batch(command: Commands) -> None:
     batch.add_parser(command.subparsers, parents=[command.common])
 
 
+def _add_prepare_dataset(command: Commands) -> None:
+    """Add ``prepare-dataset`` (parser and handler in :mod:`riffusion.commands.dataset`)."""
+    from riffusion.commands import dataset
+
+    dataset.add_parser(command.subparsers, formatter_class=_Formatter, parents=[command.common])
+
+
+def _add_train_lora(command: Commands) -> None:
+    """Add ``train-lora`` (parser and handler in :mod:`riffusion.commands.train`)."""
+    from riffusion.commands import train
+
+    train.add_parser(command.subparsers, formatter_class=_Formatter, parents=[command.common])
+
+
 class Subcommand(NamedTuple):
     """One row of :data:`COMMANDS`: the name and the function adding its sub-parser (which
     stores the handler, ``handler(args, console) -> exit status``, as the ``handler`` default)."""
@@ -63,6 +77,8 @@ COMMANDS: tuple[Subcommand, ...] = (
     Subcommand("random-prompt", generate.add_random_prompt),
     Subcommand("serve", _add_serve),
     Subcommand("batch", _add_batch),
+    Subcommand("prepare-dataset", _add_prepare_dataset),
+    Subcommand("train-lora", _add_train_lora),
 )
 """The sub-commands, in the order ``riffusion --help`` lists them."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +23,8 @@ __all__ = ["is_periodic", "periodic_width"]
 _MARK = "_riffusion_periodic"
 
 
-def _periodic_forward(conv: nn.Conv2d):
-    pad_h, pad_w = conv.padding  # ints; checked by the caller
+def _periodic_forward(conv: nn.Conv2d) -> Any:
+    pad_h, pad_w = cast(tuple[int, int], conv.padding)  # ints; checked by the caller
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         # Wrap the width axis, zero-pad the height axis, then convolve without padding: the same
@@ -75,7 +76,7 @@ def periodic_width(*modules: nn.Module, enabled: bool = True) -> Iterator[None]:
         for module in modules:
             for sub in module.modules():
                 if _patchable(sub) and _MARK not in vars(sub):
-                    sub.forward = _periodic_forward(sub)
+                    sub.forward = _periodic_forward(cast(nn.Conv2d, sub))
                     setattr(sub, _MARK, True)
                     patched.append(sub)
     try:

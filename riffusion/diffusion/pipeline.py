@@ -193,6 +193,7 @@ class RiffusionPipeline:
     @interrupt.setter
     def interrupt(self, value: bool) -> None:
         self._interrupt = bool(value)
+        self._lora: tuple[str, float] | None = None
 
     # ------------------------------------------------------------------ loading and devices
 
@@ -342,6 +343,65 @@ class RiffusionPipeline:
             **kwargs: tqdm keyword arguments (``disable``, ``leave``, ``desc``, ``file``, ...).
         """
         self._progress_bar_config = dict(kwargs)
+
+    # ------------------------------------------------------------------ LoRA
+
+    def load_lora(self, path: str | os.PathLike[str], scale: float = 1.0) -> RiffusionPipeline:
+        """Load LoRA weights (diffusers format) into the UNet and text encoder.
+
+        One LoRA at a time: a LoRA loaded before is removed first. Uses diffusers' own LoRA
+        loader (``StableDiffusionLoraLoaderMixin``), so files written by
+        :func:`riffusion.training.train_lora` or by diffusers' training scripts both work.
+        Needs ``peft`` (``pip install 'riffusion[train]'``).
+
+        Args:
+            path: a ``.safetensors`` file, or a folder holding
+                ``pytorch_lora_weights.safetensors``.
+            scale: strength (0 = off: the base model bit for bit; 1 = as trained).
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ModelLoadError: missing, unreadable or non-matching weights.
+            ParameterError: a non-finite ``scale``.
+        """
+        from riffusion.diffusion import lora
+
+        lora.load_lora(self.unet, self.text_encoder, path, scale)
+        self._lora = (os.fspath(path), float(scale))
+        return self
+
+    def set_lora_scale(self, scale: float) -> RiffusionPipeline:
+        """Change the strength of the loaded LoRA (0 = off, 1 = as trained); returns ``self``.
+
+        Args:
+            scale: LoRA strength, a finite number (0 = off, 1 = as trained).
+
+        Raises:
+            RiffusionError: no LoRA is loaded.
+        """
+        from riffusion.diffusion import lora
+
+        if self._lora is None:
+            raise RiffusionError("no LoRA is loaded; call load_lora(path, scale) first")
+        lora.set_lora_scale(self.unet, self.text_encoder, scale)
+        self._lora = (self._lora[0], float(scale))
+        return self
+
+    def unload_lora(self) -> RiffusionPipeline:
+        """Remove the loaded LoRA (if any): the base model again. Returns ``self``."""
+        if self._lora is not None:
+            from riffusion.diffusion import lora
+
+            lora.unload_lora(self.unet, self.text_encoder)
+            self._lora = None
+        return self
+
+    @property
+    def lora(self) -> tuple[str, float] | None:
+        """``(path, scale)`` of the loaded LoRA, or ``None``."""
+        return self._lora
 
     # ------------------------------------------------------------------ schedulers
 

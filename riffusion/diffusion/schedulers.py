@@ -8,7 +8,7 @@ timesteps, steps offset, prediction type) carries over and only the sampling alg
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import diffusers
 from diffusers import SchedulerMixin
@@ -78,7 +78,7 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _candidate(name: str, default_cls: type, default_config: Any) -> SchedulerMixin:
+def _candidate(name: str, default_cls: Any, default_config: Any) -> SchedulerMixin:
     if name == "default":
         return default_cls.from_config(default_config)
     if name in _SCHEDULERS:
@@ -89,11 +89,11 @@ def _candidate(name: str, default_cls: type, default_config: Any) -> SchedulerMi
             f"scheduler={name!r} is neither one of {list(SCHEDULER_NAMES)} nor a diffusers "
             "scheduler class name"
         )
-    return cls.from_config(default_config)
+    return cast(Any, cls).from_config(default_config)
 
 
 def describe_scheduler(
-    scheduler: SchedulerMixin, default_cls: type, default_config: Any
+    scheduler: SchedulerMixin, default_cls: Any, default_config: Any
 ) -> tuple[str, dict[str, Any]]:
     """Name a scheduler instance the way recipes record it.
 
@@ -132,7 +132,7 @@ def describe_scheduler(
 
 
 def build_scheduler(
-    name: str, overrides: dict[str, Any] | None, default_cls: type, default_config: Any
+    name: str, overrides: dict[str, Any] | None, default_cls: Any, default_config: Any
 ) -> SchedulerMixin:
     """A fresh scheduler from a recipe's ``(name, overrides)`` (see :func:`describe_scheduler`).
 

@@ -527,8 +527,8 @@ def create_app(
             )
         if recipe.duration_s > MAX_RECIPE_DURATION_S:
             raise InputError("recipe.duration_s", f"at most {MAX_RECIPE_DURATION_S:g} s here")
-        for name, text in (("start", recipe.start), ("end", recipe.end)):
-            for part in (text.prompt, text.negative_prompt or "") if text else ():
+        for name, side in (("start", recipe.start), ("end", recipe.end)):
+            for part in (side.prompt, side.negative_prompt or "") if side else ():
                 if len(part) > MAX_PROMPT_CHARS:
                     raise InputError(f"recipe.{name}.prompt", f"at most {MAX_PROMPT_CHARS} chars")
         sources = {}

@@ -1,0 +1,639 @@
+"""Training data from a folder of music: spectrogram windows in the Hugging Face imagefolder layout.
+
+:func:`prepare` walks a folder of audio files, cuts each into windows exactly as wide as the
+model's images, skips near-silent windows, encodes each with :func:`riffusion.audio_to_image`
+(Riffusion's format, parameters in EXIF) and writes::
+
+    OUT/
+      metadata.jsonl        one line per image: file_name, text, source, start_s, duration_s,
+                            loudness_lufs (sorted by file_name)
+      images/<name>.png     the spectrogram windows
+      .riffusion/           settings.json and one manifest record per finished audio file
+
+so that ``datasets.load_dataset("imagefolder", data_dir=OUT)`` loads it with its captions.
+
+Captions come from, in order: a sidecar ``<audio stem>.txt`` beside the audio file, the
+``captions`` mapping (a CSV or JSONL file, or a dict, keyed by the audio path relative to the
+input folder), the names of the folders between the input folder and the file (``jazz/piano/a.wav``
+→ ``"jazz, piano"``), and last ``template`` (``{stem}`` and ``{folder}`` are filled in).
+
+The work is split per audio file by a pure worker function (:func:`process_file`): the same
+input gives the same files, byte for byte, whatever the engine (``"local"`` runs it in this
+process or a process pool, ``"ray"`` as Ray tasks) and however the work is sharded. Every file is
+written atomically and a manifest record marks each finished audio file, so an interrupted run
+continues where it stopped; files that cannot be read are reported and skipped.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from riffusion._checks import check_integer
+from riffusion._files import atomic_output
+from riffusion.audio import Audio
+from riffusion.convert import audio_to_image
+from riffusion.errors import ParameterError, RiffusionError
+from riffusion.image import save_image
+from riffusion.params import SpectrogramParams
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "DEFAULT_TEMPLATE",
+    "FileResult",
+    "FileTask",
+    "PrepareResult",
+    "find_audio_files",
+    "load_caption_mapping",
+    "prepare",
+    "process_file",
+    "window_starts",
+    "write_metadata",
+]
+
+#: File extensions :func:`prepare` picks up (anything :meth:`riffusion.Audio.load` reads).
+AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
+#: The caption used when no sidecar, mapping entry or folder name gives one.
+DEFAULT_TEMPLATE = "music"
+#: Minimum loudness (in LUFS) of a kept window; quieter ones count as silence.
+DEFAULT_MIN_LOUDNESS_DB = -50.0
+
+_STATE_DIR = ".riffusion"
+_MANIFEST_DIR = "manifest"
+_IMAGES_DIR = "images"
+_METADATA = "metadata.jsonl"
+_FORMAT_VERSION = 1
+
+
+# ------------------------------------------------------------------------------ value types
+@dataclass(frozen=True)
+class FileTask:
+    """Everything :func:`process_file` needs to turn one audio file into windows.
+
+    Attributes:
+        path: the audio file (absolute or relative to the working folder).
+        source: its path relative to the input folder, POSIX style (recorded in the metadata).
+        caption: the caption of all its windows.
+        out_dir: the dataset folder.
+        params: spectrogram parameters of the images.
+        window_px: image width (in pixels = spectrogram columns).
+        hop_px: step between window starts (in pixels); ``window_px`` means no overlap.
+        min_loudness_db: windows quieter than this (in LUFS) are skipped.
+    """
+
+    path: str
+    source: str
+    caption: str
+    out_dir: str
+    params: SpectrogramParams
+    window_px: int
+    hop_px: int
+    min_loudness_db: float
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What :func:`process_file` did with one audio file.
+
+    Attributes:
+        source: the file's path relative to the input folder.
+        records: the metadata lines of its kept windows, in time order.
+        windows_written: windows encoded and written in this call.
+        windows_reused: windows whose image already existed (an earlier, interrupted run).
+        windows_silent: windows skipped as quieter than ``min_loudness_db``.
+        already_done: the manifest already held this file; nothing was read.
+        error: why the file was skipped (unreadable, corrupt, too short), else ``None``.
+    """
+
+    source: str
+    records: tuple[dict[str, Any], ...] = ()
+    windows_written: int = 0
+    windows_reused: int = 0
+    windows_silent: int = 0
+    already_done: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    """Summary of a :func:`prepare` run.
+
+    Attributes:
+        out_dir: the dataset folder.
+        files: audio files this shard was given.
+        files_done: files finished by this run.
+        files_skipped: files an earlier run had already finished.
+        failures: ``(source, reason)`` of every file that could not be used.
+        windows_written: images encoded by this run.
+        windows_reused: images that were already on disk.
+        windows_silent: windows skipped as near-silent.
+        num_records: lines in ``metadata.jsonl`` (every shard's finished files).
+    """
+
+    out_dir: Path
+    files: int
+    files_done: int
+    files_skipped: int
+    failures: tuple[tuple[str, str], ...]
+    windows_written: int
+    windows_reused: int
+    windows_silent: int
+    num_records: int = 0
+    results: tuple[FileResult, ...] = field(default=(), repr=False)
+
+
+# ------------------------------------------------------------------------------ helpers
+def _check_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ParameterError(f"{name}={value!r} must be a finite number")
+    return float(value)
+
+
+def _safe_name(source: str) -> str:
+    """A readable, unique file-name stem for ``source`` (a relative POSIX path)."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", source.replace("/", "__")).strip("._") or "audio"
+    digest = hashlib.sha1(source.encode("utf-8")).hexdigest()[:8]
+    return f"{readable[:80]}-{digest}"
+
+
+def _manifest_path(out_dir: Path, source: str) -> Path:
+    digest = hashlib.sha1(source.encode("utf-8")).hexdigest()
+    return out_dir / _STATE_DIR / _MANIFEST_DIR / f"{digest}.json"
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    with atomic_output(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def window_starts(num_samples: int, window_samples: int, hop_samples: int) -> list[int]:
+    """First samples of the windows cut from ``num_samples`` samples.
+
+    Whole windows only, from sample 0 every ``hop_samples``; audio shorter than one window gives
+    one window at 0 (zero-padded at the end by :func:`process_file`).
+
+    Args:
+        num_samples: length of the audio (samples per channel).
+        window_samples: length of a window (samples).
+        hop_samples: step between window starts (samples).
+
+    Returns:
+        Start offsets in samples, ascending.
+    """
+    check_integer("num_samples", num_samples)
+    check_integer("window_samples", window_samples)
+    check_integer("hop_samples", hop_samples)
+    if num_samples <= window_samples:
+        return [0]
+    return list(range(0, num_samples - window_samples + 1, hop_samples))
+
+
+def find_audio_files(audio_dir: str | os.PathLike[str]) -> list[Path]:
+    """Audio files under ``audio_dir`` (recursively), sorted by relative POSIX path.
+
+    Hidden files and folders (names starting with ``.``) are ignored.
+
+    Args:
+        audio_dir: the folder to search.
+
+    Raises:
+        ParameterError: ``audio_dir`` is not an existing folder.
+    """
+    root = Path(audio_dir)
+    if not root.is_dir():
+        raise ParameterError(f"audio_dir={str(audio_dir)!r} is not an existing folder")
+    found = []
+    for path in root.rglob("*"):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
+            found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def load_caption_mapping(
+    captions: str | os.PathLike[str] | Mapping[str, str],
+) -> dict[str, str]:
+    """Read a caption mapping: audio path (relative to the input folder) → caption.
+
+    Args:
+        captions: a dict, a CSV file with columns ``file`` and ``text`` (``file_name`` /
+            ``caption`` / ``prompt`` are also accepted), or a JSONL file of objects with the
+            same keys. Keys may omit the extension (``jazz/a`` matches ``jazz/a.wav``).
+
+    Raises:
+        ParameterError: unreadable file, unknown extension, missing columns or empty captions.
+    """
+    if isinstance(captions, Mapping):
+        rows = [{"file": key, "text": value} for key, value in captions.items()]
+        name = "captions"
+    else:
+        path = Path(captions)
+        name = str(path)
+        if not path.is_file():
+            raise ParameterError(f"captions={name!r} is not an existing CSV or JSONL file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ParameterError(f"cannot read captions={name!r}: {error}") from error
+        if path.suffix.lower() == ".csv":
+            rows = list(csv.DictReader(text.splitlines()))
+        elif path.suffix.lower() in (".jsonl", ".json"):
+            rows = []
+            for number, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ParameterError(f"captions={name!r} line {number}: {error}") from error
+        else:
+            raise ParameterError(f"captions={name!r} must be a .csv or .jsonl file")
+    mapping: dict[str, str] = {}
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise ParameterError(f"captions={name!r} entry {number} is not an object")
+        key = next((row[k] for k in ("file", "file_name", "path") if row.get(k)), None)
+        value = next((row[k] for k in ("text", "caption", "prompt") if row.get(k)), None)
+        if not isinstance(key, str) or not isinstance(value, str) or not value.strip():
+            raise ParameterError(
+                f"captions={name!r} entry {number} ({row!r}) needs a 'file' and a non-empty 'text'"
+            )
+        mapping[Path(key).as_posix()] = value.strip()
+    return mapping
+
+
+def _caption_for(
+    path: Path, root: Path, mapping: Mapping[str, str], use_folder_names: bool, template: str
+) -> str:
+    sidecar = path.with_suffix(".txt")
+    if sidecar.is_file():
+        text = sidecar.read_text(encoding="utf-8").strip()
+        if text:
+            return " ".join(text.split())
+    relative = path.relative_to(root)
+    for key in (relative.as_posix(), relative.with_suffix("").as_posix()):
+        if key in mapping:
+            return mapping[key]
+    folders = [part.replace("_", " ") for part in relative.parent.parts]
+    if use_folder_names and folders:
+        return ", ".join(folders)
+    return template.format(stem=path.stem, folder=relative.parent.as_posix())
+
+
+# ------------------------------------------------------------------------------ the worker
+def process_file(task: FileTask) -> FileResult:
+    """Turn one audio file into spectrogram windows (the per-file unit of work).
+
+    Pure apart from its outputs: the images and the manifest record depend only on ``task`` and
+    the file's bytes. An image that already exists is not encoded again (atomic writes mean it is
+    complete); the manifest record is written last. Never raises for a bad audio file: the
+    reason is returned in :attr:`FileResult.error`.
+
+    Args:
+        task: the file, its windowing and where to write (a :class:`FileTask`).
+
+    Returns:
+        A :class:`FileResult` with the metadata records of the kept windows.
+    """
+    out_dir = Path(task.out_dir)
+    manifest = _manifest_path(out_dir, task.source)
+    path = Path(task.path)
+    try:
+        digest = _file_digest(path)
+    except OSError as error:
+        return FileResult(task.source, error=f"cannot read: {error}")
+    if manifest.is_file():
+        try:
+            record = json.loads(manifest.read_text(encoding="utf-8"))
+            if record.get("sha256") == digest and all(
+                (out_dir / r["file_name"]).is_file() for r in record["records"]
+            ):
+                # Captions are metadata only: a changed caption updates the record, no re-encode.
+                captioned = [{**r, "text": task.caption} for r in record["records"]]
+                if captioned != record["records"]:
+                    _write_text_atomic(manifest, _manifest_text({**record, "records": captioned}))
+                return FileResult(task.source, records=tuple(captioned), already_done=True)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged record is redone
+    params = task.params
+    try:
+        audio = Audio.load(path, sample_rate=params.sample_rate, num_channels=params.num_channels)
+    except RiffusionError as error:
+        return FileResult(task.source, error=str(error))
+
+    window = params.samples_for_width(task.window_px)
+    hop = task.hop_px * params.hop_length  # one column per STFT hop, whatever the convention
+    stem = _safe_name(task.source)
+    records: list[dict[str, Any]] = []
+    written = reused = silent = 0
+    for index, start in enumerate(window_starts(audio.num_samples, window, hop)):
+        piece = Audio(audio.waveform[:, start : start + window], sample_rate=audio.sample_rate)
+        piece = piece.fit_length(window)
+        loudness = piece.loudness_lufs() if piece.duration_s >= 0.4 else _rms_dbfs(piece)
+        if not math.isfinite(loudness) or loudness < task.min_loudness_db:
+            silent += 1
+            continue
+        file_name = f"{_IMAGES_DIR}/{stem}_{index:05d}.png"
+        target = out_dir / file_name
+        if target.is_file():
+            reused += 1
+        else:
+            image = audio_to_image(piece, params)
+            if image.width != task.window_px:
+                raise RiffusionError(
+                    f"internal: a window of {window} samples encoded to {image.width} columns, "
+                    f"expected window_px={task.window_px}"
+                )
+            save_image(image, target)
+            written += 1
+        records.append(
+            {
+                "file_name": file_name,
+                "text": task.caption,
+                "source": task.source,
+                "start_s": round(start / params.sample_rate, 6),
+                "duration_s": round(window / params.sample_rate, 6),
+                "loudness_lufs": round(loudness, 2),
+            }
+        )
+    _write_text_atomic(
+        manifest,
+        _manifest_text(
+            {"source": task.source, "sha256": digest, "silent": silent, "records": records}
+        ),
+    )
+    return FileResult(
+        task.source,
+        records=tuple(records),
+        windows_written=written,
+        windows_reused=reused,
+        windows_silent=silent,
+    )
+
+
+def _manifest_text(record: dict[str, Any]) -> str:
+    return json.dumps(record, indent=1, sort_keys=True) + "\n"
+
+
+def _rms_dbfs(audio: Audio) -> float:
+    """RMS level (dB full scale) for windows too short for a LUFS measurement."""
+    import numpy as np
+
+    rms = float(np.sqrt(np.mean(np.square(audio.waveform, dtype=np.float64))))
+    return 20 * math.log10(rms) if rms > 0 else float("-inf")
+
+
+def write_metadata(out_dir: str | os.PathLike[str]) -> int:
+    """(Re)write ``metadata.jsonl`` from every manifest record in ``out_dir``.
+
+    Lines are sorted by ``file_name``, so the file is the same whatever order (or shard) the
+    audio files were processed in. :func:`prepare` calls this at its end; after running shards in
+    parallel, call it once more (or rerun any shard, which skips finished files) so the metadata
+    lists every shard's windows.
+
+    Args:
+        out_dir: the prepared dataset's folder (holding the per-file manifest records).
+
+    Returns:
+        The number of lines written.
+    """
+    out_dir = Path(out_dir)
+    records: list[dict[str, Any]] = []
+    for manifest in sorted((out_dir / _STATE_DIR / _MANIFEST_DIR).glob("*.json")):
+        records.extend(json.loads(manifest.read_text(encoding="utf-8"))["records"])
+    records.sort(key=lambda r: r["file_name"])
+    lines = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records)
+    _write_text_atomic(out_dir / _METADATA, lines)
+    return len(records)
+
+
+# ------------------------------------------------------------------------------ engines
+def _worker_init() -> None:
+    # One process per core: keep each to one thread so they do not oversubscribe the CPU.
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_local(
+    tasks: Sequence[FileTask], workers: int, on_done: Callable[[FileResult], None]
+) -> None:
+    if workers == 1 or len(tasks) <= 1:
+        for task in tasks:
+            on_done(process_file(task))
+        return
+    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)), mp_context=context, initializer=_worker_init
+    ) as pool:
+        futures = [pool.submit(process_file, task) for task in tasks]
+        for future in concurrent.futures.as_completed(futures):
+            on_done(future.result())
+
+
+def _run_ray(
+    tasks: Sequence[FileTask], workers: int | None, on_done: Callable[[FileResult], None]
+) -> None:
+    try:
+        import ray
+    except ImportError as error:
+        raise RiffusionError("engine='ray' needs Ray: pip install 'riffusion[ray]'") from error
+    if not ray.is_initialized():
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(process_file)
+    pending = [remote.remote(task) for task in tasks]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for reference in done:
+            on_done(ray.get(reference))
+
+
+# ------------------------------------------------------------------------------ prepare
+def prepare(
+    audio_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    window_px: int = 512,
+    hop_px: int | None = None,
+    captions: str | os.PathLike[str] | Mapping[str, str] | None = None,
+    use_folder_names: bool = True,
+    template: str = DEFAULT_TEMPLATE,
+    stereo: bool = False,
+    params: SpectrogramParams | None = None,
+    min_loudness_db: float = DEFAULT_MIN_LOUDNESS_DB,
+    shard: tuple[int, int] = (0, 1),
+    workers: int = 1,
+    engine: str = "local",
+    progress: bool = True,
+) -> PrepareResult:
+    """Cut a folder of audio into spectrogram windows, ready for training.
+
+    Args:
+        audio_dir: folder of audio files, searched recursively (see :data:`AUDIO_EXTENSIONS`).
+        out_dir: dataset folder to create or continue (imagefolder layout, see the module doc).
+        window_px: window width in pixels; each window is ``params.samples_for_width(window_px)``
+            samples and encodes to exactly ``window_px`` columns (512 = the model's width).
+        hop_px: step between window starts in pixels; ``None`` = ``window_px`` (no overlap),
+            smaller values overlap the windows.
+        captions: a CSV/JSONL file or dict mapping audio paths (relative to ``audio_dir``) to
+            captions; consulted after a sidecar ``.txt`` and before folder names.
+        use_folder_names: caption files without sidecar or mapping entry by their folders.
+        template: the caption of last resort; ``{stem}`` and ``{folder}`` are filled in.
+        stereo: encode left and right (Riffusion's stereo images) instead of a mono mix.
+        params: spectrogram parameters (default Riffusion's, with ``stereo``).
+        min_loudness_db: windows quieter than this integrated loudness (in LUFS; RMS dBFS for
+            windows shorter than 0.4 s) are skipped as near-silent.
+        shard: ``(i, n)``: process only the files whose index in the sorted file list is ``i``
+            modulo ``n``; the ``n`` shards together cover every file exactly once.
+        workers: processes (local engine) or Ray CPUs (``engine="ray"``, when Ray is not
+            already initialised).
+        engine: ``"local"`` or ``"ray"``; both write the same bytes.
+        progress: show a tqdm progress bar (stderr).
+
+    Returns:
+        A :class:`PrepareResult`. Unreadable files are listed in its ``failures`` (and
+        reported on stderr), never fatal.
+
+    Raises:
+        ParameterError: a bad argument, or ``out_dir`` prepared earlier with other settings.
+    """
+    root = Path(audio_dir)
+    files = find_audio_files(root)
+    window_px = check_integer("window_px", window_px)
+    hop_px = window_px if hop_px is None else check_integer("hop_px", hop_px)
+    min_loudness_db = _check_number("min_loudness_db", min_loudness_db)
+    workers = check_integer("workers", workers)
+    if engine not in ("local", "ray"):
+        raise ParameterError(f"engine={engine!r} must be 'local' or 'ray'")
+    if (
+        not isinstance(shard, tuple | list)
+        or len(shard) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+        or not 0 <= shard[0] < shard[1]
+    ):
+        raise ParameterError(f"shard={shard!r} must be (i, n) with integers 0 <= i < n")
+    if not isinstance(template, str):
+        raise ParameterError(f"template={template!r} must be a string")
+    try:
+        template.format(stem="", folder="")
+    except (KeyError, IndexError, ValueError) as error:
+        raise ParameterError(
+            f"template={template!r} may only use the fields {{stem}} and {{folder}}"
+        ) from error
+    if params is None:
+        params = SpectrogramParams(stereo=bool(stereo))
+    elif not isinstance(params, SpectrogramParams):
+        raise ParameterError(f"params={params!r} must be a SpectrogramParams")
+    elif stereo and not params.stereo:
+        raise ParameterError("stereo=True contradicts params.stereo=False; set one of them")
+    if params.samples_for_width(window_px) < 1:
+        raise ParameterError(f"window_px={window_px} gives windows with no samples")
+    mapping = load_caption_mapping(captions) if captions is not None else {}
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / _IMAGES_DIR).mkdir(exist_ok=True)
+    (out / _STATE_DIR / _MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
+    _check_settings(out, params, window_px, hop_px, min_loudness_db)
+
+    mine = files[shard[0] :: shard[1]]
+    tasks = [
+        FileTask(
+            path=str(path),
+            source=path.relative_to(root).as_posix(),
+            caption=_caption_for(path, root, mapping, use_folder_names, template),
+            out_dir=str(out),
+            params=params,
+            window_px=window_px,
+            hop_px=hop_px,
+            min_loudness_db=min_loudness_db,
+        )
+        for path in mine
+    ]
+
+    from tqdm.auto import tqdm
+
+    results: list[FileResult] = []
+    bar = tqdm(total=len(tasks), desc="prepare-dataset", unit="file", disable=not progress)
+
+    def on_done(result: FileResult) -> None:
+        results.append(result)
+        if result.error is not None:
+            message = f"skipped {result.source}: {result.error}"
+            if progress:
+                bar.write(message, file=sys.stderr)
+            else:
+                print(message, file=sys.stderr)
+        bar.update(1)
+        bar.set_postfix(windows=sum(len(r.records) for r in results), refresh=False)
+
+    try:
+        if engine == "ray":
+            _run_ray(tasks, workers, on_done)
+        else:
+            _run_local(tasks, workers, on_done)
+    finally:
+        bar.close()
+    num_records = write_metadata(out)
+    results.sort(key=lambda r: r.source)
+    return PrepareResult(
+        out_dir=out,
+        files=len(tasks),
+        files_done=sum(1 for r in results if r.error is None and not r.already_done),
+        files_skipped=sum(1 for r in results if r.already_done),
+        failures=tuple((r.source, r.error) for r in results if r.error is not None),
+        windows_written=sum(r.windows_written for r in results),
+        windows_reused=sum(r.windows_reused for r in results),
+        windows_silent=sum(r.windows_silent for r in results),
+        num_records=num_records,
+        results=tuple(results),
+    )
+
+
+def _check_settings(
+    out: Path, params: SpectrogramParams, window_px: int, hop_px: int, min_loudness_db: float
+) -> None:
+    """Record the settings in ``out``; refuse to mix windows made with other settings."""
+    settings = {
+        "format_version": _FORMAT_VERSION,
+        "params": dataclasses.asdict(params),
+        "window_px": window_px,
+        "hop_px": hop_px,
+        "window_samples": params.samples_for_width(window_px),
+        "min_loudness_db": min_loudness_db,
+    }
+    path = out / _STATE_DIR / "settings.json"
+    if path.is_file():
+        try:
+            existing = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            existing = None
+        if existing != json.loads(json.dumps(settings)):
+            raise ParameterError(
+                f"out_dir={str(out)!r} was prepared with other settings ({existing}); use a new "
+                "folder, or the same window_px, hop_px, params and min_loudness_db"
+            )
+        return
+    _write_text_atomic(path, json.dumps(settings, indent=1, sort_keys=True) + "\n")

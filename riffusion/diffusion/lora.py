@@ -1,0 +1,151 @@
+"""LoRA adapters on a pipeline's UNet and text encoder, read with diffusers' own LoRA loader.
+
+The weights file is diffusers' format (``pytorch_lora_weights.safetensors`` with ``unet.`` and
+``text_encoder.`` keys, as written by :func:`riffusion.training.train_lora` and by diffusers'
+training scripts); the Kohya/A1111 formats that diffusers converts are accepted too. Loading goes
+through ``StableDiffusionLoraLoaderMixin.lora_state_dict`` / ``load_lora_into_unet`` /
+``load_lora_into_text_encoder``, so the adapters are ``peft`` layers exactly as in a diffusers
+``StableDiffusionPipeline``. Needs ``peft`` (``pip install 'riffusion[train]'``).
+
+At ``scale=0`` the adapters are switched off, so outputs equal the base model's bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from riffusion.errors import ModelLoadError, ParameterError, RiffusionError
+
+__all__ = [
+    "ADAPTER_NAME",
+    "LORA_WEIGHT_NAME",
+    "check_lora_scale",
+    "load_lora",
+    "set_lora_scale",
+    "unload_lora",
+]
+
+#: The adapter name riffusion gives the loaded LoRA (one at a time).
+ADAPTER_NAME = "riffusion_lora"
+#: The file name diffusers reads from a LoRA folder.
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+
+
+def check_lora_scale(scale: Any) -> float:
+    """Return ``scale`` as a float if it is a finite number.
+
+    Raises:
+        ParameterError: e.g. ``scale=nan must be a finite number (0 = off, 1 = as trained)``.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
+        raise ParameterError(f"scale={scale!r} must be a finite number (0 = off, 1 = as trained)")
+    return float(scale)
+
+
+def _require_peft() -> None:
+    try:
+        import peft  # noqa: F401
+    except ImportError as error:
+        raise RiffusionError(
+            "LoRA weights need the peft package: pip install 'riffusion[train]'"
+        ) from error
+
+
+def _has_adapter(module: Any) -> bool:
+    return ADAPTER_NAME in (getattr(module, "peft_config", None) or {})
+
+
+def load_lora(unet: Any, text_encoder: Any, path: str | os.PathLike[str], scale: float) -> None:
+    """Load LoRA weights into ``unet`` and ``text_encoder``, replacing a LoRA loaded before.
+
+    Args:
+        unet: the ``UNet2DConditionModel``.
+        text_encoder: the ``CLIPTextModel``.
+        path: a ``.safetensors`` file, or a folder holding ``pytorch_lora_weights.safetensors``.
+        scale: strength of the adapters (0 = off, 1 = as trained).
+
+    Raises:
+        ModelLoadError: missing or unreadable file, or weights that do not fit the model.
+        ParameterError: a non-finite ``scale``.
+    """
+    scale = check_lora_scale(scale)
+    _require_peft()
+    from diffusers.loaders import StableDiffusionLoraLoaderMixin as Loader
+
+    path = Path(path)
+    if path.is_dir():
+        folder, weight_name = path, LORA_WEIGHT_NAME
+        if not (path / weight_name).is_file():
+            raise ModelLoadError(f"LoRA folder {str(path)!r} has no {weight_name}")
+    elif path.is_file():
+        folder, weight_name = path.parent, path.name
+    else:
+        raise ModelLoadError(f"LoRA weights {str(path)!r} do not exist")
+    try:
+        state_dict, alphas, metadata = Loader.lora_state_dict(
+            str(folder), weight_name=weight_name, local_files_only=True, return_lora_metadata=True
+        )
+    except Exception as error:  # safetensors/pickle errors of every kind become one line
+        raise ModelLoadError(f"cannot read LoRA weights {str(path)!r}: {error}") from error
+    if not state_dict or not all("lora" in key for key in state_dict):
+        raise ModelLoadError(
+            f"{str(path)!r} is not a LoRA file: every key must contain 'lora' (diffusers format)"
+        )
+    unload_lora(unet, text_encoder)
+    try:
+        if any(key.startswith("unet.") for key in state_dict) or not any(
+            key.startswith("text_encoder.") for key in state_dict
+        ):
+            Loader.load_lora_into_unet(
+                state_dict, alphas, unet, adapter_name=ADAPTER_NAME, metadata=metadata
+            )
+        if any(key.startswith("text_encoder.") for key in state_dict):
+            Loader.load_lora_into_text_encoder(
+                state_dict, alphas, text_encoder, adapter_name=ADAPTER_NAME, metadata=metadata
+            )
+    except Exception as error:
+        unload_lora(unet, text_encoder)
+        raise ModelLoadError(
+            f"LoRA weights {str(path)!r} do not fit this model: {str(error).splitlines()[0]}"
+        ) from error
+    if not (_has_adapter(unet) or _has_adapter(text_encoder)):
+        raise ModelLoadError(f"LoRA weights {str(path)!r} matched no layer of this model")
+    set_lora_scale(unet, text_encoder, scale)
+
+
+def set_lora_scale(unet: Any, text_encoder: Any, scale: float) -> None:
+    """Set the strength of the loaded LoRA; 0 switches the adapters off (exactly the base)."""
+    scale = check_lora_scale(scale)
+    from diffusers.loaders.lora_base import (
+        disable_lora_for_text_encoder,
+        enable_lora_for_text_encoder,
+        set_adapters_for_text_encoder,
+    )
+
+    if _has_adapter(unet):
+        if scale == 0.0:
+            unet.disable_lora()
+        else:
+            unet.enable_lora()
+            unet.set_adapters([ADAPTER_NAME], weights=[scale])
+    if _has_adapter(text_encoder):
+        if scale == 0.0:
+            disable_lora_for_text_encoder(text_encoder)
+        else:
+            enable_lora_for_text_encoder(text_encoder)
+            set_adapters_for_text_encoder([ADAPTER_NAME], text_encoder, [scale])
+
+
+def unload_lora(unet: Any, text_encoder: Any) -> None:
+    """Remove every LoRA layer; the models are their base selves again (bit for bit)."""
+    if getattr(unet, "peft_config", None):
+        unet.unload_lora()
+    if getattr(text_encoder, "peft_config", None):
+        from diffusers.utils.peft_utils import recurse_remove_peft_layers
+
+        recurse_remove_peft_layers(text_encoder)
+        del text_encoder.peft_config
+        text_encoder._hf_peft_config_loaded = None

@@ -1,0 +1,243 @@
+"""Issue 9, items 2 and 3: the fast decoder starts and ends without a click, keeps the
+reference decoder's loudness at equal peak, is at least as faithful as the reference on
+percussive and bass-heavy material, and decodes with one intra-op thread in the calling thread
+only. Short synthetic signals (no corpus); the corpus checks are ``slow``."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import pytest
+import torch
+from scipy import signal as sps
+
+from riffusion import Audio, SpectrogramParams, audio_to_image, image_to_audio
+from riffusion.image import image_to_mel
+from riffusion.spectrogram import INT16_SCALE, SpectrogramConverter, spectral_convergence
+
+SR = 44100
+PARAMS = SpectrogramParams()
+WIDTH = 100  # columns: about one second
+
+
+def edge_ratios(waveform: np.ndarray) -> tuple[float, float]:
+    """Peak of the first and of the last 10 ms over the median 10-ms peak."""
+    magnitude = np.abs(np.atleast_2d(waveform)).max(axis=0)
+    count = len(magnitude) // 441
+    peaks = magnitude[: count * 441].reshape(count, 441).max(axis=1)
+    median = float(np.median(peaks))
+    return float(peaks[0]) / median, float(magnitude[-441:].max()) / median
+
+
+def loudness(waveform: np.ndarray) -> float:
+    """BS.1770 integrated loudness (LUFS) at peak 1."""
+    waveform = np.atleast_2d(waveform).astype(np.float64)
+    return pyloudnorm.Meter(SR).integrated_loudness((waveform / np.abs(waveform).max()).T)
+
+
+def _highpass(noise: np.ndarray, cutoff: float) -> np.ndarray:
+    return sps.sosfilt(sps.butter(2, cutoff, btype="highpass", fs=SR, output="sos"), noise)
+
+
+def percussive(num_samples: int, offset_s: float = 0.3) -> np.ndarray:
+    """808-style kicks and claps with closed hats, cut ``offset_s`` into the pattern (at 0.3 s a
+    crash is still ringing at the first sample; at 0 the clip starts on a kick)."""
+    rng = np.random.default_rng(1)
+    total = num_samples + SR
+    track = np.zeros(total)
+    t = np.arange(int(0.5 * SR)) / SR
+    kick = np.sin(2 * np.pi * np.cumsum(45 + 105 * np.exp(-t / 0.04)) / SR) * np.exp(-t / 0.2)
+    clap = _highpass(rng.standard_normal(len(t)), 900) * np.exp(-t / 0.05)
+    for start in np.arange(0, total / SR, 0.25):
+        begin = int(start * SR)
+        sound = kick if round(start / 0.25) % 2 == 0 else 0.6 * clap
+        end = min(total, begin + len(sound))
+        track[begin:end] += sound[: end - begin]
+        hat = _highpass(rng.standard_normal(2000), 7000) * np.exp(-np.arange(2000) / 300)
+        middle = begin + int(0.125 * SR)
+        track[middle : middle + 2000] += 0.2 * hat[: max(0, min(2000, total - middle))]
+    track += 0.3 * _highpass(rng.standard_normal(total), 3000) * np.exp(-np.arange(total) / SR)
+    clip = track[int(offset_s * SR) : int(offset_s * SR) + num_samples]
+    return (0.5 * clip / np.abs(clip).max()).astype(np.float32)
+
+
+def bass_heavy(num_samples: int) -> np.ndarray:
+    """A sustained bass line (55/82 Hz, 30 harmonics with fixed random phases, a slow filter
+    wobble) under a held three-note pad: no onset at the first sample."""
+    rng = np.random.default_rng(2)
+    t = np.arange(num_samples) / SR
+    track = np.zeros(num_samples)
+    wobble = 0.5 + 0.5 * np.sin(2 * np.pi * 2 * t)
+    for index, f0 in enumerate((55.0, 82.41)):
+        part = (t >= index * t[-1] / 2) if index else (t < t[-1] / 2)
+        for harmonic in range(1, 31):
+            weight = np.exp(-harmonic / (2 + 8 * wobble)) / harmonic
+            phase = rng.uniform(0, 2 * np.pi)
+            track += part * weight * np.sin(2 * np.pi * f0 * harmonic * t + phase)
+    for frequency in (220.0, 277.18, 329.63):
+        for harmonic in range(1, 6):
+            track += (
+                0.05
+                / harmonic
+                * np.sin(2 * np.pi * frequency * harmonic * t + rng.uniform(0, 2 * np.pi))
+            )
+    return (0.5 * track / np.abs(track).max()).astype(np.float32)
+
+
+MATERIAL = {"percussive": percussive, "bass-heavy": bass_heavy}
+
+
+@pytest.fixture(scope="module")
+def decoded() -> dict[str, dict[str, object]]:
+    """Per material: the image, its source audio and the fast, loop and reference decodes."""
+    results: dict[str, dict[str, object]] = {}
+    for name, make in MATERIAL.items():
+        source = Audio(make(PARAMS.samples_for_width(WIDTH)), SR)
+        image = audio_to_image(source, PARAMS)
+        results[name] = {
+            "image": image,
+            "source": source,
+            "fast": image_to_audio(image, PARAMS),
+            "loop": image_to_audio(image, PARAMS, periodic=True),
+            "reference": image_to_audio(image, PARAMS, method="reference"),
+        }
+    return results
+
+
+def _convergence(image, audio: Audio) -> float:
+    target = image_to_mel(image, PARAMS)
+    waveform = torch.from_numpy(audio.waveform.copy()) * INT16_SCALE
+    mel = SpectrogramConverter(PARAMS).waveform_to_mel(waveform)
+    width = min(mel.shape[-1], target.shape[-1])
+    return spectral_convergence(target[..., :width], mel[..., :width])
+
+
+@pytest.mark.parametrize("name", list(MATERIAL))
+def test_no_click_at_either_edge(decoded, name: str) -> None:
+    source_first, source_last = edge_ratios(decoded[name]["source"].waveform)
+    assert source_first < 2.0 and source_last < 2.0  # the material itself starts mid-sound
+    first, last = edge_ratios(decoded[name]["fast"].waveform)
+    assert first <= 2.5, f"first 10 ms peak {first:.2f}x the median 10-ms peak"
+    assert last <= 2.5, f"last 10 ms peak {last:.2f}x the median 10-ms peak"
+
+
+@pytest.mark.parametrize("name", list(MATERIAL))
+def test_no_click_at_the_edges_of_a_loop(decoded, name: str) -> None:
+    first, last = edge_ratios(decoded[name]["loop"].waveform)
+    assert first <= 2.5 and last <= 2.5, (first, last)
+
+
+@pytest.mark.parametrize("name", list(MATERIAL))
+def test_loudness_matches_the_reference_at_equal_peak(decoded, name: str) -> None:
+    difference = loudness(decoded[name]["fast"].waveform) - loudness(
+        decoded[name]["reference"].waveform
+    )
+    assert abs(difference) <= 1.5, f"fast − reference = {difference:+.2f} LU"
+
+
+@pytest.mark.parametrize("name", list(MATERIAL))
+def test_at_least_as_faithful_as_the_reference(decoded, name: str) -> None:
+    image = decoded[name]["image"]
+    fast = _convergence(image, decoded[name]["fast"])
+    reference = _convergence(image, decoded[name]["reference"])
+    assert fast <= reference, f"SC fast {fast:.4f} > reference {reference:.4f}"
+
+
+def test_output_length_is_the_frame_convention() -> None:
+    converter = SpectrogramConverter(PARAMS)
+    mel = torch.rand(PARAMS.num_frequencies, 37)
+    for periodic in (False, True):
+        waveform = converter.mel_to_waveform(mel, num_iterations=2, periodic=periodic)
+        assert waveform.shape == (PARAMS.samples_for_width(37),)
+
+
+def test_fast_decode_runs_single_threaded_in_the_calling_thread_only() -> None:
+    """The calling thread decodes with one intra-op thread and gets its count back; a thread
+    that already uses torch keeps its own count throughout."""
+    converter = SpectrogramConverter(PARAMS)
+    mel = torch.rand(PARAMS.num_frequencies, 20)
+    seen: list[int] = []
+    original = converter._fast_mel_to_waveform
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    converter._fast_mel_to_waveform = spy  # type: ignore[method-assign]
+    previous = torch.get_num_threads()
+    ready, decoded_event, other = threading.Event(), threading.Event(), []
+
+    def bystander() -> None:
+        torch.ones(1).add_(1)  # uses torch before the decode starts
+        other.append(torch.get_num_threads())
+        ready.set()
+        decoded_event.wait(timeout=60)
+        other.append(torch.get_num_threads())
+
+    worker = threading.Thread(target=bystander)
+    worker.start()
+    ready.wait(timeout=60)
+    converter.mel_to_waveform(mel, num_iterations=2)
+    decoded_event.set()
+    worker.join()
+    assert seen == [1]
+    assert torch.get_num_threads() == previous
+    assert other[0] == other[1] == previous
+
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", sorted(CORPUS.glob("*.wav")), ids=lambda path: path.stem[:12])
+def test_corpus_clip_edges_loudness_and_faithfulness(path: Path) -> None:
+    audio = Audio.load(path).to_mono().fit_length(PARAMS.samples_for_width(512))
+    image = audio_to_image(audio, PARAMS)
+    fast = image_to_audio(image, PARAMS)
+    reference = image_to_audio(image, PARAMS, method="reference")
+    assert max(edge_ratios(fast.waveform)) <= 2.5
+    assert max(edge_ratios(image_to_audio(image, PARAMS, periodic=True).waveform)) <= 2.5
+    assert abs(loudness(fast.waveform) - loudness(reference.waveform)) <= 1.5
+    assert _convergence(image, fast) <= _convergence(image, reference)
+
+
+# First-10-ms peak ratio of the reference decoder (torchaudio GriffinLim, seed 0) on the drum
+# seed images, which start on a kick like their source audio; measured with
+# ``edge_ratios(image_to_audio(load_seed_image(name), method="reference").waveform)`` and
+# rechecked by the slow test below. The fast decoder before issue 9 gave 42.3, 27.8 and 16.8.
+REFERENCE_FIRST_EDGE = {"og_beat": 18.00, "breakbeat": 14.05, "four_on_the_floor": 11.55}
+
+
+@pytest.mark.parametrize("name", list(REFERENCE_FIRST_EDGE))
+def test_seed_images_that_start_on_a_kick_start_no_harder_than_the_reference(name: str) -> None:
+    from riffusion.seeds import load_seed_image
+
+    first, _ = edge_ratios(image_to_audio(load_seed_image(name)).waveform)
+    assert first <= REFERENCE_FIRST_EDGE[name], f"first 10 ms {first:.2f}x the median"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(REFERENCE_FIRST_EDGE))
+def test_reference_first_edge_constants(name: str) -> None:
+    from riffusion.seeds import load_seed_image
+
+    reference = image_to_audio(load_seed_image(name), method="reference")
+    assert edge_ratios(reference.waveform)[0] == pytest.approx(REFERENCE_FIRST_EDGE[name], abs=0.01)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: on a clip that starts on a kick, onset frames still get one phase slope "
+    "across all bins; the fast decode is 3.2x at the first 10 ms (source 2.1, reference 2.3), "
+    "3.9 LU quieter than the source at equal peak and SC 0.093 vs the reference's 0.088",
+)
+def test_clip_starting_on_a_kick_is_as_faithful_as_the_reference() -> None:
+    source = Audio(percussive(PARAMS.samples_for_width(WIDTH), offset_s=0.0), SR)
+    image = audio_to_image(source, PARAMS)
+    fast = image_to_audio(image, PARAMS)
+    reference = image_to_audio(image, PARAMS, method="reference")
+    assert _convergence(image, fast) <= _convergence(image, reference)
+    assert abs(loudness(fast.waveform) - loudness(reference.waveform)) <= 1.5
