@@ -30,6 +30,7 @@ from riffusion.image import save_image as write_image
 from riffusion.inputs import PromptInput
 from riffusion.params import SpectrogramParams
 from riffusion.seeds import DEFAULT_SEED_IMAGE, check_image_id
+from riffusion.spectrogram import check_decoder_name
 
 __all__ = ["Clip", "Progress", "ProgressCallback", "Recipe"]
 
@@ -186,10 +187,7 @@ class Recipe:
             if self.kind != "audio_to_audio":
                 raise ParameterError(f"input_audio is only for audio_to_audio, not {self.kind!r}")
             _check_fingerprint("input_audio", self.input_audio)
-        if self.decode_method not in ("fast", "reference"):
-            raise ParameterError(
-                f"decode_method={self.decode_method!r} must be 'fast' or 'reference'"
-            )
+        check_decoder_name("decode_method", self.decode_method)
         if self.kind == "loop" and self.decode_method != "fast":
             raise ParameterError("decode_method must be 'fast' for a loop (periodic decoding)")
         if isinstance(self.decode_seed, bool) or not isinstance(self.decode_seed, int):

@@ -54,7 +54,7 @@ from riffusion.seeds import (
     resolve_mask_id,
     resolve_seed_id,
 )
-from riffusion.spectrogram import InverseMethod
+from riffusion.spectrogram import InverseMethod, check_decoder_name
 
 # Recipe, Clip and Progress live in riffusion.recipe; re-exported here for compatibility.
 __all__ = ["DEFAULT_SEED", "Clip", "Progress", "ProgressCallback", "Recipe", "Riffuser"]
@@ -231,8 +231,7 @@ class Riffuser:
         self.params = params or SpectrogramParams()
         if self.params.stereo:
             raise ParameterError("Riffuser works with mono spectrogram params (stereo=False)")
-        if decode_method not in ("fast", "reference"):
-            raise ParameterError(f"decode_method={decode_method!r} must be 'fast' or 'reference'")
+        check_decoder_name("decode_method", decode_method)
         if isinstance(decode_seed, bool) or not isinstance(decode_seed, int):
             raise ParameterError(f"decode_seed={decode_seed!r} must be an integer")
         self.decode_method = decode_method

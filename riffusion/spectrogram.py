@@ -1,4 +1,4 @@
-"""STFT and mel conversion: waveform ↔ mel magnitudes, with phase recovery.
+"""STFT and mel conversion: waveform ↔ mel magnitudes (phase recovery in :mod:`riffusion.phase`).
 
 Pure functions take every parameter explicitly; :class:`SpectrogramConverter` holds what is
 worth computing once per :class:`~riffusion.params.SpectrogramParams` and device (windows, the mel
@@ -15,10 +15,7 @@ Shapes follow torchaudio: any leading dimensions are allowed, time is last.
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torchaudio
@@ -26,13 +23,29 @@ import torchaudio
 from riffusion._checks import check_device
 from riffusion.errors import ParameterError
 from riffusion.params import SpectrogramParams
+from riffusion.phase import (
+    DEFAULT_ITERATIONS,
+    FINE_SHARE,
+    MOMENTUM,
+    DecoderName,
+    _InverseOperators,
+    _single_intra_op_thread,
+    _with_magnitudes,
+    decoder_names,
+    get_decoder,
+    gradient_phase,
+    reference_mel_to_waveform,
+    register_decoder,
+)
 
 __all__ = [
     "DEFAULT_ITERATIONS",
     "INT16_SCALE",
+    "ForwardMethod",
     "InverseMethod",
     "SpectrogramConverter",
     "band_limit",
+    "check_decoder_name",
     "gradient_phase",
     "mel_filterbank",
     "num_frames",
@@ -42,18 +55,14 @@ __all__ = [
 INT16_SCALE = 32768.0
 """Factor between float samples in [-1, 1] and the 16-bit integer scale Riffusion worked at."""
 
-InverseMethod = Literal["fast", "reference"]
-"""Conversion methods: ``"fast"`` (default) or ``"reference"`` (Riffusion's torchaudio path)."""
+ForwardMethod = Literal["fast", "reference"]
+"""Forward (waveform → mel) methods: ``"fast"`` (default) or ``"reference"`` (Riffusion's
+torchaudio path). A closed set, unlike the decoders."""
 
-DEFAULT_ITERATIONS = 32
-"""Griffin-Lim iterations when ``num_iterations`` is ``None`` (both methods)."""
-
-MOMENTUM = 0.95
-"""Fast Griffin-Lim momentum of the ``"fast"`` inverse (the reference uses 0.99)."""
-
-FINE_SHARE = 4
-"""The ``"fast"`` inverse runs ``num_iterations // FINE_SHARE`` of its Griffin-Lim iterations on
-the finer (2x padded) grid, the rest on the ``win_length``-point grid."""
+InverseMethod = DecoderName
+"""Decoder names (mel → waveform): ``"fast"``, ``"reference"`` or any name registered with
+:func:`riffusion.phase.register_decoder`. Kept under this name for compatibility; new code
+writes :data:`riffusion.phase.DecoderName`."""
 
 _FRAME_BLOCK = 128
 """STFT frames the fast forward transform processes at a time."""
@@ -157,7 +166,26 @@ def _check_mel(mel: torch.Tensor, params: SpectrogramParams) -> None:
         raise ParameterError("mel magnitudes must be finite and non-negative")
 
 
-def _check_method(method: object) -> None:
+def check_decoder_name(argument: str, value: object) -> str:
+    """``value`` if it names a registered decoder (built-ins registered: this module is loaded).
+
+    Args:
+        argument: the argument's name for the message (``"method"``, ``"decode_method"``).
+        value: the name to check.
+
+    Raises:
+        ParameterError: naming ``argument``, the value and the registered names.
+    """
+    try:
+        get_decoder(value)
+    except ParameterError:
+        known = ", ".join(repr(name) for name in decoder_names())
+        message = f"{argument}={value!r} must be a registered decoder: {known}"
+        raise ParameterError(message) from None
+    return value  # type: ignore[return-value]
+
+
+def _check_forward_method(method: object) -> None:
     if method not in ("fast", "reference"):
         raise ParameterError(f"method={method!r} must be 'fast' or 'reference'")
 
@@ -178,385 +206,6 @@ def band_limit(filterbank: torch.Tensor) -> int:
 #: Time-frequency spread of the Gaussian that best matches a Hann window of length L seconds:
 #: ``λ = 0.25645 · L²`` (Průša, Balazs & Søndergaard 2017, "A noniterative method for
 #: reconstruction of phase from STFT magnitude").
-_HANN_GAUSSIAN_RATIO = 0.25645
-
-
-def gradient_phase(
-    magnitudes: torch.Tensor,
-    *,
-    bin_hz: float,
-    hop_s: float,
-    window_s: float,
-    seed: int = 0,
-    tolerance: float = 1e-4,
-    periodic: bool = False,
-) -> torch.Tensor:
-    """Phase estimated from STFT magnitudes by integrating its gradient (PGHI-style).
-
-    For a Gaussian window ``exp(-π t² / λ)`` the log-magnitude ``s`` and phase ``φ`` of the
-    (window-centre referenced) STFT satisfy ``∂φ/∂t = ∂s/∂f / λ + 2πf`` and
-    ``∂φ/∂f = −λ ∂s/∂t``; a Hann window is close to the Gaussian with ``λ = 0.25645 · L²``.
-    Each frame's bins continue their phase from the previous frame (trapezoidal time
-    integration) where the previous frame was at least half as loud (sustained or decaying
-    partials); the others (onsets, quiet bins) are integrated along frequency from the nearest
-    continuing bin (the louder of the two neighbours), or from the frame's loudest bin. The first
-    frame of a one-shot clip has no past: each spectral lobe (bins between two local minima)
-    starts at its peak's integration constant, so partials do not line up into a click.
-
-    Args:
-        magnitudes: ``(batch, frames, bins)`` non-negative float32; bin ``k`` is at
-            ``k · bin_hz`` Hz, frame ``t`` is centred at ``t · hop_s`` seconds.
-        bin_hz: bin spacing in Hz. hop_s: frame hop in seconds. window_s: Hann length in seconds.
-        seed: seeds the integration constant (the phase each track starts with) of every bin;
-            the result is a deterministic function of ``magnitudes`` and ``seed``.
-        tolerance: bins quieter than ``tolerance × max`` never anchor other bins.
-        periodic: the frames are one period of a loop: the first frame continues from the last
-            (time derivatives taken circularly, and a second pass around the loop starts from
-            the first pass's last frame), so the phase has no seam at the wrap.
-
-    Returns:
-        ``(batch, frames, bins)`` float32 phase in radians, referenced to the window centre.
-    """
-    batch, frames, bins = magnitudes.shape
-    device = magnitudes.device
-    lam = _HANN_GAUSSIAN_RATIO * window_s**2
-    peak = magnitudes.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-30)
-    log_mag = torch.log(torch.maximum(magnitudes, peak * 1e-10))
-    d_freq = torch.zeros_like(log_mag)
-    d_freq[..., 1:-1] = (log_mag[..., 2:] - log_mag[..., :-2]) / (2 * bin_hz)
-    if periodic:
-        d_time = (log_mag.roll(-1, dims=1) - log_mag.roll(1, dims=1)) / (2 * hop_s)
-    else:
-        # Central differences inside, one-sided at the first and last frames (a zero there
-        # would claim that every bin's energy is centred on the frame: an impulse at the edge).
-        d_time = torch.zeros_like(log_mag)
-        d_time[:, 1:-1] = (log_mag[:, 2:] - log_mag[:, :-2]) / (2 * hop_s)
-        if frames > 1:
-            d_time[:, 0] = (log_mag[:, 1] - log_mag[:, 0]) / hop_s
-            d_time[:, -1] = (log_mag[:, -1] - log_mag[:, -2]) / hop_s
-    freqs = torch.arange(bins, device=device, dtype=torch.float32) * bin_hz
-    omega = d_freq / lam + 2 * math.pi * freqs  # rad/s
-    if periodic:
-        step_time = 0.5 * hop_s * (omega + omega.roll(1, dims=1))
-    else:
-        step_time = torch.zeros_like(omega)
-        step_time[:, 1:] = 0.5 * hop_s * (omega[:, 1:] + omega[:, :-1])
-    psi = -lam * d_time  # rad/Hz
-    along_freq = torch.zeros_like(psi)
-    along_freq[..., 1:] = torch.cumsum(0.5 * bin_hz * (psi[..., 1:] + psi[..., :-1]), dim=-1)
-
-    loud = magnitudes > tolerance * peak
-    if periodic:
-        previous = magnitudes.roll(1, dims=1)
-    else:
-        previous = torch.zeros_like(magnitudes)
-        previous[:, 1:] = magnitudes[:, :-1]
-    continues = loud & (previous >= 0.5 * magnitudes)
-    if not periodic:
-        continues[:, 0] = False
-    # Nearest continuing bin below and above each bin, and the louder of the two as anchor.
-    index = torch.arange(bins, device=device).expand(batch, frames, bins)
-    below = torch.cummax(torch.where(continues, index, -1), dim=-1).values
-    above = (
-        bins
-        - 1
-        - torch.cummax(torch.where(continues, bins - 1 - index, -1).flip(-1), dim=-1).values.flip(
-            -1
-        )
-    )
-    has_below, has_above = below >= 0, above < bins
-    below, above = below.clamp(0, bins - 1), above.clamp(0, bins - 1)
-    use_below = has_below & (
-        ~has_above | (magnitudes.gather(-1, below) >= magnitudes.gather(-1, above))
-    )
-    loudest = magnitudes.argmax(dim=-1, keepdim=True).expand(batch, frames, bins)
-    anchor = torch.where(use_below, below, torch.where(has_above, above, loudest))
-    if not periodic:
-        # The first frame has no past (the clip is a window cut out of music that was already
-        # playing): each spectral peak starts its own track at its integration constant, and
-        # only the bins of its lobe follow it. Seeding the whole frame from its loudest bin
-        # gave every partial one phase slope — an impulse at the first sample.
-        anchor[:, 0] = _lobe_peaks(magnitudes[:, 0])
-    # Seeded bins take their anchor's phase plus the frequency integral from the anchor.
-    offset = along_freq - along_freq.gather(-1, anchor)
-    needs_anchor = (~continues).any(dim=-1).any(dim=0).tolist()
-
-    # The same integration constants for every item, so a batch decodes like its items.
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    start = (torch.rand(bins, generator=generator) * (2 * math.pi)).to(device)
-    current = start.expand(batch, bins)
-    phase = torch.empty_like(magnitudes)
-    # A loop goes round twice: the second pass starts where the first ended, so the first
-    # frame continues from the last one as every other frame continues from its predecessor.
-    for _ in range(2 if periodic else 1):
-        for t in range(frames):
-            candidate = current + step_time[:, t]
-            if needs_anchor[t]:
-                seeded = candidate.gather(-1, anchor[:, t]).add_(offset[:, t])
-                candidate = torch.where(continues[:, t], candidate, seeded)
-            phase[:, t] = candidate
-            current = candidate
-    return phase
-
-
-@contextlib.contextmanager
-def _single_intra_op_thread() -> Iterator[None]:
-    """Run the block with one intra-op thread in the calling thread, then restore its count.
-
-    The fast inverse is hundreds of small operations (per-frame phase steps, Griffin-Lim
-    iterations on ~500 × 1000 bins). Split over several OpenMP threads, every one of them ends
-    in a barrier; when other processes keep the cores busy, each barrier waits for a descheduled
-    thread's next time slice, and the decode slowed down 15–60x under two CPU-bound processes
-    (one thread: no barrier, and 1.0–1.3x; see docs/performance.md).
-
-    Scope: with PyTorch's OpenMP backend the intra-op thread count (``omp_set_num_threads``,
-    ``mkl_set_num_threads_local``) belongs to the calling thread, so other Python threads that
-    already use torch (a stream's background generation, a server's workers) keep their own
-    count during the decode, and the calling thread gets its count back afterwards. What
-    ``torch.set_num_threads`` also sets is the default of threads that first use torch *while*
-    the block runs; such a thread starts with one intra-op thread.
-    """
-    previous = torch.get_num_threads()
-    if previous == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _lobe_peaks(magnitudes: torch.Tensor) -> torch.Tensor:
-    """For each bin of ``(batch, bins)`` magnitudes, the index of the peak of its lobe.
-
-    Lobes are the runs of bins between local minima; each lobe's peak is its loudest bin (the
-    lowest index among equals). Returns ``(batch, bins)`` int64 indices.
-    """
-    batch, bins = magnitudes.shape
-    valley = torch.zeros_like(magnitudes, dtype=torch.bool)
-    if bins > 2:
-        middle = magnitudes[:, 1:-1]
-        valley[:, 1:-1] = (middle < magnitudes[:, :-2]) & (middle <= magnitudes[:, 2:])
-    lobe = torch.cumsum(valley.long(), dim=-1)  # (batch, bins) lobe number of each bin
-    count = int(lobe.max()) + 1
-    loudest = magnitudes.new_full((batch, count), -1.0).scatter_reduce(
-        -1, lobe, magnitudes, reduce="amax"
-    )
-    index = torch.arange(bins, device=magnitudes.device).expand(batch, bins)
-    at_peak = magnitudes == loudest.gather(-1, lobe)
-    peak = torch.full((batch, count), bins, device=magnitudes.device, dtype=torch.long)
-    peak = peak.scatter_reduce(-1, lobe, torch.where(at_peak, index, bins), reduce="amin")
-    return peak.gather(-1, lobe)
-
-
-def _smooth_at_least(value: int, limit: int) -> int:
-    """Smallest ``m`` in ``[value, limit]`` with only factors 2, 3, 5; ``limit`` if none."""
-    for candidate in range(max(value, 1), limit + 1):
-        rest = candidate
-        for factor in (2, 3, 5):
-            while rest % factor == 0:
-                rest //= factor
-        if rest == 1:
-            return candidate
-    return limit
-
-
-class _FrameGrid:
-    """Centred STFT framing (reflect-padded analysis, least-squares overlap-add synthesis) of
-    ``win``-sample Hann windows at ``hop``, DFT size ``fft_size``, keeping the first ``bins``
-    bins. The window starts at the frame start (phases are referenced to it)."""
-
-    def __init__(self, fft_size: int, win: int, hop: int, bins: int, device: torch.device) -> None:
-        self.fft_size, self.win, self.hop, self.bins = fft_size, win, hop, bins
-        self.window = torch.hann_window(win, device=device)
-        self._inverse_envelopes: dict[tuple[int, int, bool], torch.Tensor] = {}
-
-    def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
-        """``(batch, T, win)`` → ``(batch, (T − 1)·hop + win)``, summing overlapping frames."""
-        batch, count, win = frames.shape
-        hop = self.hop
-        if win % hop == 0:
-            ratio = win // hop
-            pieces = frames.reshape(batch, count, ratio, hop)
-            out = frames.new_zeros(batch, count + ratio - 1, hop)
-            for r in range(ratio):
-                out[:, r : r + count] += pieces[:, :, r]
-            return out.reshape(batch, -1)
-        length = (count - 1) * hop + win
-        folded = torch.nn.functional.fold(
-            frames.transpose(1, 2), (1, length), (1, win), stride=(1, hop)
-        )
-        return folded.reshape(batch, length)
-
-    def _crop(self, buffer: torch.Tensor, length: int) -> torch.Tensor:
-        start = self.win // 2
-        missing = start + length - buffer.shape[-1]
-        if missing > 0:
-            buffer = torch.nn.functional.pad(buffer, (0, missing))
-        return buffer[..., start : start + length]
-
-    def _wrap(self, buffer: torch.Tensor, length: int) -> torch.Tensor:
-        """Fold an overlap-add buffer onto a circle of ``length`` samples (periodic signals)."""
-        # Buffer sample j belongs at position (j - win // 2) mod length. Pad in front so the
-        # first sample sits at a multiple of length, pad the end to whole periods and sum the
-        # periods: deterministic on every device (unlike index_add_ on CUDA).
-        front = (-(self.win // 2)) % length
-        total = front + buffer.shape[-1]
-        back = -total % length
-        padded = torch.nn.functional.pad(buffer, (front, back))
-        return padded.reshape(buffer.shape[0], -1, length).sum(dim=1)
-
-    def _place(self, buffer: torch.Tensor, length: int, periodic: bool) -> torch.Tensor:
-        return self._wrap(buffer, length) if periodic else self._crop(buffer, length)
-
-    def _inverse_envelope(self, count: int, length: int, periodic: bool) -> torch.Tensor:
-        key = (count, length, periodic)
-        if key not in self._inverse_envelopes:
-            squares = (self.window**2).expand(1, count, self.win)
-            envelope = self._place(self._overlap_add(squares), length, periodic)[0]
-            tiny = envelope.max() * 1e-6
-            inverse = torch.where(envelope > tiny, 1 / envelope.clamp_min(tiny), 0.0)
-            self._inverse_envelopes = {key: inverse}  # keep one: widths rarely change
-        return self._inverse_envelopes[key]
-
-    def synthesize(
-        self, spectrum: torch.Tensor, *, length: int | None = None, periodic: bool = False
-    ) -> torch.Tensor:
-        """``(batch, T, bins)`` complex → ``(batch, length)`` waveform (inverse STFT).
-
-        ``length`` defaults to ``T · hop``; frame ``t`` is centred on sample ``t · hop``.
-        ``periodic`` treats the signal as one period of a loop of ``length`` samples: frames
-        that run past the end wrap around to the start (circular overlap-add) instead of being
-        cut off. Samples are divided by the overlap-added squared window of the frames that
-        reach them (least-squares inverse), at the edges as inside.
-        """
-        count = spectrum.shape[-2]
-        length = count * self.hop if length is None else length
-        frames = torch.fft.irfft(spectrum, n=self.fft_size)[..., : self.win] * self.window
-        buffer = self._overlap_add(frames)
-        envelope = self._inverse_envelope(count, length, periodic)
-        return self._place(buffer, length, periodic) * envelope
-
-    def analyze(
-        self, waveform: torch.Tensor, count: int, *, periodic: bool = False
-    ) -> torch.Tensor:
-        """``(batch, samples)`` → ``(batch, count, bins)`` complex STFT (centred frames).
-
-        ``periodic`` pads circularly (the frames at the ends see the other end of the loop)
-        instead of reflecting.
-        """
-        half = self.win // 2
-        if periodic:
-            positions = torch.arange(-half, waveform.shape[-1] + self.win - half)
-            padded = waveform[:, positions.to(waveform.device) % waveform.shape[-1]][:, None]
-        else:
-            mode = "reflect" if waveform.shape[-1] > half else "constant"
-            padded = torch.nn.functional.pad(waveform[:, None], (half, self.win - half), mode=mode)
-        frames = padded[:, 0].unfold(-1, self.win, self.hop)[:, :count] * self.window
-        return torch.fft.rfft(frames, n=self.fft_size)[..., : self.bins]
-
-    def griffin_lim(
-        self,
-        magnitudes: torch.Tensor,
-        spectrum: torch.Tensor,
-        iterations: int,
-        momentum: float,
-        *,
-        length: int | None = None,
-        periodic: bool = False,
-    ) -> torch.Tensor:
-        """Fast Griffin-Lim (Perraudin, Balazs & Søndergaard 2013) on this grid.
-
-        Args:
-            magnitudes: ``(batch, T, bins)`` target magnitudes.
-            spectrum: ``(batch, T, bins)`` complex start, with those magnitudes.
-            iterations: projections; momentum: the fast Griffin-Lim momentum in ``[0, 1)``.
-            length: samples of the signal on this grid (default ``T · hop``).
-            periodic: treat the signal as one period of a loop (circular framing).
-
-        Returns:
-            the refined complex spectrum (magnitudes ``magnitudes``, recovered phase).
-        """
-        count = magnitudes.shape[-2]
-        alpha = momentum / (1 + momentum)
-        previous: torch.Tensor | None = None
-        for _ in range(iterations):
-            waveform = self.synthesize(spectrum, length=length, periodic=periodic)
-            rebuilt = self.analyze(waveform, count, periodic=periodic)
-            target = rebuilt if previous is None else torch.sub(rebuilt, previous, alpha=alpha)
-            previous = rebuilt
-            spectrum = _with_magnitudes(target, magnitudes)
-        return spectrum
-
-
-def _with_magnitudes(spectrum: torch.Tensor, magnitudes: torch.Tensor) -> torch.Tensor:
-    """``spectrum · magnitudes / |spectrum|``: the phase of ``spectrum`` with ``magnitudes``.
-
-    Uses ``rsqrt(re² + im²)`` rather than the complex ``abs`` (a careful, slow ``hypot``); bins
-    with zero energy keep magnitude zero."""
-    parts = torch.view_as_real(spectrum)
-    real, imaginary = parts[..., 0], parts[..., 1]
-    power = torch.addcmul(real * real, imaginary, imaginary)
-    return spectrum * (magnitudes * power.clamp_min(1e-30).rsqrt())
-
-
-class _InverseOperators:
-    """What the fast inverse computes once per converter."""
-
-    def __init__(
-        self,
-        mel_to_linear: torch.Tensor,
-        bin_hz: float,
-        centre_shift: torch.Tensor,
-        internal: _FrameGrid,
-        output: _FrameGrid,
-    ) -> None:
-        self.mel_to_linear = mel_to_linear  # (n_mels, bins)
-        self.bin_hz = bin_hz
-        self.centre_shift = centre_shift  # (bins,)
-        self.internal = internal
-        self.output = output
-
-    @classmethod
-    def build(
-        cls,
-        params: SpectrogramParams,
-        band: torch.Tensor,
-        zoom: int,
-        device: torch.device,
-    ) -> _InverseOperators:
-        n_fft, win, hop = params.n_fft, params.win_length, params.hop_length
-        # The analysis grid: win-point DFT when n_fft = zoom · win (every zoom-th n_fft bin).
-        grid = n_fft // zoom
-        bins = (band.shape[0] - 1) // zoom + 1
-        # Minimum-norm inverse of the filterbank on the n_fft grid, F (FᵀF)⁺ — the solution the
-        # reference's least squares finds — kept at the analysis grid's bins. FᵀF is only
-        # n_mels × n_mels, so this takes milliseconds (no SVD of the n_fft-row matrix).
-        dense = band.double().cpu()
-        gram_inverse = torch.linalg.pinv(dense.T @ dense, hermitian=True)
-        mel_to_linear = (dense[::zoom][:bins] @ gram_inverse).T.contiguous()
-        # Griffin-Lim only needs the bins below the mel range: run it at the lowest rate whose
-        # Nyquist bin still holds them (frame, hop and DFT sizes all scaled by scale / common).
-        common = math.gcd(math.gcd(grid, win), hop)
-        per_unit = grid // common
-        scale = _smooth_at_least(-(-2 * bins // per_unit), common)
-        if scale * per_unit < 2 * (bins - 1) + 2:
-            scale = common
-        internal = _FrameGrid(
-            scale * per_unit, scale * win // common, scale * hop // common, bins, device
-        )
-        output = _FrameGrid(grid, win, hop, bins, device)
-        shift = math.pi * torch.arange(bins, dtype=torch.float64) * win / grid
-        return cls(
-            mel_to_linear.to(device=device, dtype=torch.float32),
-            params.sample_rate / grid,
-            shift.to(device=device, dtype=torch.float32),
-            internal,
-            output,
-        )
-
-
 class SpectrogramConverter:
     """Converts waveforms to mel magnitudes and back, caching windows, filterbanks and operators.
 
@@ -608,7 +257,7 @@ class SpectrogramConverter:
 
     # ---------------------------------------------------------------------------- forward
     def waveform_to_mel(
-        self, waveform: torch.Tensor, *, method: InverseMethod = "fast"
+        self, waveform: torch.Tensor, *, method: ForwardMethod = "fast"
     ) -> torch.Tensor:
         """Mel magnitudes of a waveform.
 
@@ -628,7 +277,7 @@ class SpectrogramConverter:
             513 frames, 5.11 s → 512).
         """
         _check_waveform(waveform)
-        _check_method(method)
+        _check_forward_method(method)
         params = self.params
         frames = num_frames(waveform.shape[-1], params)
         if waveform.shape[-1] < params.hop_length:
@@ -758,7 +407,7 @@ class SpectrogramConverter:
             waveform the magnitudes came from.
         """
         _check_mel(mel, self.params)
-        _check_method(method)
+        decoder = get_decoder(method)  # the one place decoder names are checked
         if num_iterations is not None and (
             isinstance(num_iterations, bool)
             or not isinstance(num_iterations, int)
@@ -770,9 +419,10 @@ class SpectrogramConverter:
         iterations = DEFAULT_ITERATIONS if num_iterations is None else num_iterations
         if not isinstance(periodic, bool):
             raise ParameterError(f"periodic={periodic!r} must be True or False")
-        if periodic and method == "reference":
+        if periodic and not decoder.supports_periodic:
             raise ParameterError(
-                "periodic=True needs method='fast' (the reference algorithm has no circular mode)"
+                f"periodic=True needs method='fast' or another decoder with a circular mode "
+                f"(method={method!r} has none)"
             )
         if method == "reference" and (mel.shape[-1] - 1) * self.params.hop_length <= (
             self.params.n_fft // 2
@@ -789,6 +439,25 @@ class SpectrogramConverter:
                 "least 2 frames, or periodic=True"
             )
         mel = mel.to(self.device, torch.float32)
+        if not isinstance(decoder, _BuiltInDecoder):
+            waveform = decoder.decode(
+                mel,
+                self.params,
+                seed=seed,
+                periodic=periodic,
+                num_iterations=num_iterations,
+                device=self.device,
+            )
+            if not isinstance(waveform, torch.Tensor) or waveform.shape != (
+                *mel.shape[:-2],
+                length,
+            ):
+                shape = tuple(waveform.shape) if isinstance(waveform, torch.Tensor) else waveform
+                raise ParameterError(
+                    f"decoder {method!r} returned {shape!r}; expected a tensor of shape "
+                    f"{(*mel.shape[:-2], length)}"
+                )
+            return waveform.to(self.device, torch.float32)
         if method == "reference":
             return _fit_samples(self._reference_mel_to_waveform(mel, iterations, seed), length)
         leading = mel.shape[:-2]
@@ -812,35 +481,9 @@ class SpectrogramConverter:
     def _reference_mel_to_waveform(
         self, mel: torch.Tensor, num_iterations: int, seed: int
     ) -> torch.Tensor:
-        params = self.params
-        inverse_mel = torchaudio.transforms.InverseMelScale(
-            n_stft=params.n_fft // 2 + 1,
-            n_mels=params.num_frequencies,
-            sample_rate=params.sample_rate,
-            f_min=float(params.min_frequency_hz),
-            f_max=float(params.max_frequency_hz),
-            norm=params.mel_scale_norm,
-            mel_scale=params.mel_scale_type,
-        ).to(self.device)
-        griffin_lim = torchaudio.transforms.GriffinLim(
-            n_fft=params.n_fft,
-            n_iter=num_iterations,
-            win_length=params.win_length,
-            hop_length=params.hop_length,
-            window_fn=torch.hann_window,
-            power=1.0,
-            momentum=0.99,
-            length=None,
-            rand_init=True,
-        ).to(self.device)
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            linear = inverse_mel(mel)
-            waveform = griffin_lim(linear)
-        # Riffusion's output has (frames - 1) * hop samples; pad or cut to the library's frame
-        # convention so that lengths agree across methods.
-        missing = params.samples_for_width(mel.shape[-1]) - waveform.shape[-1]
-        return torch.nn.functional.pad(waveform, (0, missing))
+        return reference_mel_to_waveform(
+            mel, self.params, num_iterations=num_iterations, seed=seed, device=self.device
+        )
 
     def _get_inverse(self) -> tuple[_InverseOperators, _InverseOperators | None]:
         """The operators of the fast inverse: the ``win_length``-point grid (10 Hz at the
@@ -864,7 +507,7 @@ class SpectrogramConverter:
         params = self.params
         frames = mel.shape[-1]
         # The one place the output length comes from (the library's frame convention).
-        length = params.samples_for_width(frames)
+        length = params.samples_for_width(frames, periodic=periodic)
         # The same signal on the reduced-rate grid (its hop is a fraction of the output's).
         internal_length = -(-length * coarse.internal.hop // coarse.output.hop)
         mel_t = mel.transpose(-1, -2)
@@ -904,3 +547,49 @@ class SpectrogramConverter:
             periodic=periodic,
         )
         return fine.output.synthesize(spectrum, length=length, periodic=periodic)
+
+
+# ------------------------------------------------------------------------ built-in decoders
+class _BuiltInDecoder:
+    """``"fast"`` or ``"reference"`` as a registered :class:`~riffusion.phase.Decoder`: decodes
+    with a :class:`SpectrogramConverter` (cached per parameters and device)."""
+
+    def __init__(self, method: str, supports_periodic: bool) -> None:
+        self.method = method
+        self.supports_periodic = supports_periodic
+        self._converters: dict[tuple[Any, str], SpectrogramConverter] = {}
+
+    def decode(
+        self,
+        mel: torch.Tensor,
+        params: SpectrogramParams,
+        *,
+        seed: int = 0,
+        periodic: bool = False,
+        num_iterations: int | None = None,
+        device: torch.device | str = "cpu",
+    ) -> torch.Tensor:
+        """Decode with the converter's ``method`` (:meth:`SpectrogramConverter.mel_to_waveform`).
+
+        Args:
+            mel: ``(..., n_mels, frames)`` non-negative magnitudes.
+            params: the spectrogram parameters.
+            seed: seed of the initial phase.
+            periodic: one period of a loop (``"fast"`` only).
+            num_iterations: Griffin-Lim iterations (``None``: 32).
+            device: where to run.
+        """
+        key = (params, str(torch.device(device)))
+        converter = self._converters.get(key)
+        if converter is None:
+            converter = self._converters.setdefault(key, SpectrogramConverter(params, device))
+        return converter.mel_to_waveform(
+            mel, method=self.method, num_iterations=num_iterations, seed=seed, periodic=periodic
+        )
+
+    def __repr__(self) -> str:
+        return f"<riffusion decoder {self.method!r}>"
+
+
+register_decoder("fast", _BuiltInDecoder("fast", supports_periodic=True))
+register_decoder("reference", _BuiltInDecoder("reference", supports_periodic=False))

@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS: list[tuple[str, ...]] = [
     ("riffusion.errors", "riffusion.limits", "riffusion._checks", "riffusion._files"),
     ("riffusion.params",),
-    ("riffusion.spectrogram",),
+    # Phase recovery takes every parameter explicitly (magnitudes, grid sizes), so the
+    # spectrogram converter and its built-in decoders build on it.
     ("riffusion.phase",),
+    ("riffusion.spectrogram",),
     ("riffusion.image",),
     ("riffusion.audio", "riffusion.convert"),
     ("riffusion.inputs", "riffusion.seeds", "riffusion.prompts"),

@@ -1,0 +1,706 @@
+"""Phase recovery: from STFT magnitudes back to a waveform, and the decoders built on it.
+
+The math, with every parameter explicit:
+
+- :func:`gradient_phase`: phase initialisation by integrating the phase gradient the
+  magnitudes imply (PGHI-style).
+- :func:`griffin_lim`: the fast Griffin-Lim (Perraudin, Balazs & Søndergaard 2013) with
+  centred, least-squares framing and an optional circular (loop) mode, for linear magnitudes
+  ``(..., n_fft // 2 + 1, frames)`` as :func:`torchaudio.functional.griffinlim` takes them.
+- :func:`reference_mel_to_waveform`: Riffusion's torchaudio path (``InverseMelScale`` then
+  ``GriffinLim``).
+
+Decoders: a decoder turns mel magnitudes into a waveform (:class:`Decoder`, one method). The
+names ``"fast"`` and ``"reference"`` are registered objects (registered by
+:mod:`riffusion.spectrogram`, which holds their cached operators); a neural vocoder or any
+other decoder plugs in with :func:`register_decoder`, after which
+``image_to_audio(..., method="name")`` and ``SpectrogramConverter.mel_to_waveform`` use it.
+
+This module sits below :mod:`riffusion.spectrogram` (it imports only the parameters), so the
+forward transform and the converter build on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+import torch
+import torchaudio
+
+from riffusion.errors import ParameterError
+from riffusion.params import SpectrogramParams
+
+__all__ = [
+    "DEFAULT_ITERATIONS",
+    "FINE_SHARE",
+    "MOMENTUM",
+    "Decoder",
+    "DecoderName",
+    "decoder_names",
+    "get_decoder",
+    "gradient_phase",
+    "griffin_lim",
+    "reference_mel_to_waveform",
+    "register_decoder",
+    "unregister_decoder",
+]
+
+DecoderName = str
+"""The name of a registered decoder: ``"fast"``, ``"reference"`` or one added with
+:func:`register_decoder`. (Forward transforms have their own, closed set of names:
+:data:`riffusion.spectrogram.ForwardMethod`.)"""
+
+DEFAULT_ITERATIONS = 32
+"""Griffin-Lim iterations when ``num_iterations`` is ``None`` (both methods)."""
+
+MOMENTUM = 0.95
+"""Fast Griffin-Lim momentum of the ``"fast"`` inverse (the reference uses 0.99)."""
+
+FINE_SHARE = 4
+"""The ``"fast"`` inverse runs ``num_iterations // FINE_SHARE`` of its Griffin-Lim iterations on
+the finer (2x padded) grid, the rest on the ``win_length``-point grid."""
+
+
+_HANN_GAUSSIAN_RATIO = 0.25645
+
+
+def gradient_phase(
+    magnitudes: torch.Tensor,
+    *,
+    bin_hz: float,
+    hop_s: float,
+    window_s: float,
+    seed: int = 0,
+    tolerance: float = 1e-4,
+    periodic: bool = False,
+) -> torch.Tensor:
+    """Phase estimated from STFT magnitudes by integrating its gradient (PGHI-style).
+
+    For a Gaussian window ``exp(-π t² / λ)`` the log-magnitude ``s`` and phase ``φ`` of the
+    (window-centre referenced) STFT satisfy ``∂φ/∂t = ∂s/∂f / λ + 2πf`` and
+    ``∂φ/∂f = −λ ∂s/∂t``; a Hann window is close to the Gaussian with ``λ = 0.25645 · L²``.
+    Each frame's bins continue their phase from the previous frame (trapezoidal time
+    integration) where the previous frame was at least half as loud (sustained or decaying
+    partials); the others (onsets, quiet bins) are integrated along frequency from the nearest
+    continuing bin (the louder of the two neighbours), or from the frame's loudest bin. The first
+    frame of a one-shot clip has no past: each spectral lobe (bins between two local minima)
+    starts at its peak's integration constant, so partials do not line up into a click.
+
+    Args:
+        magnitudes: ``(batch, frames, bins)`` non-negative float32; bin ``k`` is at
+            ``k · bin_hz`` Hz, frame ``t`` is centred at ``t · hop_s`` seconds.
+        bin_hz: bin spacing in Hz. hop_s: frame hop in seconds. window_s: Hann length in seconds.
+        seed: seeds the integration constant (the phase each track starts with) of every bin;
+            the result is a deterministic function of ``magnitudes`` and ``seed``.
+        tolerance: bins quieter than ``tolerance × max`` never anchor other bins.
+        periodic: the frames are one period of a loop: the first frame continues from the last
+            (time derivatives taken circularly, and a second pass around the loop starts from
+            the first pass's last frame), so the phase has no seam at the wrap.
+
+    Returns:
+        ``(batch, frames, bins)`` float32 phase in radians, referenced to the window centre.
+    """
+    batch, frames, bins = magnitudes.shape
+    device = magnitudes.device
+    lam = _HANN_GAUSSIAN_RATIO * window_s**2
+    peak = magnitudes.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-30)
+    log_mag = torch.log(torch.maximum(magnitudes, peak * 1e-10))
+    d_freq = torch.zeros_like(log_mag)
+    d_freq[..., 1:-1] = (log_mag[..., 2:] - log_mag[..., :-2]) / (2 * bin_hz)
+    if periodic:
+        d_time = (log_mag.roll(-1, dims=1) - log_mag.roll(1, dims=1)) / (2 * hop_s)
+    else:
+        # Central differences inside, one-sided at the first and last frames (a zero there
+        # would claim that every bin's energy is centred on the frame: an impulse at the edge).
+        d_time = torch.zeros_like(log_mag)
+        d_time[:, 1:-1] = (log_mag[:, 2:] - log_mag[:, :-2]) / (2 * hop_s)
+        if frames > 1:
+            d_time[:, 0] = (log_mag[:, 1] - log_mag[:, 0]) / hop_s
+            d_time[:, -1] = (log_mag[:, -1] - log_mag[:, -2]) / hop_s
+    freqs = torch.arange(bins, device=device, dtype=torch.float32) * bin_hz
+    omega = d_freq / lam + 2 * math.pi * freqs  # rad/s
+    if periodic:
+        step_time = 0.5 * hop_s * (omega + omega.roll(1, dims=1))
+    else:
+        step_time = torch.zeros_like(omega)
+        step_time[:, 1:] = 0.5 * hop_s * (omega[:, 1:] + omega[:, :-1])
+    psi = -lam * d_time  # rad/Hz
+    along_freq = torch.zeros_like(psi)
+    along_freq[..., 1:] = torch.cumsum(0.5 * bin_hz * (psi[..., 1:] + psi[..., :-1]), dim=-1)
+
+    loud = magnitudes > tolerance * peak
+    if periodic:
+        previous = magnitudes.roll(1, dims=1)
+    else:
+        previous = torch.zeros_like(magnitudes)
+        previous[:, 1:] = magnitudes[:, :-1]
+    continues = loud & (previous >= 0.5 * magnitudes)
+    if not periodic:
+        continues[:, 0] = False
+    # Nearest continuing bin below and above each bin, and the louder of the two as anchor.
+    index = torch.arange(bins, device=device).expand(batch, frames, bins)
+    below = torch.cummax(torch.where(continues, index, -1), dim=-1).values
+    above = (
+        bins
+        - 1
+        - torch.cummax(torch.where(continues, bins - 1 - index, -1).flip(-1), dim=-1).values.flip(
+            -1
+        )
+    )
+    has_below, has_above = below >= 0, above < bins
+    below, above = below.clamp(0, bins - 1), above.clamp(0, bins - 1)
+    use_below = has_below & (
+        ~has_above | (magnitudes.gather(-1, below) >= magnitudes.gather(-1, above))
+    )
+    loudest = magnitudes.argmax(dim=-1, keepdim=True).expand(batch, frames, bins)
+    anchor = torch.where(use_below, below, torch.where(has_above, above, loudest))
+    if not periodic:
+        # The first frame has no past (the clip is a window cut out of music that was already
+        # playing): each spectral peak starts its own track at its integration constant, and
+        # only the bins of its lobe follow it. Seeding the whole frame from its loudest bin
+        # gave every partial one phase slope — an impulse at the first sample.
+        anchor[:, 0] = _lobe_peaks(magnitudes[:, 0])
+    # Seeded bins take their anchor's phase plus the frequency integral from the anchor.
+    offset = along_freq - along_freq.gather(-1, anchor)
+    needs_anchor = (~continues).any(dim=-1).any(dim=0).tolist()
+
+    # The same integration constants for every item, so a batch decodes like its items.
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    start = (torch.rand(bins, generator=generator) * (2 * math.pi)).to(device)
+    current = start.expand(batch, bins)
+    phase = torch.empty_like(magnitudes)
+    # A loop goes round twice: the second pass starts where the first ended, so the first
+    # frame continues from the last one as every other frame continues from its predecessor.
+    for _ in range(2 if periodic else 1):
+        for t in range(frames):
+            candidate = current + step_time[:, t]
+            if needs_anchor[t]:
+                seeded = candidate.gather(-1, anchor[:, t]).add_(offset[:, t])
+                candidate = torch.where(continues[:, t], candidate, seeded)
+            phase[:, t] = candidate
+            current = candidate
+    return phase
+
+
+@contextlib.contextmanager
+def _single_intra_op_thread() -> Iterator[None]:
+    """Run the block with one intra-op thread in the calling thread, then restore its count.
+
+    The fast inverse is hundreds of small operations (per-frame phase steps, Griffin-Lim
+    iterations on ~500 × 1000 bins). Split over several OpenMP threads, every one of them ends
+    in a barrier; when other processes keep the cores busy, each barrier waits for a descheduled
+    thread's next time slice, and the decode slowed down 15–60x under two CPU-bound processes
+    (one thread: no barrier, and 1.0–1.3x; see docs/performance.md).
+
+    Scope: with PyTorch's OpenMP backend the intra-op thread count (``omp_set_num_threads``,
+    ``mkl_set_num_threads_local``) belongs to the calling thread, so other Python threads that
+    already use torch (a stream's background generation, a server's workers) keep their own
+    count during the decode, and the calling thread gets its count back afterwards. What
+    ``torch.set_num_threads`` also sets is the default of threads that first use torch *while*
+    the block runs; such a thread starts with one intra-op thread.
+    """
+    previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _lobe_peaks(magnitudes: torch.Tensor) -> torch.Tensor:
+    """For each bin of ``(batch, bins)`` magnitudes, the index of the peak of its lobe.
+
+    Lobes are the runs of bins between local minima; each lobe's peak is its loudest bin (the
+    lowest index among equals). Returns ``(batch, bins)`` int64 indices.
+    """
+    batch, bins = magnitudes.shape
+    valley = torch.zeros_like(magnitudes, dtype=torch.bool)
+    if bins > 2:
+        middle = magnitudes[:, 1:-1]
+        valley[:, 1:-1] = (middle < magnitudes[:, :-2]) & (middle <= magnitudes[:, 2:])
+    lobe = torch.cumsum(valley.long(), dim=-1)  # (batch, bins) lobe number of each bin
+    count = int(lobe.max()) + 1
+    loudest = magnitudes.new_full((batch, count), -1.0).scatter_reduce(
+        -1, lobe, magnitudes, reduce="amax"
+    )
+    index = torch.arange(bins, device=magnitudes.device).expand(batch, bins)
+    at_peak = magnitudes == loudest.gather(-1, lobe)
+    peak = torch.full((batch, count), bins, device=magnitudes.device, dtype=torch.long)
+    peak = peak.scatter_reduce(-1, lobe, torch.where(at_peak, index, bins), reduce="amin")
+    return peak.gather(-1, lobe)
+
+
+def _smooth_at_least(value: int, limit: int) -> int:
+    """Smallest ``m`` in ``[value, limit]`` with only factors 2, 3, 5; ``limit`` if none."""
+    for candidate in range(max(value, 1), limit + 1):
+        rest = candidate
+        for factor in (2, 3, 5):
+            while rest % factor == 0:
+                rest //= factor
+        if rest == 1:
+            return candidate
+    return limit
+
+
+class _FrameGrid:
+    """Centred STFT framing (reflect-padded analysis, least-squares overlap-add synthesis) of
+    ``win``-sample Hann windows at ``hop``, DFT size ``fft_size``, keeping the first ``bins``
+    bins. The window starts at the frame start (phases are referenced to it)."""
+
+    def __init__(self, fft_size: int, win: int, hop: int, bins: int, device: torch.device) -> None:
+        self.fft_size, self.win, self.hop, self.bins = fft_size, win, hop, bins
+        self.window = torch.hann_window(win, device=device)
+        self._inverse_envelopes: dict[tuple[int, int, bool], torch.Tensor] = {}
+
+    def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(batch, T, win)`` → ``(batch, (T − 1)·hop + win)``, summing overlapping frames."""
+        batch, count, win = frames.shape
+        hop = self.hop
+        if win % hop == 0:
+            ratio = win // hop
+            pieces = frames.reshape(batch, count, ratio, hop)
+            out = frames.new_zeros(batch, count + ratio - 1, hop)
+            for r in range(ratio):
+                out[:, r : r + count] += pieces[:, :, r]
+            return out.reshape(batch, -1)
+        length = (count - 1) * hop + win
+        folded = torch.nn.functional.fold(
+            frames.transpose(1, 2), (1, length), (1, win), stride=(1, hop)
+        )
+        return folded.reshape(batch, length)
+
+    def _crop(self, buffer: torch.Tensor, length: int) -> torch.Tensor:
+        start = self.win // 2
+        missing = start + length - buffer.shape[-1]
+        if missing > 0:
+            buffer = torch.nn.functional.pad(buffer, (0, missing))
+        return buffer[..., start : start + length]
+
+    def _wrap(self, buffer: torch.Tensor, length: int) -> torch.Tensor:
+        """Fold an overlap-add buffer onto a circle of ``length`` samples (periodic signals)."""
+        # Buffer sample j belongs at position (j - win // 2) mod length. Pad in front so the
+        # first sample sits at a multiple of length, pad the end to whole periods and sum the
+        # periods: deterministic on every device (unlike index_add_ on CUDA).
+        front = (-(self.win // 2)) % length
+        total = front + buffer.shape[-1]
+        back = -total % length
+        padded = torch.nn.functional.pad(buffer, (front, back))
+        return padded.reshape(buffer.shape[0], -1, length).sum(dim=1)
+
+    def _place(self, buffer: torch.Tensor, length: int, periodic: bool) -> torch.Tensor:
+        return self._wrap(buffer, length) if periodic else self._crop(buffer, length)
+
+    def _inverse_envelope(self, count: int, length: int, periodic: bool) -> torch.Tensor:
+        key = (count, length, periodic)
+        if key not in self._inverse_envelopes:
+            squares = (self.window**2).expand(1, count, self.win)
+            envelope = self._place(self._overlap_add(squares), length, periodic)[0]
+            tiny = envelope.max() * 1e-6
+            inverse = torch.where(envelope > tiny, 1 / envelope.clamp_min(tiny), 0.0)
+            self._inverse_envelopes = {key: inverse}  # keep one: widths rarely change
+        return self._inverse_envelopes[key]
+
+    def synthesize(
+        self, spectrum: torch.Tensor, *, length: int | None = None, periodic: bool = False
+    ) -> torch.Tensor:
+        """``(batch, T, bins)`` complex → ``(batch, length)`` waveform (inverse STFT).
+
+        ``length`` defaults to ``T · hop``; frame ``t`` is centred on sample ``t · hop``.
+        ``periodic`` treats the signal as one period of a loop of ``length`` samples: frames
+        that run past the end wrap around to the start (circular overlap-add) instead of being
+        cut off. Samples are divided by the overlap-added squared window of the frames that
+        reach them (least-squares inverse), at the edges as inside.
+        """
+        count = spectrum.shape[-2]
+        length = count * self.hop if length is None else length
+        frames = torch.fft.irfft(spectrum, n=self.fft_size)[..., : self.win] * self.window
+        buffer = self._overlap_add(frames)
+        envelope = self._inverse_envelope(count, length, periodic)
+        return self._place(buffer, length, periodic) * envelope
+
+    def analyze(
+        self, waveform: torch.Tensor, count: int, *, periodic: bool = False
+    ) -> torch.Tensor:
+        """``(batch, samples)`` → ``(batch, count, bins)`` complex STFT (centred frames).
+
+        ``periodic`` pads circularly (the frames at the ends see the other end of the loop)
+        instead of reflecting.
+        """
+        half = self.win // 2
+        if periodic:
+            positions = torch.arange(-half, waveform.shape[-1] + self.win - half)
+            padded = waveform[:, positions.to(waveform.device) % waveform.shape[-1]][:, None]
+        else:
+            mode = "reflect" if waveform.shape[-1] > half else "constant"
+            padded = torch.nn.functional.pad(waveform[:, None], (half, self.win - half), mode=mode)
+        frames = padded[:, 0].unfold(-1, self.win, self.hop)[:, :count] * self.window
+        return torch.fft.rfft(frames, n=self.fft_size)[..., : self.bins]
+
+    def griffin_lim(
+        self,
+        magnitudes: torch.Tensor,
+        spectrum: torch.Tensor,
+        iterations: int,
+        momentum: float,
+        *,
+        length: int | None = None,
+        periodic: bool = False,
+    ) -> torch.Tensor:
+        """Fast Griffin-Lim (Perraudin, Balazs & Søndergaard 2013) on this grid.
+
+        Args:
+            magnitudes: ``(batch, T, bins)`` target magnitudes.
+            spectrum: ``(batch, T, bins)`` complex start, with those magnitudes.
+            iterations: projections; momentum: the fast Griffin-Lim momentum in ``[0, 1)``.
+            length: samples of the signal on this grid (default ``T · hop``).
+            periodic: treat the signal as one period of a loop (circular framing).
+
+        Returns:
+            the refined complex spectrum (magnitudes ``magnitudes``, recovered phase).
+        """
+        count = magnitudes.shape[-2]
+        alpha = momentum / (1 + momentum)
+        previous: torch.Tensor | None = None
+        for _ in range(iterations):
+            waveform = self.synthesize(spectrum, length=length, periodic=periodic)
+            rebuilt = self.analyze(waveform, count, periodic=periodic)
+            target = rebuilt if previous is None else torch.sub(rebuilt, previous, alpha=alpha)
+            previous = rebuilt
+            spectrum = _with_magnitudes(target, magnitudes)
+        return spectrum
+
+
+def _with_magnitudes(spectrum: torch.Tensor, magnitudes: torch.Tensor) -> torch.Tensor:
+    """``spectrum · magnitudes / |spectrum|``: the phase of ``spectrum`` with ``magnitudes``.
+
+    Uses ``rsqrt(re² + im²)`` rather than the complex ``abs`` (a careful, slow ``hypot``); bins
+    with zero energy keep magnitude zero."""
+    parts = torch.view_as_real(spectrum)
+    real, imaginary = parts[..., 0], parts[..., 1]
+    power = torch.addcmul(real * real, imaginary, imaginary)
+    return spectrum * (magnitudes * power.clamp_min(1e-30).rsqrt())
+
+
+class _InverseOperators:
+    """What the fast inverse computes once per converter."""
+
+    def __init__(
+        self,
+        mel_to_linear: torch.Tensor,
+        bin_hz: float,
+        centre_shift: torch.Tensor,
+        internal: _FrameGrid,
+        output: _FrameGrid,
+    ) -> None:
+        self.mel_to_linear = mel_to_linear  # (n_mels, bins)
+        self.bin_hz = bin_hz
+        self.centre_shift = centre_shift  # (bins,)
+        self.internal = internal
+        self.output = output
+
+    @classmethod
+    def build(
+        cls,
+        params: SpectrogramParams,
+        band: torch.Tensor,
+        zoom: int,
+        device: torch.device,
+    ) -> _InverseOperators:
+        n_fft, win, hop = params.n_fft, params.win_length, params.hop_length
+        # The analysis grid: win-point DFT when n_fft = zoom · win (every zoom-th n_fft bin).
+        grid = n_fft // zoom
+        bins = (band.shape[0] - 1) // zoom + 1
+        # Minimum-norm inverse of the filterbank on the n_fft grid, F (FᵀF)⁺ — the solution the
+        # reference's least squares finds — kept at the analysis grid's bins. FᵀF is only
+        # n_mels × n_mels, so this takes milliseconds (no SVD of the n_fft-row matrix).
+        dense = band.double().cpu()
+        gram_inverse = torch.linalg.pinv(dense.T @ dense, hermitian=True)
+        mel_to_linear = (dense[::zoom][:bins] @ gram_inverse).T.contiguous()
+        # Griffin-Lim only needs the bins below the mel range: run it at the lowest rate whose
+        # Nyquist bin still holds them (frame, hop and DFT sizes all scaled by scale / common).
+        common = math.gcd(math.gcd(grid, win), hop)
+        per_unit = grid // common
+        scale = _smooth_at_least(-(-2 * bins // per_unit), common)
+        if scale * per_unit < 2 * (bins - 1) + 2:
+            scale = common
+        internal = _FrameGrid(
+            scale * per_unit, scale * win // common, scale * hop // common, bins, device
+        )
+        output = _FrameGrid(grid, win, hop, bins, device)
+        shift = math.pi * torch.arange(bins, dtype=torch.float64) * win / grid
+        return cls(
+            mel_to_linear.to(device=device, dtype=torch.float32),
+            params.sample_rate / grid,
+            shift.to(device=device, dtype=torch.float32),
+            internal,
+            output,
+        )
+
+
+def reference_mel_to_waveform(
+    mel: torch.Tensor,
+    params: SpectrogramParams,
+    *,
+    num_iterations: int = DEFAULT_ITERATIONS,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Riffusion's decoder: torchaudio ``InverseMelScale`` (least squares), then ``GriffinLim``
+    (momentum 0.99, random initial phase drawn from ``seed``).
+
+    Args:
+        mel: ``(..., n_mels, frames)`` float32 non-negative mel magnitudes on ``device``.
+        params: the spectrogram parameters the magnitudes were made with.
+        num_iterations: Griffin-Lim iterations, an int >= 1.
+        seed: seed of the random initial phase.
+        device: where the transforms run (``mel``'s device).
+
+    Returns:
+        ``(..., params.samples_for_width(frames))`` float32 waveform on ``device``.
+    """
+    device = torch.device(device)
+    inverse_mel = torchaudio.transforms.InverseMelScale(
+        n_stft=params.n_fft // 2 + 1,
+        n_mels=params.num_frequencies,
+        sample_rate=params.sample_rate,
+        f_min=float(params.min_frequency_hz),
+        f_max=float(params.max_frequency_hz),
+        norm=params.mel_scale_norm,
+        mel_scale=params.mel_scale_type,
+    ).to(device)
+    griffin_lim = torchaudio.transforms.GriffinLim(
+        n_fft=params.n_fft,
+        n_iter=num_iterations,
+        win_length=params.win_length,
+        hop_length=params.hop_length,
+        window_fn=torch.hann_window,
+        power=1.0,
+        momentum=0.99,
+        length=None,
+        rand_init=True,
+    ).to(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        linear = inverse_mel(mel)
+        waveform = griffin_lim(linear)
+    # Riffusion's output has (frames - 1) * hop samples; pad or cut to the library's frame
+    # convention so that lengths agree across methods.
+    missing = params.samples_for_width(mel.shape[-1]) - waveform.shape[-1]
+    return torch.nn.functional.pad(waveform, (0, missing))
+
+
+def griffin_lim(
+    magnitudes: torch.Tensor,
+    *,
+    n_fft: int,
+    hop_length: int,
+    win_length: int | None = None,
+    num_iterations: int = DEFAULT_ITERATIONS,
+    momentum: float = 0.99,
+    length: int | None = None,
+    periodic: bool = False,
+    init: str = "gradient",
+    seed: int = 0,
+) -> torch.Tensor:
+    """Waveform whose STFT magnitudes approximate ``magnitudes`` (fast Griffin-Lim).
+
+    Like :func:`torchaudio.functional.griffinlim` (Hann window, centred frames), with the phase
+    initialised from the magnitudes (:func:`gradient_phase`) instead of at random, a
+    least-squares overlap-add at the edges, and a circular mode for loops.
+
+    Args:
+        magnitudes: ``(..., n_fft // 2 + 1, frames)`` non-negative float linear magnitudes
+            (not power).
+        n_fft: DFT size in samples.
+        hop_length: samples between frames.
+        win_length: Hann window length in samples, <= ``n_fft`` (default ``n_fft``).
+        num_iterations: Griffin-Lim iterations, an int >= 0 (0 returns the initial estimate).
+        momentum: fast Griffin-Lim momentum in ``[0, 1)`` (0 is the classic algorithm).
+        length: samples of the output (default: ``(frames − 1) · hop_length``, or
+            ``frames · hop_length`` when ``periodic``).
+        periodic: treat the magnitudes as one period of a loop (frames wrap around the ends).
+        init: initial phase: ``"gradient"`` (phase-gradient integration) or ``"random"``
+            (uniform, drawn from ``seed``).
+        seed: seed of the initial phase (integration constants or the random draw).
+
+    Returns:
+        ``(..., length)`` float32 waveform on ``magnitudes``' device.
+
+    Example:
+        >>> import torch
+        >>> n_fft, hop = 512, 128
+        >>> tone = torch.sin(2 * torch.pi * 1000 * torch.arange(8000) / 16000)
+        >>> spec = torch.stft(tone, n_fft, hop, window=torch.hann_window(n_fft),
+        ...                   return_complex=True).abs()
+        >>> griffin_lim(spec, n_fft=n_fft, hop_length=hop).shape
+        torch.Size([7936])
+    """
+    win_length = n_fft if win_length is None else win_length
+    for name, value in (("n_fft", n_fft), ("hop_length", hop_length), ("win_length", win_length)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ParameterError(f"{name}={value!r} must be a positive integer")
+    if win_length > n_fft:
+        raise ParameterError(f"win_length={win_length} must be at most n_fft={n_fft}")
+    if (
+        isinstance(num_iterations, bool)
+        or not isinstance(num_iterations, int)
+        or num_iterations < 0
+    ):
+        raise ParameterError(f"num_iterations={num_iterations!r} must be an integer >= 0")
+    if not isinstance(momentum, int | float) or not 0 <= momentum < 1:
+        raise ParameterError(f"momentum={momentum!r} must be a number in [0, 1)")
+    if init not in ("gradient", "random"):
+        raise ParameterError(f"init={init!r} must be 'gradient' or 'random'")
+    if not isinstance(magnitudes, torch.Tensor) or magnitudes.dim() < 2:
+        raise ParameterError("magnitudes must be a tensor of shape (..., n_fft // 2 + 1, frames)")
+    bins = n_fft // 2 + 1
+    if magnitudes.shape[-2] != bins:
+        raise ParameterError(
+            f"magnitudes have {magnitudes.shape[-2]} frequency bins; n_fft={n_fft} needs {bins}"
+        )
+    frames = magnitudes.shape[-1]
+    if frames < 1 or not torch.isfinite(magnitudes).all() or (magnitudes < 0).any():
+        raise ParameterError("magnitudes must have frames and be finite and non-negative")
+    if length is None:
+        length = frames * hop_length if periodic else (frames - 1) * hop_length
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ParameterError(f"length={length!r} must be a positive integer")
+    leading = magnitudes.shape[:-2]
+    target = magnitudes.reshape(-1, bins, frames).transpose(-1, -2).to(torch.float32)
+    grid = _FrameGrid(n_fft, win_length, hop_length, bins, target.device)
+    if init == "gradient":
+        phase = gradient_phase(
+            target,
+            bin_hz=1.0 / n_fft,
+            hop_s=float(hop_length),
+            window_s=float(win_length),
+            seed=seed,
+            periodic=periodic,
+        )
+        # Centre-referenced phase → phase of frames whose window starts at the frame start.
+        shift = math.pi * torch.arange(bins, dtype=torch.float32, device=target.device)
+        phase = phase - shift * win_length / n_fft
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        phase = (torch.rand(target.shape, generator=generator) * 2 * math.pi).to(target.device)
+    spectrum = torch.polar(target, phase)
+    spectrum = grid.griffin_lim(
+        target, spectrum, num_iterations, momentum, length=length, periodic=periodic
+    )
+    waveform = grid.synthesize(spectrum, length=length, periodic=periodic)
+    return waveform.reshape(*leading, length)
+
+
+# --------------------------------------------------------------------------------- decoders
+@runtime_checkable
+class Decoder(Protocol):
+    """Mel magnitudes → waveform. One method; register an instance with :func:`register_decoder`.
+
+    Attributes:
+        supports_periodic: whether ``decode(..., periodic=True)`` makes a seamless loop (a
+            decoder without it is refused for loops with a clear error).
+    """
+
+    supports_periodic: bool
+
+    def decode(
+        self,
+        mel: torch.Tensor,
+        params: SpectrogramParams,
+        *,
+        seed: int = 0,
+        periodic: bool = False,
+        num_iterations: int | None = None,
+        device: torch.device | str = "cpu",
+    ) -> torch.Tensor:
+        """Decode ``(..., n_mels, frames)`` magnitudes to ``(..., samples)`` float32 samples.
+
+        Args:
+            mel: ``(..., params.num_frequencies, frames)`` non-negative float32 magnitudes on
+                ``device``, at the 16-bit scale (:data:`riffusion.spectrogram.INT16_SCALE`).
+            params: the spectrogram parameters (sample rate, hop, mel range).
+            seed: seed of anything random, so equal seeds give equal output.
+            periodic: make one period of a loop (only when ``supports_periodic``).
+            num_iterations: iterations of an iterative decoder; ``None`` for its default.
+            device: where to run.
+
+        Returns:
+            ``(..., params.samples_for_width(frames, periodic=periodic))`` float32 waveform at
+            the same 16-bit scale, on ``device``.
+        """
+        ...
+
+
+_DECODERS: dict[str, Decoder] = {}
+_DECODERS_LOCK = threading.Lock()
+_BUILT_IN = ("fast", "reference")
+
+
+def register_decoder(name: str, decoder: Decoder, *, replace: bool = False) -> None:
+    """Make ``decoder`` available as ``method=name`` everywhere audio is decoded.
+
+    Args:
+        name: the decoder's name: letters, digits, ``_``, ``-`` and ``.``.
+        decoder: an object with ``decode(mel, params, *, seed, periodic, num_iterations,
+            device)`` and ``supports_periodic`` (see :class:`Decoder`).
+        replace: allow replacing a decoder registered under ``name`` (never a built-in).
+
+    Raises:
+        ParameterError: a malformed name, an object that is not a :class:`Decoder`, or a name
+            already taken.
+    """
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-." for c in name):
+        raise ParameterError(f"decoder name {name!r} must be letters, digits, '_', '-' or '.'")
+    if not isinstance(decoder, Decoder) or not isinstance(decoder.supports_periodic, bool):
+        raise ParameterError(
+            f"decoder {decoder!r} must have a decode(mel, params, *, seed, periodic, "
+            "num_iterations, device) method and a bool supports_periodic"
+        )
+    with _DECODERS_LOCK:
+        if name in _DECODERS and (not replace or (name in _BUILT_IN and name in _DECODERS)):
+            if name in _BUILT_IN and _DECODERS[name] is decoder:
+                return
+            raise ParameterError(f"a decoder named {name!r} is already registered")
+        _DECODERS[name] = decoder
+
+
+def unregister_decoder(name: str) -> None:
+    """Remove a decoder added with :func:`register_decoder`.
+
+    Args:
+        name: its name (the built-in ``"fast"`` and ``"reference"`` stay).
+    """
+    if name in _BUILT_IN:
+        raise ParameterError(f"the built-in decoder {name!r} cannot be removed")
+    with _DECODERS_LOCK:
+        _DECODERS.pop(name, None)
+
+
+def decoder_names() -> tuple[str, ...]:
+    """The registered decoder names, built-ins first."""
+    with _DECODERS_LOCK:
+        return tuple(sorted(_DECODERS, key=lambda n: (n not in _BUILT_IN, n)))
+
+
+def get_decoder(name: object) -> Decoder:
+    """The decoder registered as ``name``: the one place decoder names are checked.
+
+    Args:
+        name: a registered decoder name.
+
+    Raises:
+        ParameterError: ``name`` is not registered; the message lists the names that are.
+    """
+    with _DECODERS_LOCK:
+        decoder = _DECODERS.get(name) if isinstance(name, str) else None
+    if decoder is None:
+        known = ", ".join(repr(n) for n in decoder_names()) or "'fast', 'reference'"
+        raise ParameterError(f"method={name!r} must be a registered decoder: {known}")
+    return decoder
