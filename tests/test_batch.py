@@ -197,7 +197,7 @@ def test_default_id_is_the_recipe_hash():
         ({"prompt": "x", "seed": 1, "duration_s": 0}, "duration_s=0"),
         ({"prompt": "x", "seed": 1, "num_inference_steps": 0}, "num_inference_steps=0"),
         ({"prompt": "x", "seed": 1, "alpha": 0.5}, "'alpha' applies to kind 'riffuse'"),
-        ({"prompt": "x", "seed": 1, "seed_image": "custom:abc"}, "custom image"),
+        ({"prompt": "x", "seed": 1, "seed_image": "custom:0123456789abcdef"}, "custom image"),
         ({"prompt": "x", "seed": 1, "params": {"hop": 3}}, "params"),
     ],
 )

@@ -101,12 +101,14 @@ def test_windows_captions_and_metadata(prepared):
     by_source: dict[str, list[dict]] = {}
     for record in records:
         by_source.setdefault(record["source"], []).append(record)
-    # a.wav: 2 s → floor((88200 - window) / window) + 1 whole windows; b: 1.5 s; c: 3 windows,
-    # the silent middle one skipped.
-    a_windows = len(range(0, 2 * RATE - window + 1, window))
+    # Windows start every WINDOW_PX columns (WINDOW_PX · hop samples), so their images tile the
+    # whole file's spectrogram; each holds (WINDOW_PX − 1) · hop samples (Riffusion's frame
+    # convention). a.wav: 2 s; b: 1.5 s; c: 3 windows, the silent middle one skipped.
+    step = WINDOW_PX * PARAMS.hop_length
+    a_windows = len(range(0, 2 * RATE - window + 1, step))
     assert len(by_source["jazz/piano/a.wav"]) == a_windows
-    assert len(by_source["jazz/b.flac"]) == len(range(0, int(1.5 * RATE) - window + 1, window))
-    assert [r["start_s"] for r in by_source["c.wav"]] == [0.0, round(2 * window / RATE, 6)]
+    assert len(by_source["jazz/b.flac"]) == len(range(0, int(1.5 * RATE) - window + 1, step))
+    assert [r["start_s"] for r in by_source["c.wav"]] == [0.0, round(2 * step / RATE, 6)]
     assert result.windows_silent == 1
     # Captions: sidecar (whitespace collapsed), mapping without extension, template.
     assert {r["text"] for r in by_source["jazz/piano/a.wav"]} == {"solo piano, bright"}

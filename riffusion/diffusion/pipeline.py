@@ -179,6 +179,7 @@ class RiffusionPipeline:
         self._offload_hooks: list[Any] = []
         self._progress_bar_config: dict[str, Any] = {}
         self._interrupt = False
+        self._lora: tuple[str, float] | None = None
 
     @property
     def interrupt(self) -> bool:
@@ -193,7 +194,6 @@ class RiffusionPipeline:
     @interrupt.setter
     def interrupt(self, value: bool) -> None:
         self._interrupt = bool(value)
-        self._lora: tuple[str, float] | None = None
 
     # ------------------------------------------------------------------ loading and devices
 
