@@ -332,7 +332,10 @@ def check_alpha(alpha: Any, *, name: str = "alpha") -> float:
     return float(alpha)
 
 
-@dataclass(frozen=True)
+_REQUIRED: Any = object()
+
+
+@dataclass(frozen=True, init=False)
 class PromptInput:
     """One end of an interpolation, with riffusion's JSON field names and defaults.
 
@@ -351,6 +354,31 @@ class PromptInput:
     negative_prompt: str | None = None
     denoising: float = 0.75
     guidance: float = 7.0
+
+    def __init__(
+        self,
+        prompt: str = _REQUIRED,
+        seed: int = 0,
+        negative_prompt: str | None = None,
+        denoising: float = 0.75,
+        guidance: float = 7.0,
+        **unknown: Any,
+    ) -> None:
+        # Written out (not the dataclass's) so that a missing prompt or an unknown field is a
+        # ParameterError naming it, like every other bad value, not a TypeError.
+        if unknown:
+            known = [f.name for f in fields(PromptInput)]
+            raise ParameterError(
+                f"PromptInput has no field(s) {sorted(unknown)}; expected a subset of {known}"
+            )
+        if prompt is _REQUIRED:
+            raise ParameterError("PromptInput needs a prompt (the text to play)")
+        object.__setattr__(self, "prompt", prompt)
+        object.__setattr__(self, "seed", seed)
+        object.__setattr__(self, "negative_prompt", negative_prompt)
+        object.__setattr__(self, "denoising", denoising)
+        object.__setattr__(self, "guidance", guidance)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):

@@ -222,9 +222,13 @@ class Recipe:
             raise ParameterError(f"recipe has unknown keys {unknown}")
         values = dict(data)
         try:
-            values["start"] = PromptInput.from_dict(values["start"])
-            if values.get("end") is not None:
-                values["end"] = PromptInput.from_dict(values["end"])
+            for side in ("start", "end"):
+                if side == "end" and values.get("end") is None:
+                    continue
+                try:
+                    values[side] = PromptInput.from_dict(values[side])
+                except ParameterError as error:
+                    raise ParameterError(f"recipe {side}: {error}") from None
             if "params" in values:
                 if not isinstance(values["params"], dict):
                     raise ParameterError(f"params={values['params']!r} must be a JSON object")
@@ -248,9 +252,13 @@ class Recipe:
         Args:
             text: JSON text of a recipe object.
         """
+        if not isinstance(text, str | bytes | bytearray):
+            raise ParameterError(f"recipe must be JSON text, got {type(text).__name__}")
         try:
             data = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as error:
+        except (TypeError, ValueError, RecursionError) as error:
+            # ValueError: malformed JSON, or an integer of more digits than Python converts;
+            # RecursionError: nesting deeper than the parser goes.
             raise ParameterError(f"recipe is not valid JSON: {error}") from error
         return cls.from_dict(data)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from riffusion._checks import check_integer
 from riffusion.errors import ParameterError
-from riffusion.inputs import PromptInput
+from riffusion.inputs import MAX_SEED, PromptInput
 
 __all__ = ["StreamStep", "stream_schedule"]
 
@@ -28,13 +28,21 @@ class StreamStep:
     index: int
 
 
+def _next_seed(seed: int) -> int:
+    """The seed after ``seed``, wrapping from ``MAX_SEED - 1`` back to 0."""
+    return (seed + 1) % MAX_SEED
+
+
 def _as_prompt_input(item: PromptInput | str | dict[str, Any], seed: int) -> PromptInput:
     if isinstance(item, PromptInput):
         return item
     if isinstance(item, str):
         return PromptInput(prompt=item, seed=seed)
     if isinstance(item, dict):
-        return PromptInput.from_dict(item)
+        try:
+            return PromptInput.from_dict(item)
+        except ParameterError as error:
+            raise ParameterError(f"prompts: {error}") from None
     raise ParameterError(
         f"prompts must hold PromptInput, str or dict items, got {type(item).__name__}"
     )
@@ -66,8 +74,15 @@ def stream_schedule(
         :class:`StreamStep` values, ``index`` counting from 0.
     """
     check_integer("steps_per_transition", steps_per_transition)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED:
+        raise ParameterError(f"seed={seed!r} must be an int in [0, 2**63)")
     if isinstance(prompts, str | PromptInput):
         prompts = [prompts]
+    if isinstance(prompts, dict) or not isinstance(prompts, Iterable):
+        raise ParameterError(
+            f"prompts={prompts!r} must be a prompt or a list of prompts (PromptInput, str or "
+            "dict)"
+        )
     if isinstance(prompts, Sequence) and len(prompts) == 0:
         raise ParameterError("prompts is empty; give at least one prompt")
     return _walk_schedule(iter(prompts), steps_per_transition, seed, endless)
@@ -91,13 +106,13 @@ def _walk_schedule(
             if not endless:
                 yield StreamStep(current, current, 0.0, index)
                 return
-            target = dataclasses.replace(current, seed=current.seed + 1)
+            target = dataclasses.replace(current, seed=_next_seed(current.seed))
         else:
-            target = _as_prompt_input(following, current.seed + 1)
+            target = _as_prompt_input(following, _next_seed(current.seed))
             if target == current or (
                 isinstance(following, str) and target.prompt == current.prompt
             ):
-                target = dataclasses.replace(target, seed=current.seed + 1)
+                target = dataclasses.replace(target, seed=_next_seed(current.seed))
         for step in range(steps_per_transition):
             yield StreamStep(current, target, step / steps_per_transition, index)
             index += 1

@@ -46,6 +46,8 @@ def estimate_tempo(audio: Audio, *, min_bpm: float = 60.0, max_bpm: float = 200.
     Raises:
         ParameterError: audio too short or silent, or a bad tempo range.
     """
+    if not isinstance(audio, Audio):
+        raise ParameterError(f"audio must be a riffusion.Audio, got {type(audio).__name__}")
     if not (0 < min_bpm < max_bpm):
         raise ParameterError(f"min_bpm={min_bpm}, max_bpm={max_bpm} must satisfy 0 < min < max")
     if audio.duration_s < 2.0:
