@@ -569,8 +569,15 @@ class RiffusionPipeline:
         """Validate every argument of :meth:`riffuse` before any model runs.
 
         Args:
-            start, end, alpha, init_image, mask_image, num_inference_steps, width, height,
-                periodic: the arguments of :meth:`riffuse`, unchecked.
+            start: ``start`` of :meth:`riffuse`, unchecked.
+            end: ``end`` of :meth:`riffuse`, unchecked.
+            alpha: ``alpha`` of :meth:`riffuse`, unchecked.
+            init_image: ``init_image`` of :meth:`riffuse`, unchecked.
+            mask_image: ``mask_image`` of :meth:`riffuse`, unchecked.
+            num_inference_steps: ``num_inference_steps`` of :meth:`riffuse`, unchecked.
+            width: ``width`` of :meth:`riffuse`, unchecked.
+            height: ``height`` of :meth:`riffuse`, unchecked.
+            periodic: ``periodic`` of :meth:`riffuse`, unchecked.
 
         Returns:
             The output ``(width, height)`` in pixels.
