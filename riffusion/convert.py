@@ -37,7 +37,7 @@ def get_converter(
 
 
 def audio_to_image(
-    audio: Audio,
+    audio: Audio | str | os.PathLike[str],
     params: SpectrogramParams | None = None,
     *,
     device: torch.device | str = "cpu",
@@ -48,7 +48,8 @@ def audio_to_image(
     channel count ``params.stereo`` asks for.
 
     Args:
-        audio: any sample rate and channel count, at least one hop (10 ms) long.
+        audio: :class:`Audio` or a path to an audio file (read with :meth:`Audio.load`);
+            any sample rate and channel count, at least one hop (10 ms) long.
         params: spectrogram parameters; ``SpectrogramParams()`` (Riffusion's) by default.
         device: where the STFT runs.
 
@@ -57,8 +58,13 @@ def audio_to_image(
         pixels wide (Riffusion's convention: 5.11 s → 512, 5.12 s → 513 at the defaults) and
         ``num_frequencies`` high, with the parameters in EXIF. Silence gives a white image.
     """
+    if isinstance(audio, str | os.PathLike):
+        audio = Audio.load(audio)
     if not isinstance(audio, Audio):
-        raise ParameterError(f"audio must be a riffusion.Audio, got {type(audio).__name__}")
+        raise ParameterError(
+            f"audio must be a riffusion.Audio or a path, got {type(audio).__name__}; e.g. "
+            "riffusion.audio_to_image('loop.wav')"
+        )
     params = params or SpectrogramParams()
     audio = audio.resample(params.sample_rate).with_channels(params.num_channels)
     if audio.num_samples < params.hop_length:
