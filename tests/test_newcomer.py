@@ -17,7 +17,7 @@ from riffusion.diffusion import RiffusionPipeline
 from riffusion.errors import DeviceError
 from riffusion.riffuser import CPU_DEFAULT_STEPS
 from riffusion.seeds import SEED_BPM, synthesize_seed_audio
-from tests.diffusion_fixtures import tiny_model, tiny_model_dir, tiny_pipe  # noqa: F401
+from tests.diffusion_fixtures import tiny_model_dir
 
 STEPS = 2
 
@@ -233,7 +233,9 @@ def _unet_calls(pipe, scheduler, steps, **kwargs) -> int:
     return len(calls)
 
 
-def test_unet_calls_pndm_50_against_dpm_25(tiny_pipe):
+def test_unet_calls_pndm_50_against_dpm_25():
+    tiny_pipe = RiffusionPipeline.from_pretrained(tiny_model_dir(), device="cpu")
+    tiny_pipe.set_progress_bar_config(disable=True)
     small = {"width": 64, "height": 64}
     pndm = _unet_calls(tiny_pipe, "pndm", 50, **small)
     dpm = _unet_calls(tiny_pipe, "dpm++", 25, **small)
