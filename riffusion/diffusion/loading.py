@@ -424,7 +424,11 @@ def load_single_file(
         from diffusers import StableDiffusionPipeline
 
         pipe = StableDiffusionPipeline.from_single_file(
-            str(file), safety_checker=None, requires_safety_checker=False, **options
+            str(file),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **options,
         )
     except Exception as exc:  # conversion or config errors: one line, no network traceback
         how = (
