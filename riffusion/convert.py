@@ -58,13 +58,11 @@ def audio_to_image(
         pixels wide (Riffusion's convention: 5.11 s → 512, 5.12 s → 513 at the defaults) and
         ``num_frequencies`` high, with the parameters in EXIF. Silence gives a white image.
     """
-    if isinstance(audio, str | os.PathLike):
+    if isinstance(audio, str | os.PathLike):  # a path, e.g. audio_to_image("loop.wav")
         audio = Audio.load(audio)
+
     if not isinstance(audio, Audio):
-        raise ParameterError(
-            f"audio must be a riffusion.Audio or a path, got {type(audio).__name__}; e.g. "
-            "riffusion.audio_to_image('loop.wav')"
-        )
+        raise ParameterError(f"audio must be a riffusion.Audio, got {type(audio).__name__}")
     params = params or SpectrogramParams()
     audio = audio.resample(params.sample_rate).with_channels(params.num_channels)
     if audio.num_samples < params.hop_length:

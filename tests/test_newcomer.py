@@ -132,7 +132,7 @@ def test_audio_to_image_takes_paths(song):
     loaded = riffusion.audio_to_image(Audio.load(song))
     assert np.array_equal(np.asarray(by_path), np.asarray(loaded))
     assert np.array_equal(np.asarray(by_pathlike), np.asarray(loaded))
-    with pytest.raises(ParameterError, match=r"audio_to_image\('loop.wav'\)"):
+    with pytest.raises(ParameterError, match="audio must be a riffusion.Audio, got int"):
         riffusion.audio_to_image(42)
 
 
