@@ -60,7 +60,6 @@ def audio_to_image(
     """
     if isinstance(audio, str | os.PathLike):  # a path, e.g. audio_to_image("loop.wav")
         audio = Audio.load(audio)
-
     if not isinstance(audio, Audio):
         raise ParameterError(f"audio must be a riffusion.Audio, got {type(audio).__name__}")
     params = params or SpectrogramParams()

@@ -181,11 +181,11 @@ class RiffusionPipeline:
         self._default_scheduler = (type(scheduler), dict(scheduler.config))
         self._device = unet.device
         self._dtype = unet.dtype
+        self._sequential_offload = False
+        self._token_expansions: dict[str, str] = {}  # textual inversion: token -> tokens
         self._offload_hooks: list[Any] = []
         self._progress_bar_config: dict[str, Any] = {}
         self._interrupt = False
-        self._sequential_offload = False
-        self._token_expansions: dict[str, str] = {}  # textual inversion: token -> tokens
 
     @property
     def interrupt(self) -> bool:
