@@ -15,7 +15,6 @@ import functools
 import html
 import io
 import json
-import logging
 import math
 import os
 import queue
@@ -37,7 +36,6 @@ from riffusion._files import atomic_output
 from riffusion.audio import Audio
 from riffusion.convert import audio_to_image, image_to_audio
 from riffusion.diffusion import DEFAULT_MODEL, SCHEDULER_NAMES, PromptInput, RiffusionPipeline
-from riffusion.diffusion.devices import resolve_device
 from riffusion.diffusion.masks import time_range_mask
 from riffusion.errors import ParameterError, RiffusionError
 from riffusion.image import load_image
@@ -46,7 +44,6 @@ from riffusion.looping import stream_schedule
 from riffusion.params import SpectrogramParams
 from riffusion.seeds import (
     DEFAULT_SEED_IMAGE,
-    SEED_BPM,
     check_image_id,
     image_fingerprint,
     load_mask_image,
@@ -56,17 +53,7 @@ from riffusion.seeds import (
 )
 from riffusion.spectrogram import InverseMethod
 
-__all__ = [
-    "CPU_DEFAULT_SCHEDULER",
-    "CPU_DEFAULT_STEPS",
-    "DEFAULT_SEED",
-    "DIFFUSERS_ALIASES",
-    "Clip",
-    "Progress",
-    "ProgressCallback",
-    "Recipe",
-    "Riffuser",
-]
+__all__ = ["DEFAULT_SEED", "Clip", "Progress", "ProgressCallback", "Recipe", "Riffuser"]
 
 DEFAULT_SEED = "default"
 """Sentinel for ``seed_image=``: the built-in default seed image (``straight_beat``)."""
@@ -79,14 +66,6 @@ _BLEND_PX = 16  # columns over which a continuation window is blended into its c
 _OVERLAP_PX = 64  # audio_to_audio window overlap
 _MAX_DURATION_S = 600.0
 _URL_PREFIX = "riffusion:1:"
-_log = logging.getLogger(__name__)
-#: On the CPU, unless a scheduler is asked for: DPM-Solver++ multistep at this many steps (about
-#: 2× fewer UNet calls than the checkpoint's 50-step PNDM, at similar quality).
-CPU_DEFAULT_SCHEDULER = "dpm++"
-CPU_DEFAULT_STEPS = 25
-#: diffusers' keyword names accepted by the generating methods, and ours they stand for.
-DIFFUSERS_ALIASES = {"guidance_scale": "guidance", "strength": "denoising"}
-_MAX_LOOP_BARS = 16
 
 
 def _library_version() -> str:
@@ -388,8 +367,13 @@ def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
     return locked
 
 
+# diffusers' keyword names accepted by the generating methods, and ours they stand for.
+_DIFFUSERS_ALIASES = {"guidance_scale": "guidance", "strength": "denoising"}
+_MAX_LOOP_BARS = 16
+
+
 def _diffusers_friendly(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Accept diffusers' keyword names (:data:`DIFFUSERS_ALIASES`) and fill
+    """Accept diffusers' keyword names (``Riffuser.DIFFUSERS_ALIASES``) and fill
     ``num_inference_steps`` from ``Riffuser.default_num_inference_steps`` when not given."""
     import inspect
 
@@ -397,7 +381,7 @@ def _diffusers_friendly(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def call(self: Riffuser, *args: Any, **kwargs: Any) -> Any:
-        for alias, ours in DIFFUSERS_ALIASES.items():
+        for alias, ours in _DIFFUSERS_ALIASES.items():
             if alias not in kwargs:
                 continue
             if ours not in accepted:
@@ -649,6 +633,13 @@ class Riffuser:
         """The name recipes record for the pipeline's current scheduler (see :class:`Recipe`)."""
         return self.pipeline.describe_scheduler()[0]
 
+    #: On the CPU, unless a scheduler is asked for, :meth:`from_pretrained` picks DPM-Solver++
+    #: multistep at 25 steps (about 2x fewer UNet calls than the checkpoint's 50-step PNDM).
+    CPU_DEFAULT_SCHEDULER = "dpm++"
+    CPU_DEFAULT_STEPS = 25
+    #: diffusers' keyword names the generating methods accept, and ours they stand for.
+    DIFFUSERS_ALIASES = _DIFFUSERS_ALIASES
+
     @classmethod
     def from_pretrained(
         cls,
@@ -669,8 +660,8 @@ class Riffuser:
             dtype: weights dtype (float16 on CUDA by default, float32 elsewhere).
             scheduler: scheduler name (``SCHEDULER_NAMES``). Default: the checkpoint's own
                 (50-step PNDM for Riffusion) on CUDA and MPS; on the CPU, where that costs
-                about 1,700 CPU seconds a clip, :data:`CPU_DEFAULT_SCHEDULER` (DPM-Solver++
-                multistep) at :data:`CPU_DEFAULT_STEPS` steps, said once in a log line.
+                about 1,700 CPU seconds a clip, :attr:`CPU_DEFAULT_SCHEDULER` (DPM-Solver++
+                multistep) at :attr:`CPU_DEFAULT_STEPS` steps, said once in a log line.
                 Recipes record what ran. Pass ``scheduler="default"`` for the checkpoint's own.
             num_inference_steps: default steps of every generating method
                 (:attr:`default_num_inference_steps`); ``None``: 50, or 25 with the CPU default.
@@ -685,6 +676,10 @@ class Riffuser:
                     f"dtype={dtype!r} and torch_dtype={torch_dtype!r} name the same thing; pass one"
                 )
             dtype = torch_dtype if dtype is None else dtype
+        import logging
+
+        from riffusion.diffusion.devices import resolve_device
+
         cpu_default = False
         if scheduler is None:
             target, _ = resolve_device(device, dtype)
@@ -693,20 +688,20 @@ class Riffuser:
             model,
             device=device,
             torch_dtype=dtype,
-            scheduler=CPU_DEFAULT_SCHEDULER if cpu_default else scheduler,
+            scheduler=cls.CPU_DEFAULT_SCHEDULER if cpu_default else scheduler,
             **kwargs,
         )
         riffuser = cls(pipeline, model=_model_id(model))
         if num_inference_steps is not None:
             riffuser.default_num_inference_steps = _check_steps(num_inference_steps)
         elif cpu_default:
-            riffuser.default_num_inference_steps = CPU_DEFAULT_STEPS
+            riffuser.default_num_inference_steps = cls.CPU_DEFAULT_STEPS
         if cpu_default:
-            _log.warning(
+            logging.getLogger(__name__).warning(
                 "riffusion: on the CPU, using the %s scheduler with %d steps by default (about "
                 "2x faster than the checkpoint's 50-step PNDM); pass scheduler='default', "
                 "num_inference_steps=50 for the original",
-                CPU_DEFAULT_SCHEDULER,
+                cls.CPU_DEFAULT_SCHEDULER,
                 riffuser.default_num_inference_steps,
             )
         return riffuser
@@ -1417,6 +1412,8 @@ class Riffuser:
         """Columns of a loop ``bars`` bars long at SEED_BPM (``None``: one 512-column window)."""
         if bars is None:
             return _WINDOW_PX
+        from riffusion.seeds import SEED_BPM
+
         check_integer("bars", bars, minimum=1)
         if bars > _MAX_LOOP_BARS:
             raise ParameterError(f"bars={bars} must be at most {_MAX_LOOP_BARS}")

@@ -15,7 +15,6 @@ import riffusion
 from riffusion import Audio, ModelLoadError, ParameterError, PromptInput, Riffuser
 from riffusion.diffusion import RiffusionPipeline
 from riffusion.errors import DeviceError
-from riffusion.riffuser import CPU_DEFAULT_STEPS
 from riffusion.seeds import SEED_BPM, synthesize_seed_audio
 from tests.diffusion_fixtures import tiny_model_dir
 
@@ -208,7 +207,7 @@ def test_riffuser_to_and_torch_dtype(riffuser):
 # --------------------------------------------------------------- 4. CPU defaults
 def test_cpu_default_is_dpm_with_25_steps_and_recorded(riffuser, caplog):
     assert riffuser.scheduler_name == "dpm++"
-    assert riffuser.default_num_inference_steps == CPU_DEFAULT_STEPS == 25
+    assert riffuser.default_num_inference_steps == Riffuser.CPU_DEFAULT_STEPS == 25
     clip = riffuser.text_to_audio("x", seed=1, seed_image=None)
     assert clip.recipe.scheduler == "dpm++" and clip.recipe.num_inference_steps == 25
     assert len(clip.debug["timesteps"][0]) == 25  # text-to-image runs every step
