@@ -1257,10 +1257,10 @@ class Riffuser:
         """One interpolation step between two prompt inputs (one 512-column window: 5.11 s).
 
         Text embeddings are mixed linearly, the seeds' noise spherically, denoising and
-        guidance linearly; ``alpha=0`` is the start alone, ``alpha=1`` the end alone. Plain
-        strings stand for ``PromptInput(text, seed=0)`` (start) and ``seed=1`` (end), as
-        :meth:`stream` treats them.
+        guidance linearly; ``alpha=0`` is the start alone, ``alpha=1`` the end alone.
         """
+        # Plain strings stand for PromptInput(text, seed=0) (start) and seed=1 (end), as
+        # stream() treats them.
         start = _as_prompt_input(start, 0, "start")
         end = None if end is None else _as_prompt_input(end, start.seed + 1, "end")
         steps = _check_steps(num_inference_steps)
@@ -1297,8 +1297,8 @@ class Riffuser:
     def interpolate(
         self, start: PromptInput | str, end: PromptInput | str, num_clips: int, **options: Any
     ) -> list[Clip]:
-        """``num_clips`` clips along alpha from 0 to 1 inclusive (options as :meth:`riffuse`;
-        plain strings as there: start seed 0, end seed 1)."""
+        """``num_clips`` clips along alpha from 0 to 1 inclusive (options as :meth:`riffuse`)."""
+        # Plain strings as riffuse() takes them: start seed 0, end seed 1.
         start = _as_prompt_input(start, 0, "start")
         end = _as_prompt_input(end, start.seed + 1, "end")
         check_integer("num_clips", num_clips, minimum=2)
@@ -1380,12 +1380,10 @@ class Riffuser:
         (:func:`riffusion.looping.periodic_image_to_audio`), so played end to start there is no
         click or jump. The built-in seed images are two bars at 93.75 BPM, so the loop is two
         bars long; :func:`riffusion.trim_to_bars` trims other audio to whole bars.
-
-        ``bars=n`` sets the loop length to ``n`` bars of 4/4 at the seed images' tempo
-        (:data:`riffusion.seeds.SEED_BPM`, 93.75 BPM: one bar is 2.56 s = 256 columns), from 1
-        to 16; the seed image is tiled (or cropped) to that width. ``None`` is one period of
-        512 columns (2 bars).
         """
+        # bars=n: the loop is n bars of 4/4 at the seed images' tempo (riffusion.seeds.SEED_BPM,
+        # 93.75 BPM: a bar is 2.56 s = 256 columns), 1 to 16; the seed image is tiled (or
+        # cropped) to that width. None: one period of 512 columns (2 bars). See docs/guide.md.
         _check_prompt(prompt, "riffuser.loop('techno beat', seed=42, bars=4)")
         width = self._loop_width(bars)
         steps = _check_steps(num_inference_steps)
