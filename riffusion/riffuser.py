@@ -1298,10 +1298,10 @@ class Riffuser:
         self, start: PromptInput | str, end: PromptInput | str, num_clips: int, **options: Any
     ) -> list[Clip]:
         """``num_clips`` clips along alpha from 0 to 1 inclusive (options as :meth:`riffuse`)."""
+        check_integer("num_clips", num_clips, minimum=2)
         # Plain strings as riffuse() takes them: start seed 0, end seed 1.
         start = _as_prompt_input(start, 0, "start")
         end = _as_prompt_input(end, start.seed + 1, "end")
-        check_integer("num_clips", num_clips, minimum=2)
         alphas = [index / (num_clips - 1) for index in range(num_clips)]
         return [self.riffuse(start, end, alpha, **options) for alpha in alphas]
 
