@@ -661,7 +661,8 @@ class Riffuser:
             scheduler: scheduler name (``SCHEDULER_NAMES``). Default: the checkpoint's own
                 (50-step PNDM for Riffusion) on CUDA and MPS; on the CPU, where that costs
                 about 1,700 CPU seconds a clip, :attr:`CPU_DEFAULT_SCHEDULER` (DPM-Solver++
-                multistep) at :attr:`CPU_DEFAULT_STEPS` steps, said once in a log line.
+                multistep) at :attr:`CPU_DEFAULT_STEPS` steps, said in the progress bar's label
+                (``dpm++ (CPU default)``) and an INFO log line.
                 Recipes record what ran. Pass ``scheduler="default"`` for the checkpoint's own.
             num_inference_steps: default steps of every generating method
                 (:attr:`default_num_inference_steps`); ``None``: 50, or 25 with the CPU default.
@@ -697,7 +698,10 @@ class Riffuser:
         elif cpu_default:
             riffuser.default_num_inference_steps = cls.CPU_DEFAULT_STEPS
         if cpu_default:
-            logging.getLogger(__name__).warning(
+            # Said where people look: the progress bar's label, and one INFO log line (a
+            # warning would break quiet command lines).
+            pipeline.set_progress_bar_config(desc=f"{cls.CPU_DEFAULT_SCHEDULER} (CPU default)")
+            logging.getLogger(__name__).info(
                 "riffusion: on the CPU, using the %s scheduler with %d steps by default (about "
                 "2x faster than the checkpoint's 50-step PNDM); pass scheduler='default', "
                 "num_inference_steps=50 for the original",

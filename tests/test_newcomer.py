@@ -211,13 +211,14 @@ def test_cpu_default_is_dpm_with_25_steps_and_recorded(riffuser, caplog):
     clip = riffuser.text_to_audio("x", seed=1, seed_image=None)
     assert clip.recipe.scheduler == "dpm++" and clip.recipe.num_inference_steps == 25
     assert len(clip.debug["timesteps"][0]) == 25  # text-to-image runs every step
-    with caplog.at_level(logging.WARNING, logger="riffusion.riffuser"):
-        Riffuser.from_pretrained(tiny_model_dir(), device="cpu")
+    with caplog.at_level(logging.INFO, logger="riffusion.riffuser"):
+        fresh = Riffuser.from_pretrained(tiny_model_dir(), device="cpu")
     assert "dpm++ scheduler with 25 steps" in caplog.text
+    assert fresh.pipeline._progress_bar_config == {"desc": "dpm++ (CPU default)"}
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="riffusion.riffuser"):
+    with caplog.at_level(logging.INFO, logger="riffusion.riffuser"):
         original = Riffuser.from_pretrained(tiny_model_dir(), device="cpu", scheduler="default")
-    assert caplog.text == ""
+    assert "dpm++" not in caplog.text and original.pipeline._progress_bar_config == {}
     assert original.scheduler_name == "default" and original.default_num_inference_steps is None
     chosen = Riffuser.from_pretrained(tiny_model_dir(), device="cpu", num_inference_steps=12)
     assert chosen.scheduler_name == "dpm++" and chosen.default_num_inference_steps == 12
