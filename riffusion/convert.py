@@ -43,7 +43,7 @@ def get_converter(
 
 
 def audio_to_image(
-    audio: Audio,
+    audio: Audio | str | os.PathLike[str],
     params: SpectrogramParams | None = None,
     *,
     device: torch.device | str = "cpu",
@@ -54,7 +54,8 @@ def audio_to_image(
     channel count ``params.stereo`` asks for.
 
     Args:
-        audio: any sample rate and channel count, at least one hop (10 ms) long.
+        audio: :class:`Audio` or a path to an audio file (read with :meth:`Audio.load`);
+            any sample rate and channel count, at least one hop (10 ms) long.
         params: spectrogram parameters; ``SpectrogramParams()`` (Riffusion's) by default.
         device: where the STFT runs.
 
@@ -63,6 +64,8 @@ def audio_to_image(
         pixels wide (Riffusion's convention: 5.11 s → 512, 5.12 s → 513 at the defaults) and
         ``num_frequencies`` high, with the parameters in EXIF. Silence gives a white image.
     """
+    if isinstance(audio, str | os.PathLike):  # a path, e.g. audio_to_image("loop.wav")
+        audio = Audio.load(audio)
     if not isinstance(audio, Audio):
         raise ParameterError(f"audio must be a riffusion.Audio, got {type(audio).__name__}")
     converter = get_converter(params, device=device)  # checks params and device first
