@@ -48,7 +48,7 @@ def get_converter(
 
 
 def audio_to_image(
-    audio: Audio,
+    audio: Audio | str | os.PathLike[str],
     params: SpectrogramParams | None = None,
     *,
     device: torch.device | str = "cpu",
@@ -59,7 +59,8 @@ def audio_to_image(
     channel count ``params.stereo`` asks for.
 
     Args:
-        audio: any sample rate and channel count, at least one hop (10 ms) long.
+        audio: :class:`Audio` or a path to an audio file (read with :meth:`Audio.load`);
+            any sample rate and channel count, at least one hop (10 ms) long.
         params: spectrogram parameters; ``SpectrogramParams()`` (Riffusion's) by default.
         device: where the STFT runs.
 
@@ -75,6 +76,8 @@ def audio_to_image(
         >>> audio_to_image(Audio(tone[None], 44100)).size  # (width, height): 44100 // 441 + 1
         (101, 512)
     """
+    if isinstance(audio, str | os.PathLike):  # a path, e.g. audio_to_image("loop.wav")
+        audio = Audio.load(audio)
     if not isinstance(audio, Audio):
         raise ParameterError(f"audio must be a riffusion.Audio, got {type(audio).__name__}")
     converter = get_converter(params, device=device)  # checks params and device first

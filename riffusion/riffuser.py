@@ -92,6 +92,74 @@ def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
     return locked
 
 
+# diffusers' keyword names accepted by the generating methods, and ours they stand for.
+_DIFFUSERS_ALIASES = {"guidance_scale": "guidance", "strength": "denoising"}
+_MAX_LOOP_BARS = 16
+
+
+def _diffusers_friendly(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Accept diffusers' keyword names (``Riffuser.DIFFUSERS_ALIASES``) and fill
+    ``num_inference_steps`` from ``Riffuser.default_num_inference_steps`` when not given."""
+    import inspect
+
+    accepted = inspect.signature(method).parameters
+
+    @functools.wraps(method)
+    def call(self: Riffuser, *args: Any, **kwargs: Any) -> Any:
+        for alias, ours in _DIFFUSERS_ALIASES.items():
+            if alias not in kwargs:
+                continue
+            if ours not in accepted:
+                raise ParameterError(
+                    f"{alias}= (diffusers' name for {ours}=) is not a parameter of "
+                    f"{method.__name__}(); set {ours} on the PromptInput values instead"
+                )
+            if ours in kwargs:
+                raise ParameterError(
+                    f"{alias}={kwargs[alias]!r} and {ours}={kwargs[ours]!r} name the same "
+                    f"thing ({alias} is diffusers' name for {ours}); pass only {ours}="
+                )
+            kwargs[ours] = kwargs.pop(alias)
+        steps = getattr(self, "default_num_inference_steps", None)
+        if steps is not None and "num_inference_steps" in accepted:
+            kwargs.setdefault("num_inference_steps", steps)
+        return method(self, *args, **kwargs)
+
+    return call
+
+
+def _check_prompt(prompt: Any, example: str) -> None:
+    if not isinstance(prompt, str):
+        raise ParameterError(f"prompt={prompt!r} must be a string, e.g. {example}")
+
+
+def _as_audio(audio: Any, example: str) -> Audio:
+    """``audio`` as :class:`Audio`: itself, or loaded from a path (``str`` or ``PathLike``)."""
+    if isinstance(audio, Audio):
+        return audio
+    if isinstance(audio, str | os.PathLike):
+        if not Path(audio).is_file():
+            raise ParameterError(
+                f"audio={os.fspath(audio)!r} is not an existing file, e.g. {example}"
+            )
+        return Audio.load(audio)
+    raise ParameterError(
+        f"audio must be a riffusion.Audio or a path, got {type(audio).__name__}, e.g. {example}"
+    )
+
+
+def _as_prompt_input(value: Any, seed: int, name: str) -> PromptInput:
+    """A plain string becomes ``PromptInput(value, seed=seed)``, as ``stream`` does."""
+    if isinstance(value, str):
+        return PromptInput(prompt=value, seed=seed)
+    if isinstance(value, PromptInput):
+        return value
+    raise ParameterError(
+        f"{name}={value!r} must be a string or a riffusion.PromptInput, e.g. "
+        "riffuser.interpolate('jazz piano', PromptInput('techno beat', seed=7), 5)"
+    )
+
+
 # ------------------------------------------------------------------------------- helpers
 def _parse_recipe(recipe: Any) -> Recipe:
     """A :class:`Recipe` from itself, its JSON or its URL string."""
@@ -239,11 +307,21 @@ class Riffuser:
         if scheduler is not None:
             self.pipeline.set_scheduler(scheduler)
         self.lock = threading.RLock()
+        #: Steps used when a generating method is called without ``num_inference_steps``
+        #: (``None``: the methods' own default, 50). ``from_pretrained`` sets it on the CPU.
+        self.default_num_inference_steps: int | None = None
 
     @property
     def scheduler_name(self) -> str:
         """The name recipes record for the pipeline's current scheduler (see :class:`Recipe`)."""
         return self.pipeline.describe_scheduler()[0]
+
+    #: On the CPU, unless a scheduler is asked for, :meth:`from_pretrained` picks DPM-Solver++
+    #: multistep at 25 steps (about 2x fewer UNet calls than the checkpoint's 50-step PNDM).
+    CPU_DEFAULT_SCHEDULER = "dpm++"
+    CPU_DEFAULT_STEPS = 25
+    #: diffusers' keyword names the generating methods accept, and ours they stand for.
+    DIFFUSERS_ALIASES = _DIFFUSERS_ALIASES
 
     @classmethod
     def from_pretrained(
@@ -253,6 +331,7 @@ class Riffuser:
         device: str | torch.device = "auto",
         dtype: torch.dtype | str | None = None,
         scheduler: str | None = None,
+        num_inference_steps: int | None = None,
         **kwargs: Any,
     ) -> Riffuser:
         """Load a checkpoint (hub id or folder) and wrap it.
@@ -262,14 +341,119 @@ class Riffuser:
                 is recorded in recipes as its absolute path, so they render from any directory.
             device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
             dtype: weights dtype (float16 on CUDA by default, float32 elsewhere).
-            scheduler: scheduler name (``SCHEDULER_NAMES``); the checkpoint's own by default.
-            **kwargs: passed to :meth:`RiffusionPipeline.from_pretrained` (``local_files_only``,
-                ``cache_dir``, ``revision``).
+            scheduler: scheduler name (``SCHEDULER_NAMES``). Default: the checkpoint's own
+                (50-step PNDM for Riffusion) on CUDA and MPS; on the CPU, where that costs
+                about 1,700 CPU seconds a clip, :attr:`CPU_DEFAULT_SCHEDULER` (DPM-Solver++
+                multistep) at :attr:`CPU_DEFAULT_STEPS` steps, said in the progress bar's label
+                (``dpm++ (CPU default)``) and an INFO log line.
+                Recipes record what ran. Pass ``scheduler="default"`` for the checkpoint's own.
+            num_inference_steps: default steps of every generating method
+                (:attr:`default_num_inference_steps`); ``None``: 50, or 25 with the CPU default.
+            **kwargs: passed to :meth:`RiffusionPipeline.from_pretrained`: diffusers' names
+                ``torch_dtype`` (same as ``dtype``), ``variant``, ``use_safetensors``, and
+                ``local_files_only``, ``cache_dir``, ``revision``.
         """
+        if "torch_dtype" in kwargs:
+            torch_dtype = kwargs.pop("torch_dtype")
+            if dtype is not None and torch_dtype is not None:
+                raise ParameterError(
+                    f"dtype={dtype!r} and torch_dtype={torch_dtype!r} name the same thing; pass one"
+                )
+            dtype = torch_dtype if dtype is None else dtype
+        import logging
+
+        from riffusion.diffusion.devices import resolve_device
+
+        cpu_default = False
+        if scheduler is None:
+            target, _ = resolve_device(device, dtype)
+            cpu_default = target.type == "cpu"
         pipeline = RiffusionPipeline.from_pretrained(
-            model, device=device, torch_dtype=dtype, scheduler=scheduler, **kwargs
+            model,
+            device=device,
+            torch_dtype=dtype,
+            scheduler=cls.CPU_DEFAULT_SCHEDULER if cpu_default else scheduler,
+            **kwargs,
         )
-        return cls(pipeline, model=_model_id(model))
+        riffuser = cls(pipeline, model=_model_id(model))
+        if num_inference_steps is not None:
+            riffuser.default_num_inference_steps = _check_steps(num_inference_steps)
+        elif cpu_default:
+            riffuser.default_num_inference_steps = cls.CPU_DEFAULT_STEPS
+        if cpu_default:
+            # Said where people look: the progress bar's label, and one INFO log line (a
+            # warning would break quiet command lines).
+            pipeline.set_progress_bar_config(desc=f"{cls.CPU_DEFAULT_SCHEDULER} (CPU default)")
+            logging.getLogger(__name__).info(
+                "riffusion: on the CPU, using the %s scheduler with %d steps by default (about "
+                "2x faster than the checkpoint's 50-step PNDM); pass scheduler='default', "
+                "num_inference_steps=50 for the original",
+                cls.CPU_DEFAULT_SCHEDULER,
+                riffuser.default_num_inference_steps,
+            )
+        return riffuser
+
+    @classmethod
+    def from_single_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        config: str | os.PathLike[str] | None = None,
+        device: str | torch.device = "auto",
+        dtype: torch.dtype | str | None = None,
+        scheduler: str | None = None,
+        local_files_only: bool = False,
+    ) -> Riffuser:
+        """Load a single-file ``.ckpt`` / ``.safetensors`` checkpoint (see
+        :meth:`RiffusionPipeline.from_single_file`); recipes record the file's absolute path."""
+        pipeline = RiffusionPipeline.from_single_file(
+            path,
+            config=config,
+            device=device,
+            torch_dtype=dtype,
+            scheduler=scheduler,
+            local_files_only=local_files_only,
+        )
+        return cls(pipeline, model=_model_id(path))
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | str | None = None) -> Riffuser:
+        """Move the model to ``device`` (and ``dtype``), as diffusers' ``.to``; returns ``self``."""
+        with self.lock:
+            self.pipeline.to(device, dtype)
+        return self
+
+    def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> Riffuser:
+        """See :meth:`RiffusionPipeline.enable_model_cpu_offload`; returns ``self``."""
+        self.pipeline.enable_model_cpu_offload(device)
+        return self
+
+    def enable_sequential_cpu_offload(self, device: str | torch.device = "cuda") -> Riffuser:
+        """See :meth:`RiffusionPipeline.enable_sequential_cpu_offload`; returns ``self``."""
+        self.pipeline.enable_sequential_cpu_offload(device)
+        return self
+
+    def enable_attention_slicing(self, slice_size: str | int | None = "auto") -> Riffuser:
+        """See :meth:`RiffusionPipeline.enable_attention_slicing`; returns ``self``."""
+        self.pipeline.enable_attention_slicing(slice_size)
+        return self
+
+    def enable_vae_slicing(self) -> Riffuser:
+        """See :meth:`RiffusionPipeline.enable_vae_slicing`; returns ``self``."""
+        self.pipeline.enable_vae_slicing()
+        return self
+
+    def enable_vae_tiling(self) -> Riffuser:
+        """See :meth:`RiffusionPipeline.enable_vae_tiling`; returns ``self``."""
+        self.pipeline.enable_vae_tiling()
+        return self
+
+    def load_textual_inversion(
+        self, path: str | os.PathLike[str], token: str | None = None
+    ) -> Riffuser:
+        """See :meth:`RiffusionPipeline.load_textual_inversion`; returns ``self``."""
+        with self.lock:
+            self.pipeline.load_textual_inversion(path, token=token)
+        return self
 
     @classmethod
     def from_recipe(cls, recipe: Recipe | str, **kwargs: Any) -> Riffuser:
@@ -436,6 +620,7 @@ class Riffuser:
         mask_image: Image.Image | None,
         steps: int,
         periodic: bool = False,
+        width: int = _WINDOW_PX,
     ) -> tuple[Image.Image, dict[str, Any]]:
         result = self.pipeline.riffuse(
             start,
@@ -444,7 +629,7 @@ class Riffuser:
             init_image=init_image,
             mask_image=mask_image,
             num_inference_steps=steps,
-            width=None if init_image is not None else _WINDOW_PX,
+            width=None if init_image is not None else width,
             height=None if init_image is not None else self.params.num_frequencies,
             periodic=periodic,
             callback_on_step_end=self._step_callback(),
@@ -527,6 +712,7 @@ class Riffuser:
 
     # ------------------------------------------------------------------------ public API
     @_serialized
+    @_diffusers_friendly
     def text_to_audio(
         self,
         prompt: str,
@@ -562,9 +748,14 @@ class Riffuser:
                 one kept as context, and the joined spectrogram is decoded in one piece, so
                 there are no seams in the phase.
 
+        diffusers' ``guidance_scale=`` and ``strength=`` are accepted for ``guidance`` and
+        ``denoising``; without ``num_inference_steps``, :attr:`default_num_inference_steps`
+        applies.
+
         Returns:
             A :class:`Clip` of exactly ``round(duration_s * sample_rate)`` samples.
         """
+        _check_prompt(prompt, "riffuser.text_to_audio('funky bass', seed=42)")
         if duration_s is None:
             duration_s = self.params.samples_for_width(_WINDOW_PX) / self.params.sample_rate
         duration_s = _check_duration(duration_s)
@@ -656,9 +847,10 @@ class Riffuser:
         return self._finish(full, recipe, windows, started, num_samples=num_samples)
 
     @_serialized
+    @_diffusers_friendly
     def audio_to_audio(
         self,
-        audio: Audio,
+        audio: Audio | str | os.PathLike[str],
         prompt: str,
         *,
         denoising: float = 0.5,
@@ -676,7 +868,8 @@ class Riffuser:
         back together in the image and the result decoded in one piece.
 
         Args:
-            audio: input :class:`Audio` (any rate, channels, length of at least 10 ms).
+            audio: input :class:`Audio` or a path to an audio file (any rate, channels,
+                length of at least 10 ms).
             prompt: what it should sound like.
             denoising: strength in [0, 1]; low keeps more of the input.
             seed: noise seed of the first window; ``None`` draws one.
@@ -687,8 +880,13 @@ class Riffuser:
         Returns:
             A :class:`Clip` as long as the input (at ``params.sample_rate``).
         """
-        if not isinstance(audio, Audio):
-            raise ParameterError(f"audio must be a riffusion.Audio, got {type(audio).__name__}")
+        example = "riffuser.audio_to_audio('song.wav', 'jazz piano', denoising=0.5)"
+        if isinstance(prompt, Audio | os.PathLike) and isinstance(audio, str):
+            raise ParameterError(
+                f"audio and prompt look swapped: the audio comes first, e.g. {example}"
+            )
+        audio = _as_audio(audio, example)
+        _check_prompt(prompt, example)
         steps = _check_steps(num_inference_steps)
         seed = _random_seed() if seed is None else seed
         start = PromptInput(
@@ -754,10 +952,11 @@ class Riffuser:
         return self._finish(full, recipe, windows, started, num_samples=num_samples)
 
     @_serialized
+    @_diffusers_friendly
     def riffuse(
         self,
-        start: PromptInput,
-        end: PromptInput | None = None,
+        start: PromptInput | str,
+        end: PromptInput | str | None = None,
         alpha: float = 0.0,
         *,
         num_inference_steps: int = 50,
@@ -779,6 +978,10 @@ class Riffuser:
                 ``None`` (text-to-image).
             mask_image: mask id or ``L`` image (white = regenerate), or ``None``.
         """
+        # Plain strings stand for PromptInput(text, seed=0) (start) and seed=1 (end), as
+        # stream() treats them.
+        start = _as_prompt_input(start, 0, "start")
+        end = None if end is None else _as_prompt_input(end, start.seed + 1, "end")
         steps = _check_steps(num_inference_steps)
         if not isinstance(start, PromptInput) or not isinstance(end, PromptInput | None):
             raise ParameterError("start and end must be riffusion.PromptInput values")
@@ -811,7 +1014,7 @@ class Riffuser:
         return self._finish(image, recipe, [info], started)
 
     def interpolate(
-        self, start: PromptInput, end: PromptInput, num_clips: int, **options: Any
+        self, start: PromptInput | str, end: PromptInput | str, num_clips: int, **options: Any
     ) -> list[Clip]:
         """``num_clips`` clips along alpha from 0 to 1 inclusive (options as :meth:`riffuse`).
 
@@ -822,6 +1025,9 @@ class Riffuser:
             **options: ``num_inference_steps``, ``seed_image``, ``mask_image`` for every clip.
         """
         check_integer("num_clips", num_clips, minimum=2)
+        # Plain strings as riffuse() takes them: start seed 0, end seed 1.
+        start = _as_prompt_input(start, 0, "start")
+        end = _as_prompt_input(end, start.seed + 1, "end")
         alphas = [index / (num_clips - 1) for index in range(num_clips)]
         return [self.riffuse(start, end, alpha, **options) for alpha in alphas]
 
@@ -877,6 +1083,7 @@ class Riffuser:
         return clips() if buffer_ahead == 0 else _buffered(clips(), buffer_ahead)
 
     @_serialized
+    @_diffusers_friendly
     def loop(
         self,
         prompt: str,
@@ -887,6 +1094,7 @@ class Riffuser:
         guidance: float = 7.0,
         num_inference_steps: int = 50,
         seed_image: Any = DEFAULT_SEED,
+        bars: int | None = None,
     ) -> Clip:
         """A clip that loops seamlessly: one period of 512 columns, 225,792 samples = 5.12 s.
 
@@ -908,6 +1116,11 @@ class Riffuser:
             num_inference_steps: scheduler steps of a full run.
             seed_image: seed image (as :meth:`riffuse`); its loop is made periodic.
         """
+        # bars=n: the loop is n bars of 4/4 at the seed images' tempo (riffusion.seeds.SEED_BPM,
+        # 93.75 BPM: a bar is 2.56 s = 256 columns), 1 to 16; the seed image is tiled (or
+        # cropped) to that width. None: one period of 512 columns (2 bars). See docs/guide.md.
+        _check_prompt(prompt, "riffuser.loop('techno beat', seed=42, bars=4)")
+        width = self._loop_width(bars)
         steps = _check_steps(num_inference_steps)
         seed = _random_seed() if seed is None else seed
         start = PromptInput(
@@ -917,19 +1130,39 @@ class Riffuser:
             denoising=denoising,
             guidance=guidance,
         )
-        seed_picture, seed_identity = self._seed_image(seed_image)
+        seed_picture, seed_identity = self._seed_image(seed_image, width=width)
         recipe = self._recipe(
             "loop",
             start,
             num_inference_steps=steps,
             seed_image=seed_identity,
-            duration_s=self.params.samples_for_width(_WINDOW_PX, periodic=True)
+            duration_s=self.params.samples_for_width(width, periodic=True)
             / self.params.sample_rate,
         )
         return self._loop(recipe, seed_picture)
 
+    def _loop_width(self, bars: Any) -> int:
+        """Columns of a loop ``bars`` bars long at SEED_BPM (``None``: one 512-column window)."""
+        if bars is None:
+            return _WINDOW_PX
+        from riffusion.seeds import SEED_BPM
+
+        check_integer("bars", bars, minimum=1)
+        if bars > _MAX_LOOP_BARS:
+            raise ParameterError(f"bars={bars} must be at most {_MAX_LOOP_BARS}")
+        bar_s = 4 * 60.0 / SEED_BPM
+        columns = bars * bar_s * self.params.sample_rate / self.params.hop_length
+        # The UNet halves the latent grid three times: widths are multiples of 64 pixels.
+        return max(64, round(columns / 64) * 64)
+
+    def _loop_recipe_width(self, recipe: Recipe) -> int:
+        """The loop width a recipe's duration stands for (periodic: width · hop samples)."""
+        return round(recipe.duration_s * self.params.sample_rate / self.params.hop_length)
+
     def _loop(self, recipe: Recipe, seed_picture: Image.Image | None) -> Clip:
         started = time.perf_counter()
+        if seed_picture is not None:
+            seed_picture = _fit_width(seed_picture, self._loop_recipe_width(recipe))
         image, info = self._generate(
             recipe.start,
             None,
@@ -938,6 +1171,7 @@ class Riffuser:
             mask_image=None,
             steps=recipe.num_inference_steps,
             periodic=True,
+            width=self._loop_recipe_width(recipe),
         )
         return self._finish(image, recipe, [info], started, periodic=True)
 
@@ -948,7 +1182,7 @@ class Riffuser:
         *,
         seed_image: Any = None,
         mask_image: Any = None,
-        audio: Audio | None = None,
+        audio: Audio | str | os.PathLike[str] | None = None,
     ) -> Clip:
         """Make the clip a recipe describes again — bit for bit on the same device and versions.
 
@@ -979,6 +1213,7 @@ class Riffuser:
             if recipe.kind == "audio_to_audio":
                 if audio is None:
                     raise ParameterError("this recipe transforms audio: pass audio=")
+                audio = _as_audio(audio, "riffuser.render(recipe, audio='song.wav')")
                 started = time.perf_counter()
                 prepared = audio.resample(self.params.sample_rate).to_mono()
                 source = audio_to_image(prepared, self.params)
@@ -988,7 +1223,12 @@ class Riffuser:
                         f"audio fingerprint {found} differs from the recipe's {recipe.input_audio}"
                     )
                 return self._audio_to_audio(recipe, source, prepared.num_samples, started)
-            seed_picture = self._recipe_image(recipe.seed_image, seed_image, self._seed_image)
+            resolve_seed = self._seed_image
+            if recipe.kind == "loop":  # a loop's seed image is as wide as the loop
+                resolve_seed = functools.partial(
+                    self._seed_image, width=self._loop_recipe_width(recipe)
+                )
+            seed_picture = self._recipe_image(recipe.seed_image, seed_image, resolve_seed)
             mask_picture = self._recipe_image(recipe.mask_image, mask_image, self._mask_image)
             if recipe.kind == "text_to_audio":
                 return self._text_to_audio(recipe, seed_picture, mask_picture)

@@ -25,7 +25,9 @@ def riffuser():
     # fixed thread count (reductions split differently), and the tiny model gains nothing.
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    riffuser = Riffuser.from_pretrained(tiny_model_dir(), device="cpu")
+    # scheduler="default": these tests are about the checkpoint's own scheduler (PNDM), not
+    # the CPU default (DPM++), which tests/test_newcomer.py covers.
+    riffuser = Riffuser.from_pretrained(tiny_model_dir(), device="cpu", scheduler="default")
     riffuser.pipeline.set_progress_bar_config(disable=True)
     yield riffuser
     torch.set_num_threads(before)

@@ -29,10 +29,15 @@ from riffusion.errors import ModelLoadError
 __all__ = [
     "COMPONENTS",
     "DEFAULT_MODEL",
+    "SINGLE_FILE_SUFFIXES",
     "ModelComponents",
     "load_components",
+    "load_single_file",
     "resolve_model_folder",
 ]
+
+#: File name endings of single-file (original Stable Diffusion layout) checkpoints.
+SINGLE_FILE_SUFFIXES = (".ckpt", ".safetensors", ".pt", ".pth")
 
 #: The checkpoint riffusion was trained as (a Stable Diffusion 1.5 fine-tune on spectrograms).
 DEFAULT_MODEL = "riffusion/riffusion-model-v1"
@@ -87,7 +92,58 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
+_CONFIG_FILES = {
+    "unet": "config.json",
+    "vae": "config.json",
+    "text_encoder": "config.json",
+    "scheduler": "scheduler_config.json",
+    "tokenizer": "vocab.json",
+}
+
+
+def _weight_file_names(
+    folder: str, *, variant: str | None, use_safetensors: bool | None
+) -> list[str]:
+    """Weight files (relative names) any of which satisfies ``folder``'s component."""
+    stems = _WEIGHTS[folder]
+    suffix = f".{variant}" if variant else ""
+    names = []
+    if use_safetensors is not False:
+        names += [f"{stems[0]}{suffix}.safetensors", f"{stems[0]}{suffix}.safetensors.index.json"]
+    if use_safetensors is not True:
+        names += [f"{stems[1]}{suffix}.bin", f"{stems[1]}{suffix}.bin.index.json"]
+    return names
+
+
+def _check_files(
+    folder: pathlib.Path, model: str, *, variant: str | None, use_safetensors: bool | None
+) -> None:
+    """Name the first file a complete checkpoint needs and ``folder`` lacks."""
+    for name, config in _CONFIG_FILES.items():
+        if not (folder / name / config).is_file():
+            raise ModelLoadError(
+                f"model={model!r} ({folder}) is incomplete: {name}/{config} is missing"
+            )
+    for name in _WEIGHTS:
+        wanted = _weight_file_names(name, variant=variant, use_safetensors=use_safetensors)
+        if not any((folder / name / file).is_file() for file in wanted):
+            what = " or ".join(f"{name}/{file}" for file in wanted if not file.endswith(".json"))
+            hint = ""
+            if variant:
+                hint = f" (variant={variant!r}; omit it to load the plain weights)"
+            elif use_safetensors:
+                hint = " (use_safetensors=True; pass None to accept .bin weights)"
+            raise ModelLoadError(
+                f"model={model!r} ({folder}) is incomplete: {what} is missing{hint}"
+            )
+
+
 def _check_folder(folder: pathlib.Path, model: str) -> None:
+    if folder.is_file() and folder.suffix in SINGLE_FILE_SUFFIXES:
+        raise ModelLoadError(
+            f"model={model!r} is a single-file checkpoint, not a diffusers folder; load it with "
+            "RiffusionPipeline.from_single_file(path) or Riffuser.from_single_file(path)"
+        )
     if not folder.is_dir():
         raise ModelLoadError(
             f"model={model!r} is not an existing folder; pass a folder in diffusers format "
@@ -121,32 +177,35 @@ def _download(model: str, *, patterns: list[str], local_files_only: bool, cache_
             cache_dir=cache_dir,
             revision=revision,
         )
-    except LocalEntryNotFoundError as exc:
-        how = (
-            "local_files_only=True forbids downloading it"
-            if local_files_only
-            else "the Hugging Face hub could not be reached"
-        )
+    except LocalEntryNotFoundError:
+        if local_files_only:
+            how = "local_files_only=True forbids downloading it"
+        elif huggingface_hub.constants.HF_HUB_OFFLINE:
+            how = "HF_HUB_OFFLINE=1 forbids downloading it"
+        else:
+            how = "the Hugging Face hub could not be reached"
         raise ModelLoadError(
             f"model={model!r} is not in {where} and {how}; download it once while online "
-            "(local_files_only=False), or pass model= a local folder in diffusers format"
-        ) from exc
-    except (RepositoryNotFoundError, GatedRepoError) as exc:
+            "(local_files_only=False), or pass model= a local folder in diffusers format; to "
+            "try things offline, riffusion.testing.make_tiny_model('tiny-model') builds a "
+            "small random one"
+        ) from None
+    except (RepositoryNotFoundError, GatedRepoError):
         raise ModelLoadError(
             f"model={model!r} was not found on the Hugging Face hub (or is private/gated and no "
             "valid token was given); check the id, or pass model= a local folder in diffusers "
             "format"
-        ) from exc
-    except RevisionNotFoundError as exc:
+        ) from None
+    except RevisionNotFoundError:
         raise ModelLoadError(
             f"revision={revision!r} does not exist for model={model!r} on the Hugging Face hub"
-        ) from exc
+        ) from None
     except Exception as exc:  # any download failure becomes one clear line
         raise ModelLoadError(
             f"could not fetch model={model!r} from the Hugging Face hub ({_one_line(exc)}); "
             "check the connection or local_files_only, or pass model= a local folder in "
             "diffusers format"
-        ) from exc
+        ) from None
 
 
 def resolve_model_folder(
@@ -155,6 +214,8 @@ def resolve_model_folder(
     local_files_only: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     revision: str | None = None,
+    variant: str | None = None,
+    use_safetensors: bool | None = None,
 ) -> pathlib.Path:
     """Return a local folder holding the checkpoint, downloading only the needed files.
 
@@ -164,6 +225,10 @@ def resolve_model_folder(
         local_files_only: Never touch the network; use the Hugging Face cache only.
         cache_dir: Hugging Face cache folder (default: the hub's default, ``HF_HOME``).
         revision: Hub branch, tag or commit (default: ``main``).
+        variant: weights variant, as in diffusers (``"fp16"`` reads
+            ``diffusion_pytorch_model.fp16.safetensors``); ``None``: the plain files.
+        use_safetensors: ``True``: safetensors weights only; ``False``: PyTorch ``.bin`` only;
+            ``None`` (default): safetensors where present, else ``.bin``.
 
     Returns:
         The folder, with the five component sub-folders.
@@ -175,26 +240,40 @@ def resolve_model_folder(
     """
     if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
         raise ModelLoadError(f"model={model!r} must be a non-empty hub id or folder path")
+    if variant is not None and (not isinstance(variant, str) or not variant.isidentifier()):
+        raise ModelLoadError(f"variant={variant!r} must be None or a name such as 'fp16'")
+    if use_safetensors not in (None, True, False):
+        raise ModelLoadError(f"use_safetensors={use_safetensors!r} must be None, True or False")
     name = os.fspath(model)
+    files = {"variant": variant, "use_safetensors": use_safetensors}
     if isinstance(model, os.PathLike) or _looks_like_path(name):
         folder = pathlib.Path(name).expanduser()
         _check_folder(folder, name)
+        _check_files(folder, name, **files)
         return folder
 
     common = {"local_files_only": local_files_only, "cache_dir": cache_dir, "revision": revision}
+    suffix = f".{variant}" if variant else ""
     patterns = list(_CONFIG_PATTERNS)
-    for folder_name, (stem, _) in _WEIGHTS.items():
-        patterns += _weight_patterns(folder_name, stem, "safetensors")
-    folder = pathlib.Path(_download(name, patterns=patterns, **common))
+    if use_safetensors is not False:
+        for folder_name, (stem, _) in _WEIGHTS.items():
+            patterns += _weight_patterns(folder_name, stem + suffix, "safetensors")
+        folder = pathlib.Path(_download(name, patterns=patterns, **common))
+    else:
+        folder = pathlib.Path(_download(name, patterns=patterns, **common))
 
     # Older checkpoints (riffusion-model-v1 among them, in some revisions) only ship .bin weights.
     fallback: list[str] = []
-    for folder_name, (st_stem, bin_stem) in _WEIGHTS.items():
-        if not _has_weights(folder / folder_name, st_stem, "safetensors"):
-            fallback += _weight_patterns(folder_name, bin_stem, "bin")
+    if use_safetensors is not True:
+        for folder_name, (st_stem, bin_stem) in _WEIGHTS.items():
+            if use_safetensors is False or not _has_weights(
+                folder / folder_name, st_stem + suffix, "safetensors"
+            ):
+                fallback += _weight_patterns(folder_name, bin_stem + suffix, "bin")
     if fallback:
         folder = pathlib.Path(_download(name, patterns=patterns + fallback, **common))
     _check_folder(folder, name)
+    _check_files(folder, name, **files)
     return folder
 
 
@@ -232,7 +311,12 @@ def _load_scheduler(folder: pathlib.Path, model: str) -> SchedulerMixin:
 
 
 def load_components(
-    folder: pathlib.Path, *, model: str, dtype: torch.dtype = torch.float32
+    folder: pathlib.Path,
+    *,
+    model: str,
+    dtype: torch.dtype = torch.float32,
+    variant: str | None = None,
+    use_safetensors: bool | None = None,
 ) -> ModelComponents:
     """Load the five components from a local diffusers-format folder.
 
@@ -240,6 +324,8 @@ def load_components(
         folder: Output of :func:`resolve_model_folder`.
         model: The name the user gave, for error messages.
         dtype: Floating-point dtype of the model weights.
+        variant: weights variant (``"fp16"``), as in diffusers.
+        use_safetensors: as in diffusers (``None``: safetensors where present).
 
     Returns:
         The components, on the CPU.
@@ -248,15 +334,16 @@ def load_components(
         ModelLoadError: If a component cannot be read, or the components do not fit together
             (latent channels, cross-attention width), or the UNet is not a 4-channel SD 1.x UNet.
     """
+    files: dict[str, Any] = {"variant": variant, "use_safetensors": use_safetensors}
     loaders = {
         "unet": lambda: UNet2DConditionModel.from_pretrained(
-            folder, subfolder="unet", torch_dtype=dtype, local_files_only=True
+            folder, subfolder="unet", torch_dtype=dtype, local_files_only=True, **files
         ),
         "vae": lambda: AutoencoderKL.from_pretrained(
-            folder, subfolder="vae", torch_dtype=dtype, local_files_only=True
+            folder, subfolder="vae", torch_dtype=dtype, local_files_only=True, **files
         ),
         "text_encoder": lambda: CLIPTextModel.from_pretrained(
-            folder, subfolder="text_encoder", dtype=dtype, local_files_only=True
+            folder, subfolder="text_encoder", dtype=dtype, local_files_only=True, **files
         ),
         "tokenizer": lambda: CLIPTokenizer.from_pretrained(
             folder, subfolder="tokenizer", local_files_only=True
@@ -288,3 +375,80 @@ def load_components(
         module.eval()
         module.requires_grad_(False)
     return ModelComponents(**loaded)
+
+
+def load_single_file(
+    path: str | os.PathLike[str],
+    *,
+    config: str | os.PathLike[str] | None = None,
+    dtype: torch.dtype = torch.float32,
+    local_files_only: bool = False,
+) -> ModelComponents:
+    """Load a single-file Stable Diffusion 1.x checkpoint (``.ckpt`` / ``.safetensors``).
+
+    Uses diffusers' ``StableDiffusionPipeline.from_single_file``, which converts the original
+    (CompVis) key layout to diffusers'. The file holds weights only: the component configs
+    come from ``config``, a diffusers-format folder or hub id of the same architecture (for
+    Riffusion, ``"riffusion/riffusion-model-v1"`` or any SD 1.5 repo); without it diffusers
+    fetches the configs of the architecture it detects from the hub, which needs the network
+    once.
+
+    Args:
+        path: the checkpoint file.
+        config: diffusers-format folder or hub id whose configs fit the checkpoint.
+        dtype: weights dtype.
+        local_files_only: never touch the network (then a local ``config`` folder or a cached
+            hub id is needed).
+
+    Returns:
+        The components, on the CPU.
+
+    Raises:
+        ModelLoadError: missing file, not a Stable Diffusion checkpoint, or configs not
+            available (offline without ``config``), in one line.
+    """
+    if not isinstance(path, str | os.PathLike) or not str(path).strip():
+        raise ModelLoadError(f"path={path!r} must be the path of a .ckpt or .safetensors file")
+    file = pathlib.Path(path).expanduser()
+    if not file.is_file():
+        raise ModelLoadError(f"path={os.fspath(path)!r} is not an existing checkpoint file")
+    if file.suffix not in SINGLE_FILE_SUFFIXES:
+        raise ModelLoadError(
+            f"path={os.fspath(path)!r} must end with one of {list(SINGLE_FILE_SUFFIXES)}"
+        )
+    options: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": local_files_only}
+    if config is not None:
+        config_path = pathlib.Path(os.fspath(config)).expanduser()
+        options["config"] = str(config_path) if config_path.is_dir() else os.fspath(config)
+    try:
+        from diffusers import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline.from_single_file(
+            str(file),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **options,
+        )
+    except Exception as exc:  # conversion or config errors: one line, no network traceback
+        how = (
+            ""
+            if config is not None
+            else (
+                "; pass config= a diffusers-format folder (or cached hub id) of the same "
+                "architecture, e.g. config='riffusion/riffusion-model-v1'"
+            )
+        )
+        raise ModelLoadError(
+            f"cannot load the single-file checkpoint {os.fspath(path)!r} ({_one_line(exc)}){how}"
+        ) from None
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+        module.eval()
+        module.requires_grad_(False)
+    return ModelComponents(
+        unet=pipe.unet,
+        vae=pipe.vae,
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
+        scheduler=pipe.scheduler,
+    )

@@ -36,7 +36,12 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from riffusion.diffusion.devices import cpu_generator, randn, resolve_device
 from riffusion.diffusion.interpolation import PromptInput, check_alpha, lerp, slerp
-from riffusion.diffusion.loading import DEFAULT_MODEL, load_components, resolve_model_folder
+from riffusion.diffusion.loading import (
+    DEFAULT_MODEL,
+    load_components,
+    load_single_file,
+    resolve_model_folder,
+)
 from riffusion.diffusion.masks import mask_to_latent
 from riffusion.diffusion.periodic import periodic_width
 from riffusion.diffusion.prompt_weighting import (
@@ -176,6 +181,8 @@ class RiffusionPipeline:
         self._default_scheduler = (type(scheduler), dict(scheduler.config))
         self._device = unet.device
         self._dtype = unet.dtype
+        self._sequential_offload = False
+        self._token_expansions: dict[str, str] = {}  # textual inversion: token -> tokens
         self._offload_hooks: list[Any] = []
         self._progress_bar_config: dict[str, Any] = {}
         self._interrupt = False
@@ -208,6 +215,8 @@ class RiffusionPipeline:
         cache_dir: str | os.PathLike[str] | None = None,
         revision: str | None = None,
         scheduler: str | SchedulerMixin | None = None,
+        variant: str | None = None,
+        use_safetensors: bool | None = None,
     ) -> RiffusionPipeline:
         """Load a Stable Diffusion 1.x checkpoint in diffusers format.
 
@@ -225,6 +234,10 @@ class RiffusionPipeline:
             scheduler: ``None`` for the checkpoint's own, a name from
                 :data:`~riffusion.diffusion.schedulers.SCHEDULER_NAMES`, or a diffusers
                 scheduler instance.
+            variant: Weights variant as in diffusers (``"fp16"`` reads
+                ``diffusion_pytorch_model.fp16.safetensors``); ``None`` for the plain files.
+            use_safetensors: As in diffusers: ``True`` safetensors only, ``False`` ``.bin``
+                only, ``None`` safetensors where present.
 
         Returns:
             The pipeline, on ``device``.
@@ -235,10 +248,49 @@ class RiffusionPipeline:
             ParameterError: If ``scheduler`` is an unknown name.
         """
         target, dtype = resolve_device(device, torch_dtype)
+        files: dict[str, Any] = {"variant": variant, "use_safetensors": use_safetensors}
         folder = resolve_model_folder(
-            model, local_files_only=local_files_only, cache_dir=cache_dir, revision=revision
+            model,
+            local_files_only=local_files_only,
+            cache_dir=cache_dir,
+            revision=revision,
+            **files,
         )
-        parts = load_components(folder, model=os.fspath(model), dtype=dtype)
+        parts = load_components(folder, model=os.fspath(model), dtype=dtype, **files)
+        pipe = cls(
+            unet=parts.unet,
+            vae=parts.vae,
+            text_encoder=parts.text_encoder,
+            tokenizer=parts.tokenizer,
+            scheduler=parts.scheduler,
+        )
+        if isinstance(scheduler, str):
+            pipe.set_scheduler(scheduler)
+        elif scheduler is not None:
+            pipe.scheduler = scheduler
+        return pipe.to(target, dtype)
+
+    @classmethod
+    def from_single_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        config: str | os.PathLike[str] | None = None,
+        device: str | torch.device = "auto",
+        torch_dtype: torch.dtype | str | None = None,
+        local_files_only: bool = False,
+        scheduler: str | SchedulerMixin | None = None,
+    ) -> RiffusionPipeline:
+        """Load a single-file ``.ckpt`` / ``.safetensors`` Stable Diffusion 1.x checkpoint.
+
+        See :func:`riffusion.diffusion.loading.load_single_file` (diffusers'
+        ``from_single_file``); ``config`` is a diffusers-format folder or hub id whose configs
+        fit the checkpoint. Other arguments as :meth:`from_pretrained`.
+        """
+        target, dtype = resolve_device(device, torch_dtype)
+        parts = load_single_file(
+            path, config=config, dtype=dtype, local_files_only=local_files_only
+        )
         pipe = cls(
             unet=parts.unet,
             vae=parts.vae,
@@ -278,7 +330,7 @@ class RiffusionPipeline:
         Raises:
             DeviceError: If the device is unavailable or CPU offload is enabled.
         """
-        if self._offload_hooks:
+        if self._offload_hooks or self._sequential_offload:
             raise DeviceError(
                 f"device={device!r}: cannot move a pipeline with model CPU offload enabled; "
                 "load a new pipeline instead"
@@ -465,6 +517,9 @@ class RiffusionPipeline:
     # ------------------------------------------------------------------ building blocks
 
     def _tokenize(self, prompt: str) -> WeightedTokens:
+        if self._token_expansions and isinstance(prompt, str):
+            for token, expansion in self._token_expansions.items():
+                prompt = prompt.replace(token, expansion) if expansion != token else prompt
         return tokenize_weighted(self.tokenizer, prompt)
 
     @torch.inference_mode()
@@ -964,6 +1019,123 @@ class RiffusionPipeline:
             height=height,
             periodic=periodic,
         )
+
+    # ------------------------------------------------------------------ memory and extras
+
+    def enable_attention_slicing(self, slice_size: str | int | None = "auto") -> RiffusionPipeline:
+        """Compute attention in slices (less peak memory, a little slower), as in diffusers.
+
+        Delegates to ``unet.set_attention_slice``. Results equal the unsliced ones up to
+        float rounding.
+
+        Args:
+            slice_size: ``"auto"`` (halve the heads), ``"max"`` (one slice at a time), an int
+                number of slices, or ``None`` to turn slicing off.
+
+        Returns:
+            ``self``.
+        """
+        if slice_size is not None and not (
+            slice_size in ("auto", "max") or (_is_int(slice_size) and slice_size > 0)
+        ):
+            raise ParameterError(
+                f"slice_size={slice_size!r} must be 'auto', 'max', a positive int or None"
+            )
+        self.unet.set_attention_slice(slice_size)
+        return self
+
+    def disable_attention_slicing(self) -> RiffusionPipeline:
+        """Undo :meth:`enable_attention_slicing`; returns ``self``."""
+        return self.enable_attention_slicing(None)
+
+    def enable_vae_slicing(self) -> RiffusionPipeline:
+        """Decode a batch of latents one image at a time (``vae.enable_slicing()``).
+
+        riffusion decodes one image per call, so this only matters for code that calls the
+        VAE with batches itself; offered because diffusers users expect it. Returns ``self``.
+        """
+        self.vae.enable_slicing()
+        return self
+
+    def enable_vae_tiling(self) -> RiffusionPipeline:
+        """Encode and decode large images in overlapping tiles (``vae.enable_tiling()``).
+
+        Saves memory for images wider than the VAE's tile (512 pixels for Stable Diffusion),
+        such as ``Riffuser.loop(bars=8)`` or ``riffuse(width=2048)``; tiles are blended, so
+        large images differ slightly from an untiled decode; images within one tile are
+        unchanged. Returns ``self``.
+        """
+        self.vae.enable_tiling()
+        return self
+
+    def disable_vae_tiling(self) -> RiffusionPipeline:
+        """Undo :meth:`enable_vae_tiling`; returns ``self``."""
+        self.vae.disable_tiling()
+        return self
+
+    def enable_sequential_cpu_offload(
+        self, device: str | torch.device = "cuda"
+    ) -> RiffusionPipeline:
+        """Keep every weight on the CPU and move each layer to the GPU only while it runs.
+
+        accelerate's ``cpu_offload`` on the UNet, text encoder and VAE, as diffusers does: the
+        least GPU memory (well under 1 GB) and the slowest. The pipeline cannot be moved
+        afterwards.
+
+        Args:
+            device: the CUDA device to run on.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            DeviceError: CUDA is not available, or model CPU offload is already enabled.
+        """
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device={device!r}: enable_sequential_cpu_offload needs CUDA, which is not "
+                "available; on the CPU everything already lives in main memory"
+            )
+        target, _ = resolve_device(device, self._dtype)
+        if target.type != "cuda":
+            raise DeviceError(f"device={device!r} must be a CUDA device for sequential offload")
+        if self._offload_hooks:
+            raise DeviceError("model CPU offload is enabled; use one kind of offload, not both")
+        from accelerate import cpu_offload
+
+        for module in (self.unet, self.vae, self.text_encoder):
+            module.to("cpu")
+            cpu_offload(module, target)
+        self._sequential_offload = True
+        self._device = target
+        return self
+
+    def load_textual_inversion(
+        self, path: str | os.PathLike[str], token: str | None = None
+    ) -> RiffusionPipeline:
+        """Add a textual-inversion embedding as a new prompt token, as diffusers does.
+
+        Reads diffusers' ``{token: tensor}`` files and Automatic1111's ``string_to_param``
+        files (``.safetensors``, ``.bin``, ``.pt``); see
+        :mod:`riffusion.diffusion.textual_inversion`.
+
+        Args:
+            path: the embedding file (or a folder holding ``learned_embeds.*``).
+            token: the token to use in prompts (default: the one stored in the file).
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ModelLoadError: unreadable file. ParameterError: token taken, wrong width.
+        """
+        from riffusion.diffusion.textual_inversion import add_embeddings, read_embeddings
+
+        name, vectors = read_embeddings(path, token)
+        self._token_expansions[name] = add_embeddings(
+            self.tokenizer, self.text_encoder, name, vectors
+        )
+        return self
 
     def __repr__(self) -> str:
         return (

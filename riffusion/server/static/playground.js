@@ -392,7 +392,10 @@ async function loadSeedImages(selected) {
     option.dataset.thumbnail = item.thumbnail;
     select.appendChild(option);
   }
-  if (selected && items.some((item) => item.id === selected)) select.value = selected;
+  // The web app's default id (og_beat, served through the library's alias table) unless the
+  // link names another one, so share links stay compatible with the original app.
+  const wanted = selected || "og_beat";
+  if (items.some((item) => item.id === wanted)) select.value = wanted;
   showSeed();
 }
 
