@@ -405,7 +405,18 @@ class Riffuser:
         local_files_only: bool = False,
     ) -> Riffuser:
         """Load a single-file ``.ckpt`` / ``.safetensors`` checkpoint (see
-        :meth:`RiffusionPipeline.from_single_file`); recipes record the file's absolute path."""
+        :meth:`RiffusionPipeline.from_single_file`); recipes record the file's absolute path.
+
+        Args:
+            path: the ``.ckpt`` or ``.safetensors`` file.
+            config: a diffusers-format folder or hub id whose configs fit the checkpoint (``None``:
+                diffusers' guess).
+            device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"``, ``"mps"`` or a ``torch.device``.
+            dtype: ``torch.float32``, ``float16``, ``bfloat16`` (or their names); ``None`` for the
+                device's default.
+            scheduler: a scheduler name of ``SCHEDULER_NAMES``; ``None`` keeps the checkpoint's.
+            local_files_only: never download (configs from the cache only).
+        """
         pipeline = RiffusionPipeline.from_single_file(
             path,
             config=config,
@@ -417,23 +428,42 @@ class Riffuser:
         return cls(pipeline, model=_model_id(path))
 
     def to(self, device: str | torch.device, dtype: torch.dtype | str | None = None) -> Riffuser:
-        """Move the model to ``device`` (and ``dtype``), as diffusers' ``.to``; returns ``self``."""
+        """Move the model to ``device`` (and ``dtype``), as diffusers' ``.to``; returns ``self``.
+
+        Args:
+            device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"``, ``"mps"`` or a ``torch.device``.
+            dtype: ``torch.float32``, ``float16`` or ``bfloat16`` (or their names); ``None``
+                keeps the current one.
+        """
         with self.lock:
             self.pipeline.to(device, dtype)
         return self
 
     def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> Riffuser:
-        """See :meth:`RiffusionPipeline.enable_model_cpu_offload`; returns ``self``."""
+        """See :meth:`RiffusionPipeline.enable_model_cpu_offload`; returns ``self``.
+
+        Args:
+            device: the accelerator each model moves to while it runs (``"cuda"``).
+        """
         self.pipeline.enable_model_cpu_offload(device)
         return self
 
     def enable_sequential_cpu_offload(self, device: str | torch.device = "cuda") -> Riffuser:
-        """See :meth:`RiffusionPipeline.enable_sequential_cpu_offload`; returns ``self``."""
+        """See :meth:`RiffusionPipeline.enable_sequential_cpu_offload`; returns ``self``.
+
+        Args:
+            device: the accelerator each layer moves to while it runs (``"cuda"``).
+        """
         self.pipeline.enable_sequential_cpu_offload(device)
         return self
 
     def enable_attention_slicing(self, slice_size: str | int | None = "auto") -> Riffuser:
-        """See :meth:`RiffusionPipeline.enable_attention_slicing`; returns ``self``."""
+        """See :meth:`RiffusionPipeline.enable_attention_slicing`; returns ``self``.
+
+        Args:
+            slice_size: ``"auto"`` (halve the heads), ``"max"`` (one slice at a time), an int
+                number of slices, or ``None`` to turn slicing off.
+        """
         self.pipeline.enable_attention_slicing(slice_size)
         return self
 
@@ -450,7 +480,12 @@ class Riffuser:
     def load_textual_inversion(
         self, path: str | os.PathLike[str], token: str | None = None
     ) -> Riffuser:
-        """See :meth:`RiffusionPipeline.load_textual_inversion`; returns ``self``."""
+        """See :meth:`RiffusionPipeline.load_textual_inversion`; returns ``self``.
+
+        Args:
+            path: a textual-inversion embedding file (``.bin`` / ``.safetensors``) or folder.
+            token: the token the embedding is bound to (``None``: the file's own).
+        """
         with self.lock:
             self.pipeline.load_textual_inversion(path, token=token)
         return self

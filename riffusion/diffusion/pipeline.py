@@ -286,6 +286,17 @@ class RiffusionPipeline:
         See :func:`riffusion.diffusion.loading.load_single_file` (diffusers'
         ``from_single_file``); ``config`` is a diffusers-format folder or hub id whose configs
         fit the checkpoint. Other arguments as :meth:`from_pretrained`.
+
+        Args:
+            path: the ``.ckpt`` or ``.safetensors`` file.
+            config: a diffusers-format folder or hub id whose configs fit the checkpoint (``None``:
+                diffusers' guess).
+            device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"``, ``"mps"`` or a ``torch.device``.
+            torch_dtype: ``torch.float32``, ``float16``, ``bfloat16`` (or their names); ``None``
+                for the device's default.
+            scheduler: a scheduler name of ``SCHEDULER_NAMES`` or a scheduler instance; ``None``
+                keeps the checkpoint's.
+            local_files_only: never download (configs from the cache only).
         """
         target, dtype = resolve_device(device, torch_dtype)
         parts = load_single_file(
