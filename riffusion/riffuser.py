@@ -1151,7 +1151,7 @@ class Riffuser:
             num_inference_steps: scheduler steps of a full run.
             seed_image: seed image (as :meth:`riffuse`); its loop is made periodic.
             bars: length in 4/4 bars at the seed images' tempo (``riffusion.seeds.SEED_BPM``),
-                an int >= 1; ``None`` is one period of 512 columns (two bars).
+                an int in [1, 16]; ``None`` is one period of 512 columns (two bars).
         """
         # bars=n: the loop is n bars of 4/4 at the seed images' tempo (riffusion.seeds.SEED_BPM,
         # 93.75 BPM: a bar is 2.56 s = 256 columns), 1 to 16; the seed image is tiled (or
