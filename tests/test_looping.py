@@ -15,7 +15,7 @@ from riffusion.looping import (
     stream_schedule,
     trim_to_bars,
 )
-from tests.conftest import SAMPLE_RATE, music_like
+from tests.conftest import SAMPLE_RATE
 
 
 def click_track(bpm: float, duration_s: float, sample_rate: int = SAMPLE_RATE) -> Audio:
@@ -161,16 +161,14 @@ def test_seam_discontinuity_of_a_continuous_loop_is_typical():
     assert seam_discontinuity(broken)["jump_ratio"] > 20
 
 
-def test_music_like_helper_is_sane():
-    assert np.abs(music_like(0.5)).max() == pytest.approx(0.8)
-
-
 def test_periodic_decoding_of_a_seed_image_loops_on_the_downbeat():
     from riffusion.seeds import load_seed_image
 
     image = load_seed_image("marimba_arp")
     plain = seam_discontinuity(riffusion.image_to_audio(image))
     looped = seam_discontinuity(periodic_image_to_audio(image))
-    assert plain["jump_ratio"] > 15  # measured ≈ 29
+    # The one-shot decode no longer clicks at its start (≈ 4.9 since the decoder fix; ≈ 29
+    # before), but its wrap still jumps many times more than the periodic decode's.
+    assert plain["jump_ratio"] > 3 * looped["jump_ratio"]
     assert looped["jump_ratio"] < 1.5  # measured ≈ 0.3
     assert looped["flux_ratio"] < plain["flux_ratio"] and looped["flux_ratio"] < 1.5

@@ -190,7 +190,7 @@ def test_loop_has_no_seam(riffuser):
     seam = seam_discontinuity(clip.audio)
     # The same image decoded as a one-shot clip clicks at the wrap (measured ratio 24-29).
     one_shot = seam_discontinuity(riffusion.image_to_audio(clip.image))
-    assert one_shot["jump_ratio"] > 15
+    assert one_shot["jump_ratio"] > 2 * seam["jump_ratio"]
     # Looped, the wrap is like the clip's own local sample steps (measured 0.3-1.6 over seeds
     # 4-6 on this noise-like tiny-model spectrogram, 0.1-0.5 on the built-in seed images) and
     # its spectral flux is like that between any two neighbouring frames.
