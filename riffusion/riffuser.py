@@ -507,7 +507,7 @@ class Riffuser:
             raise ParameterError("Riffuser works with mono spectrogram params (stereo=False)")
         riffuser = cls.from_pretrained(recipe.model, **kwargs)
         riffuser.params = recipe.params
-        riffuser.decode_method = recipe.decode_method  # type: ignore[assignment]
+        riffuser.decode_method = recipe.decode_method
         riffuser.decode_seed = recipe.decode_seed
         return riffuser
 

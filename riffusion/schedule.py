@@ -49,7 +49,7 @@ def _as_prompt_input(item: PromptInput | str | dict[str, Any], seed: int) -> Pro
 
 
 def stream_schedule(
-    prompts: Iterable[PromptInput | str | dict[str, Any]],
+    prompts: Iterable[PromptInput | str | dict[str, Any]] | PromptInput | str,
     *,
     steps_per_transition: int = 4,
     seed: int = 0,

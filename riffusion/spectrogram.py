@@ -252,7 +252,7 @@ class SpectrogramConverter:
         # n_fft = zoom · win_length: the win_length-point DFT grid is every zoom-th bin.
         zoom, remainder = divmod(params.n_fft, params.win_length)
         self._zoom = zoom if remainder == 0 else 0
-        self._inverse: _InverseOperators | None = None
+        self._inverse: tuple[_InverseOperators, _InverseOperators | None] | None = None
         self._reference_forward: tuple[torch.nn.Module, torch.nn.Module] | None = None
 
     # ---------------------------------------------------------------------------- forward
@@ -582,7 +582,8 @@ class _BuiltInDecoder:
         key = (params, str(torch.device(device)))
         converter = self._converters.get(key)
         if converter is None:
-            converter = self._converters.setdefault(key, SpectrogramConverter(params, device))
+            converter = SpectrogramConverter(params, device=device)
+            converter = self._converters.setdefault(key, converter)
         return converter.mel_to_waveform(
             mel, method=self.method, num_iterations=num_iterations, seed=seed, periodic=periodic
         )

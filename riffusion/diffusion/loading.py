@@ -17,7 +17,7 @@ import json
 import os
 import pathlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import diffusers
 import torch
@@ -245,14 +245,18 @@ def resolve_model_folder(
     if use_safetensors not in (None, True, False):
         raise ModelLoadError(f"use_safetensors={use_safetensors!r} must be None, True or False")
     name = os.fspath(model)
-    files = {"variant": variant, "use_safetensors": use_safetensors}
+    files: dict[str, Any] = {"variant": variant, "use_safetensors": use_safetensors}
     if isinstance(model, os.PathLike) or _looks_like_path(name):
         folder = pathlib.Path(name).expanduser()
         _check_folder(folder, name)
         _check_files(folder, name, **files)
         return folder
 
-    common = {"local_files_only": local_files_only, "cache_dir": cache_dir, "revision": revision}
+    common: dict[str, Any] = {
+        "local_files_only": local_files_only,
+        "cache_dir": cache_dir,
+        "revision": revision,
+    }
     suffix = f".{variant}" if variant else ""
     patterns = list(_CONFIG_PATTERNS)
     if use_safetensors is not False:
@@ -303,7 +307,7 @@ def _load_scheduler(folder: pathlib.Path, model: str) -> SchedulerMixin:
             f"model={model!r}: scheduler _class_name={class_name!r} is not a diffusers scheduler"
         )
     try:
-        return cls.from_config(config)
+        return cast(Any, cls).from_config(config)
     except Exception as exc:  # e.g. LMS without scipy, bad config values
         raise ModelLoadError(
             f"model={model!r}: cannot build scheduler {class_name} ({_one_line(exc)})"

@@ -512,9 +512,7 @@ class RiffusionPipeline:
         cls, config = self._default_scheduler
         return describe_scheduler(self.scheduler, cls, config)
 
-    def build_scheduler(
-        self, name: str, overrides: dict[str, Any] | None = None
-    ) -> SchedulerMixin:
+    def build_scheduler(self, name: str, overrides: dict[str, Any] | None = None) -> SchedulerMixin:
         """A fresh scheduler from ``(name, overrides)`` on this checkpoint's noise schedule;
         the pipeline's own :attr:`scheduler` is left as it is.
 
@@ -881,7 +879,7 @@ class RiffusionPipeline:
         denoising = mix.denoising if img2img else 1.0
 
         init_latents = None
-        if img2img:
+        if init_image is not None:
             with timer("vae_encode"):
                 init_latents = self.encode_image(init_image)
         mask = None
@@ -1047,7 +1045,8 @@ class RiffusionPipeline:
             ``self``.
         """
         if slice_size is not None and not (
-            slice_size in ("auto", "max") or (_is_int(slice_size) and slice_size > 0)
+            slice_size in ("auto", "max")
+            or (isinstance(slice_size, int) and _is_int(slice_size) and slice_size > 0)
         ):
             raise ParameterError(
                 f"slice_size={slice_size!r} must be 'auto', 'max', a positive int or None"
