@@ -92,6 +92,15 @@ class _Silence:
         return torch.zeros(*mel.shape[:-2], samples)
 
 
+def test_builtin_decoder_objects_decode_like_the_converter():
+    params = SpectrogramParams(num_frequencies=64)
+    mel = torch.rand(1, 64, 40) * 1e5
+    direct = SpectrogramConverter(params).mel_to_waveform(mel, num_iterations=4, seed=3)
+    through_registry = get_decoder("fast").decode(mel, params, seed=3, num_iterations=4)
+    assert through_registry.shape == (1, params.samples_for_width(40))
+    assert torch.equal(through_registry, direct)
+
+
 def test_builtins_are_registered_objects():
     assert decoder_names()[:2] == ("fast", "reference")
     assert isinstance(get_decoder("fast"), Decoder) and get_decoder("fast").supports_periodic
