@@ -26,6 +26,7 @@ __all__ = [
     "TINY_SCHEDULER_CONFIG",
     "bytes_to_unicode",
     "make_tiny_model",
+    "make_tiny_single_file",
 ]
 
 #: The architecture of ``riffusion/riffusion-model-v1`` (Stable Diffusion 1.5): keyword arguments
@@ -312,3 +313,210 @@ def make_tiny_model(directory: str | os.PathLike[str], *, seed: int = 0) -> path
         },
     )
     return root
+
+
+# diffusers ResNet block parameter names -> the original (CompVis ldm) UNet ResBlock names.
+_LDM_UNET_RESNET_NAMES = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "time_emb_proj": "emb_layers.1",
+    "conv_shortcut": "skip_connection",
+}
+
+# diffusers UNet top-level parameters -> ldm names (under ``model.diffusion_model.``).
+_LDM_UNET_TOP_LEVEL = {
+    "time_embedding.linear_1.": "time_embed.0.",
+    "time_embedding.linear_2.": "time_embed.2.",
+    "conv_in.": "input_blocks.0.0.",
+    "conv_norm_out.": "out.0.",
+    "conv_out.": "out.2.",
+}
+
+# diffusers VAE mid-block attention modules -> ldm ``mid.attn_1`` modules.
+_LDM_VAE_ATTENTION_NAMES = {
+    "group_norm": "norm",
+    "to_q": "q",
+    "to_k": "k",
+    "to_v": "v",
+    "to_out.0": "proj_out",
+}
+
+
+def _rename_by_prefix(
+    state: dict[str, torch.Tensor],
+    prefixes: dict[str, str],
+    resnet_names: dict[str, str],
+    what: str,
+) -> dict[str, torch.Tensor]:
+    """Rename every key by its longest matching prefix; inside ResNet blocks (prefixes whose
+    diffusers name contains ``.resnets.``) also rename the parameter's module name."""
+    ordered = sorted(prefixes, key=len, reverse=True)
+    renamed: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        prefix = next((p for p in ordered if key.startswith(p)), None)
+        if prefix is None:
+            raise ParameterError(
+                f"the {what} weight {key!r} has no place in the original Stable Diffusion layout "
+                "(only the SD 1.x architecture of make_tiny_model is supported)"
+            )
+        rest = key[len(prefix) :]
+        if ".resnets." in prefix:
+            module, _, param = rest.partition(".")
+            rest = f"{resnet_names.get(module, module)}.{param}"
+        renamed[prefixes[prefix] + rest] = tensor
+    return renamed
+
+
+def _unet_to_ldm(state: dict[str, torch.Tensor], config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """diffusers ``UNet2DConditionModel`` weights -> ``model.diffusion_model.*`` (SD 1.x).
+
+    The ldm UNet numbers its blocks sequentially: ``input_blocks.0`` is ``conv_in``, then each
+    down level has ``layers_per_block`` blocks ``[ResBlock, SpatialTransformer?]`` and (except the
+    last level) one downsampler block ``[Downsample]`` (``.0.op``); ``middle_block`` is
+    ResBlock/SpatialTransformer/ResBlock; each up level has ``layers_per_block + 1`` output blocks
+    ``[ResBlock, SpatialTransformer?, Upsample?]``, the upsampler in the level's last block.
+    """
+    layers = config["layers_per_block"]
+    if not isinstance(layers, int):
+        raise ParameterError(
+            f"layers_per_block={layers!r}: only one int for every level is supported"
+        )
+    levels = len(config["block_out_channels"])
+    prefixes = dict(_LDM_UNET_TOP_LEVEL)
+    block = 1
+    for level in range(levels):
+        for layer in range(layers):
+            prefixes[f"down_blocks.{level}.resnets.{layer}."] = f"input_blocks.{block}.0."
+            prefixes[f"down_blocks.{level}.attentions.{layer}."] = f"input_blocks.{block}.1."
+            block += 1
+        if level < levels - 1:
+            prefixes[f"down_blocks.{level}.downsamplers.0.conv."] = f"input_blocks.{block}.0.op."
+            block += 1
+    prefixes["mid_block.resnets.0."] = "middle_block.0."
+    prefixes["mid_block.attentions.0."] = "middle_block.1."
+    prefixes["mid_block.resnets.1."] = "middle_block.2."
+    block = 0
+    for level in range(levels):
+        for layer in range(layers + 1):
+            prefixes[f"up_blocks.{level}.resnets.{layer}."] = f"output_blocks.{block}.0."
+            prefixes[f"up_blocks.{level}.attentions.{layer}."] = f"output_blocks.{block}.1."
+            block += 1
+        if level < levels - 1:
+            has_attention = str(config["up_block_types"][level]).startswith("CrossAttn")
+            slot = 2 if has_attention else 1
+            prefixes[f"up_blocks.{level}.upsamplers.0.conv."] = (
+                f"output_blocks.{block - 1}.{slot}.conv."
+            )
+    renamed = _rename_by_prefix(state, prefixes, _LDM_UNET_RESNET_NAMES, "UNet")
+    return {f"model.diffusion_model.{key}": tensor for key, tensor in renamed.items()}
+
+
+def _vae_to_ldm(state: dict[str, torch.Tensor], config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """diffusers ``AutoencoderKL`` weights -> ``first_stage_model.*`` (SD 1.x).
+
+    ldm names the encoder levels ``encoder.down.{i}.block.{j}`` / ``.downsample``, the decoder
+    levels in *reverse* order (``decoder.up.{n-1-i}`` is diffusers' ``decoder.up_blocks.{i}``), the
+    mid ResNets ``mid.block_1`` / ``mid.block_2``, ``conv_norm_out`` ``norm_out`` and a ResNet's
+    1x1 shortcut ``nin_shortcut``. The mid-block attention (``mid.attn_1``) has ``norm`` /
+    ``q`` / ``k`` / ``v`` / ``proj_out`` as 1x1 convolutions where diffusers has ``group_norm`` and
+    linear ``to_q`` / ``to_k`` / ``to_v`` / ``to_out.0``: its linear weights get two unit axes.
+    """
+    levels = len(config["block_out_channels"])
+    prefixes: dict[str, str] = {
+        "quant_conv.": "quant_conv.",
+        "post_quant_conv.": "post_quant_conv.",
+    }
+    for part in ("encoder", "decoder"):
+        prefixes[f"{part}.conv_in."] = f"{part}.conv_in."
+        prefixes[f"{part}.conv_out."] = f"{part}.conv_out."
+        prefixes[f"{part}.conv_norm_out."] = f"{part}.norm_out."
+        for k in range(2):
+            prefixes[f"{part}.mid_block.resnets.{k}."] = f"{part}.mid.block_{k + 1}."
+        for ours, theirs in _LDM_VAE_ATTENTION_NAMES.items():
+            prefixes[f"{part}.mid_block.attentions.0.{ours}."] = f"{part}.mid.attn_1.{theirs}."
+    for level in range(levels):
+        prefixes[f"encoder.down_blocks.{level}.resnets."] = f"encoder.down.{level}.block."
+        prefixes[f"encoder.down_blocks.{level}.downsamplers.0.conv."] = (
+            f"encoder.down.{level}.downsample.conv."
+        )
+        ldm_level = levels - 1 - level
+        prefixes[f"decoder.up_blocks.{level}.resnets."] = f"decoder.up.{ldm_level}.block."
+        prefixes[f"decoder.up_blocks.{level}.upsamplers.0.conv."] = (
+            f"decoder.up.{ldm_level}.upsample.conv."
+        )
+    renamed: dict[str, torch.Tensor] = {}
+    for key, tensor in _rename_by_prefix(state, prefixes, {}, "VAE").items():
+        if ".mid.attn_1." in key and key.endswith(".weight") and tensor.ndim == 2:
+            tensor = tensor[:, :, None, None]  # linear -> 1x1 convolution
+        # Inside "...block.{j}." only the shortcut is renamed (norm1/conv1/... keep their names).
+        renamed[f"first_stage_model.{key.replace('.conv_shortcut.', '.nin_shortcut.')}"] = tensor
+    return renamed
+
+
+def _text_encoder_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """transformers ``CLIPTextModel`` weights -> ``cond_stage_model.transformer.text_model.*``.
+
+    SD 1.x stores the HF CLIP text model as is, under ``cond_stage_model.transformer.``; newer
+    transformers save ``CLIPTextModel`` without its ``text_model.`` level, which is put back.
+    """
+    renamed: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        inner = key.removeprefix("text_model.")
+        renamed[f"cond_stage_model.transformer.text_model.{inner}"] = tensor
+    return renamed
+
+
+def make_tiny_single_file(
+    model_dir: str | os.PathLike[str], path: str | os.PathLike[str]
+) -> pathlib.Path:
+    """Write a diffusers-format tiny model as one original-layout Stable Diffusion checkpoint.
+
+    Converts the UNet, VAE and CLIP text encoder of a folder made by :func:`make_tiny_model` to
+    the key layout of the original (CompVis) SD 1.x ``.ckpt`` / ``.safetensors`` files:
+    ``model.diffusion_model.*`` (UNet), ``first_stage_model.*`` (VAE) and
+    ``cond_stage_model.transformer.text_model.*`` (text encoder); tensors are unchanged (same
+    shapes, dtypes and values). The file holds weights only, so loading it needs the folder's
+    configs: ``RiffusionPipeline.from_single_file(path, config=model_dir)``. This is the inverse
+    of diffusers' single-file conversion, written from the layout, for testing that path offline.
+
+    Args:
+        model_dir: A diffusers-format folder with ``unet/``, ``vae/`` and ``text_encoder/``
+            safetensors weights and configs (as written by :func:`make_tiny_model`).
+        path: The ``.safetensors`` file to write (its folder must exist).
+
+    Returns:
+        ``path`` as a :class:`pathlib.Path`.
+
+    Raises:
+        ParameterError: If ``path`` does not end with ``.safetensors``, a component's weights or
+            config are missing, or the architecture has weights this SD 1.x layout has no place
+            for.
+    """
+    from safetensors.torch import load_file, save_file
+
+    root = pathlib.Path(model_dir)
+    target = pathlib.Path(path)
+    if target.suffix != ".safetensors":
+        raise ParameterError(f"path={str(target)!r} must end with .safetensors")
+    files = {
+        "unet": root / "unet" / "diffusion_pytorch_model.safetensors",
+        "vae": root / "vae" / "diffusion_pytorch_model.safetensors",
+        "text_encoder": root / "text_encoder" / "model.safetensors",
+    }
+    for name, file in files.items():
+        if not file.is_file() or not (root / name / "config.json").is_file():
+            raise ParameterError(
+                f"model_dir={str(root)!r} has no {name}/{file.name} and {name}/config.json"
+            )
+
+    def config(name: str) -> dict[str, Any]:
+        return json.loads((root / name / "config.json").read_text(encoding="utf-8"))
+
+    checkpoint: dict[str, torch.Tensor] = {}
+    checkpoint.update(_unet_to_ldm(load_file(str(files["unet"])), config("unet")))
+    checkpoint.update(_vae_to_ldm(load_file(str(files["vae"])), config("vae")))
+    checkpoint.update(_text_encoder_to_ldm(load_file(str(files["text_encoder"]))))
+    save_file({k: v.contiguous() for k, v in checkpoint.items()}, str(target))
+    return target
