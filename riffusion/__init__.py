@@ -16,6 +16,7 @@ audio ↔ image work loads torch, and ``Riffuser`` loads diffusers and transform
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from riffusion.errors import (
@@ -75,6 +76,10 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    # Submodules by attribute, as an eager package would have them (``riffusion.seeds.x``
+    # right after ``import riffusion``); importing one binds it in this namespace.
+    if not name.startswith("_") and importlib.util.find_spec(f"riffusion.{name}") is not None:
+        return importlib.import_module(f"riffusion.{name}")
     raise AttributeError(f"module 'riffusion' has no attribute {name!r}")
 
 

@@ -168,3 +168,15 @@ def test_cli_help_does_not_import_torch():
 def test_riffuser_does_load_diffusers():
     # The probe can see a heavy import (so the empty lists above mean something).
     assert "diffusers" in _loaded("import riffusion.riffuser")
+
+
+def test_submodules_are_attributes_after_import_riffusion():
+    # As in an eager package: the README's `riffusion.seeds.synthesize_seed_audio(...)` right
+    # after `import riffusion`, in a fresh process.
+    code = (
+        "import riffusion\nassert riffusion.seeds.DEFAULT_SEED_IMAGE == 'straight_beat'\n"
+        "assert callable(riffusion.joins.stitch) and riffusion.limits.MAX_SAMPLE_RATE > 0\n"
+        "try:\n    riffusion.no_such_module\nexcept AttributeError:\n    pass\n"
+        "else:\n    raise SystemExit('no AttributeError')"
+    )
+    assert _loaded(code) == ["torch", "torchaudio"]
