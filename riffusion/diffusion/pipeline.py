@@ -257,18 +257,7 @@ class RiffusionPipeline:
             **files,
         )
         parts = load_components(folder, model=os.fspath(model), dtype=dtype, **files)
-        pipe = cls(
-            unet=parts.unet,
-            vae=parts.vae,
-            text_encoder=parts.text_encoder,
-            tokenizer=parts.tokenizer,
-            scheduler=parts.scheduler,
-        )
-        if isinstance(scheduler, str):
-            pipe.set_scheduler(scheduler)
-        elif scheduler is not None:
-            pipe.scheduler = scheduler
-        return pipe.to(target, dtype)
+        return cls._from_parts(parts, scheduler, target, dtype)
 
     @classmethod
     def from_single_file(
@@ -302,6 +291,13 @@ class RiffusionPipeline:
         parts = load_single_file(
             path, config=config, dtype=dtype, local_files_only=local_files_only
         )
+        return cls._from_parts(parts, scheduler, target, dtype)
+
+    @classmethod
+    def _from_parts(
+        cls, parts: Any, scheduler: str | SchedulerMixin | None, target: Any, dtype: Any
+    ) -> RiffusionPipeline:
+        """The pipeline over loaded components, its scheduler chosen, moved to ``target``."""
         pipe = cls(
             unet=parts.unet,
             vae=parts.vae,
