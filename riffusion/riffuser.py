@@ -163,6 +163,15 @@ def _as_prompt_input(value: Any, seed: int, name: str) -> PromptInput:
 
 
 # ------------------------------------------------------------------------------- helpers
+def _check_adapter_file(adapter: Adapter) -> None:
+    found = _adapter_fingerprint(adapter.kind, adapter.path)
+    if found != adapter.fingerprint:
+        raise ModelLoadError(
+            f"{adapter.kind} weights {adapter.path!r} have fingerprint {found}, the recipe's are "
+            f"{adapter.fingerprint}: the file changed since the clip was made"
+        )
+
+
 def _adapter_fingerprint(kind: str, path: str) -> str:
     """The fingerprint of an adapter's weights file, or a :class:`ModelLoadError` naming it."""
     try:
@@ -521,19 +530,55 @@ class Riffuser:
         riffuser.params = recipe.params
         riffuser.decode_method = recipe.decode_method
         riffuser.decode_seed = recipe.decode_seed
-        for adapter in recipe.adapters:
-            found = _adapter_fingerprint(adapter.kind, adapter.path)
-            if found != adapter.fingerprint:
-                raise ModelLoadError(
-                    f"{adapter.kind} weights {adapter.path!r} have fingerprint {found}, the "
-                    f"recipe's are {adapter.fingerprint}: the file changed since the clip was made"
+        return riffuser.use_adapters(recipe.adapters)
+
+    def use_adapters(self, adapters: Iterable[Adapter]) -> Riffuser:
+        """Make the loaded LoRA and textual inversions the given ones (a recipe's ``adapters``).
+
+        What is missing is loaded from the recorded files, after checking that each file still
+        has the recorded fingerprint; the LoRA is swapped, rescaled or unloaded as needed.
+        Textual inversions can only be added (a token cannot be taken back out of the
+        tokenizer), so the ones loaded must come first in ``adapters``, in the same order.
+
+        Args:
+            adapters: :class:`~riffusion.recipe.Adapter` objects, e.g. ``recipe.adapters``.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ModelLoadError: a file is missing, unreadable, or not the recorded one.
+            ParameterError: a loaded textual inversion is not among ``adapters``.
+        """
+        adapters = tuple(adapters)
+        if not all(isinstance(adapter, Adapter) for adapter in adapters):
+            raise ParameterError(f"adapters={adapters!r} must be riffusion.recipe.Adapter objects")
+        with self.lock:
+            wanted = [a for a in adapters if a.kind == "textual_inversion"]
+            loaded = [a for a in self._adapters() if a.kind == "textual_inversion"]
+            if [(a.fingerprint, a.token) for a in loaded] != [
+                (a.fingerprint, a.token) for a in wanted[: len(loaded)]
+            ]:
+                raise ParameterError(
+                    "textual inversions cannot be unloaded: this Riffuser has "
+                    f"{[a.token for a in loaded]}, the adapters start with "
+                    f"{[a.token for a in wanted[: len(loaded)]]}; use a fresh Riffuser"
                 )
-            if adapter.kind == "lora":
-                assert adapter.scale is not None  # Adapter checks it
-                riffuser.load_lora(adapter.path, adapter.scale)
-            else:
-                riffuser.load_textual_inversion(adapter.path, token=adapter.token)
-        return riffuser
+            for adapter in wanted[len(loaded) :]:
+                _check_adapter_file(adapter)
+                self.pipeline.load_textual_inversion(adapter.path, token=adapter.token)
+            lora = next((a for a in adapters if a.kind == "lora"), None)
+            current = next((a for a in self._adapters() if a.kind == "lora"), None)
+            if lora is None:
+                self.pipeline.unload_lora()
+            elif current is None or current.fingerprint != lora.fingerprint:
+                _check_adapter_file(lora)
+                assert lora.scale is not None  # Adapter checks it
+                self.pipeline.load_lora(lora.path, lora.scale)
+            elif current.scale != lora.scale:
+                assert lora.scale is not None
+                self.pipeline.set_lora_scale(lora.scale)
+        return self
 
     @contextlib.contextmanager
     def on_progress(self, callback: ProgressCallback) -> Iterator[None]:

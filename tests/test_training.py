@@ -345,6 +345,12 @@ def test_recipes_record_the_lora_and_render_it_again(overfit, tiny_model):
     riffuser.pipeline.set_lora_scale(0.2)
     assert riffuser.render(recipe).audio == clip.audio
     assert riffuser.pipeline.lora == (str(overfit.weights), 0.2)
+    # A Riffuser without it takes the recipe's adapters with use_adapters, and drops them.
+    plain = Riffuser.from_pretrained(tiny_model, device="cpu")
+    plain.pipeline.set_progress_bar_config(disable=True)
+    assert plain.use_adapters(recipe.adapters) is plain
+    assert plain.render(recipe).audio == clip.audio
+    assert plain.use_adapters(()).pipeline.lora is None
     # Without the LoRA, or with other weights under the same path: clear errors.
     riffuser.unload_lora()
     with pytest.raises(ParameterError, match=r"made with adapters \[lora .*\] but .* \[none\]"):
@@ -391,3 +397,17 @@ def test_a_recipe_records_at_most_one_lora():
     assert Recipe.from_dict({**data, "adapters": [lora]}).adapters[0].scale == 1.0
     with pytest.raises(ParameterError, match="at most one LoRA"):
         Recipe.from_dict({**data, "adapters": [lora, lora]})
+
+
+def test_render_command_loads_the_recipes_lora(overfit, tiny_model, tmp_path):
+    from riffusion import Audio, Riffuser
+    from riffusion.cli import main
+
+    riffuser = Riffuser.from_pretrained(str(tiny_model), device="cpu")
+    riffuser.pipeline.set_progress_bar_config(disable=True)
+    riffuser.load_lora(overfit.weights, scale=0.5)
+    clip = riffuser.text_to_audio("low tone", seed=4, num_inference_steps=2)
+    clip.save(tmp_path / "made.wav", save_recipe=True)
+    argv = ["render", str(tmp_path / "made.json"), "-o", str(tmp_path / "again.wav")]
+    assert main([*argv, "--device", "cpu", "-q"]) == 0
+    assert Audio.load(tmp_path / "again.wav") == Audio.load(tmp_path / "made.wav")
