@@ -229,7 +229,9 @@ def _buffered(items: Iterator[Clip], size: int) -> Iterator[Clip]:
     One worker keeps generation sequential (the pipeline is not thread-safe); torch releases
     the GIL inside its kernels, so the consumer stays responsive. An exception in the worker is
     re-raised to the consumer at the position where it happened; closing the iterator waits for
-    the clip in progress, then stops the worker.
+    the clip in progress, then stops the worker. The worker runs in a copy of the context of
+    the thread that starts the iteration, so a ``Riffuser.on_progress`` callback set there
+    reports the clips it makes ahead.
     """
     done = object()
     ready: queue.Queue[Any] = queue.Queue(maxsize=size)
@@ -250,7 +252,10 @@ def _buffered(items: Iterator[Clip], size: int) -> Iterator[Clip]:
         except BaseException as error:  # handed to the consumer, not lost in the thread
             ready.put(error)
 
-    worker = threading.Thread(target=work, name="riffusion-stream", daemon=True)
+    context = contextvars.copy_context()
+    worker = threading.Thread(
+        target=context.run, args=(work,), name="riffusion-stream", daemon=True
+    )
     worker.start()
     try:
         while True:
@@ -585,8 +590,10 @@ class Riffuser:
         """Report every denoising step of the clips made in this block (in this thread).
 
         The callback is bound to the calling thread (a context variable), not to the instance:
-        generations run by other threads — e.g. the background worker of
-        ``stream(buffer_ahead=...)`` — are not reported.
+        generations that other threads run on the same Riffuser are not reported. The
+        background worker of ``stream(buffer_ahead=...)`` is the exception: it takes the
+        context of the thread that starts iterating the stream, so the clips it makes ahead
+        are reported when that thread iterates inside the block.
 
         Args:
             callback: called with a :class:`Progress` after each step; return ``True`` to

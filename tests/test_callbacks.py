@@ -162,3 +162,25 @@ def test_the_lock_serialises_generations_from_threads(riffuser):
 def test_on_progress_refuses_non_callables(riffuser):
     with pytest.raises(RiffusionError, match="callable"), riffuser.on_progress(None):
         pass
+
+
+def test_progress_follows_the_stream_into_its_buffer_thread(riffuser):
+    seen: list[tuple[Progress, str]] = []
+
+    def record(progress: Progress) -> None:
+        seen.append((progress, threading.current_thread().name))
+
+    with riffuser.on_progress(record):
+        stream = riffuser.stream(
+            ["jazz", "rock"], buffer_ahead=1, max_clips=2, num_inference_steps=2
+        )
+        clips = list(stream)
+    steps = [len(clip.debug["timesteps"][0]) for clip in clips]
+    assert len(clips) == 2 and len(seen) == sum(steps)
+    assert [progress for progress, _ in seen] == [
+        Progress(1, 1, step, total) for total in steps for step in range(1, total + 1)
+    ]
+    assert {name for _, name in seen} == {"riffusion-stream"}
+    # A stream iterated outside the block reports nothing.
+    list(riffuser.stream(["jazz"], buffer_ahead=1, max_clips=1, num_inference_steps=2))
+    assert len(seen) == sum(steps)
