@@ -31,6 +31,7 @@ import hashlib
 import os
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -280,18 +281,7 @@ def resolve_seed_id(seed_id: Any) -> str:
     Raises:
         ParameterError: malformed (path-like) or unknown id; the message lists the known ids.
     """
-    check_image_id(seed_id, what="seed_image")
-    with _REGISTRY_LOCK:
-        if seed_id in _REGISTERED:
-            return seed_id
-    if seed_id in _SEEDS:
-        return seed_id
-    if seed_id in RIFFUSION_ALIASES and RIFFUSION_ALIASES[seed_id] in _SEEDS:
-        return RIFFUSION_ALIASES[seed_id]
-    raise ParameterError(
-        f"unknown seed image {seed_id!r} (seed_image={seed_id!r} is no registered, built-in "
-        f"or alias id); known: {', '.join(_known_seed_ids())}"
-    )
+    return _resolve_id(seed_id, _SEEDS, what="seed image", argument="seed_image")
 
 
 def resolve_mask_id(mask_id: Any) -> str | None:
@@ -302,28 +292,29 @@ def resolve_mask_id(mask_id: Any) -> str | None:
     """
     if mask_id is None or mask_id == "":
         return None
-    check_image_id(mask_id, what="mask_image")
+    return _resolve_id(mask_id, _MASKS, what="mask image", argument="mask_image")
+
+
+def _resolve_id(name: Any, built_in: Mapping[str, Any], *, what: str, argument: str) -> str:
+    """``name`` as a registered id, a key of ``built_in``, or the target of a Riffusion alias
+    that is a key of ``built_in`` (checked in that order)."""
+    check_image_id(name, what=argument)
     with _REGISTRY_LOCK:
-        if mask_id in _REGISTERED:
-            return mask_id
-    if mask_id in _MASKS:
-        return mask_id
-    if mask_id in RIFFUSION_ALIASES and RIFFUSION_ALIASES[mask_id] in _MASKS:
-        return RIFFUSION_ALIASES[mask_id]
+        if name in _REGISTERED:
+            return name
+    if name in built_in:
+        return name
+    if name in RIFFUSION_ALIASES and RIFFUSION_ALIASES[name] in built_in:
+        return RIFFUSION_ALIASES[name]
     raise ParameterError(
-        f"unknown mask image {mask_id!r} (mask_image={mask_id!r} is no registered, built-in "
-        f"or alias id); known: {', '.join(_known_mask_ids())}"
+        f"unknown {what} {name!r} ({argument}={name!r} is no registered, built-in or alias "
+        f"id); known: {', '.join(_known_ids_of(built_in))}"
     )
 
 
-def _known_seed_ids() -> list[str]:
-    aliases = [name for name, target in RIFFUSION_ALIASES.items() if target in _SEEDS]
-    return [*sorted(registered_images()), *_SEEDS, *aliases]
-
-
-def _known_mask_ids() -> list[str]:
-    aliases = [name for name, target in RIFFUSION_ALIASES.items() if target in _MASKS]
-    return [*sorted(registered_images()), *_MASKS, *aliases]
+def _known_ids_of(built_in: Mapping[str, Any]) -> list[str]:
+    aliases = [name for name, target in RIFFUSION_ALIASES.items() if target in built_in]
+    return [*sorted(registered_images()), *built_in, *aliases]
 
 
 def _registered_image(name: str) -> Image.Image | None:
