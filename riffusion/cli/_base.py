@@ -11,12 +11,13 @@ import math
 import os
 import secrets
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from riffusion.commands._types import float_in, int_in
 from riffusion.errors import ModelLoadError, ParameterError
 from riffusion.inputs import MAX_SEED
 
@@ -72,41 +73,12 @@ def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
-def _int_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low or (high is not None and value >= high):
-            raise argparse.ArgumentTypeError(f"{text} must be {what}")
-        return value
-
-    return parse
-
-
-def _float_in(
-    low: float, high: float, what: str, *, open_low: bool = False
-) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        too_low = value <= low if open_low else value < low
-        if not math.isfinite(value) or too_low or value > high:
-            raise argparse.ArgumentTypeError(f"{text} must be {what}")
-        return value
-
-    return parse
-
-
-_positive_int = _int_in(1, None, "a positive integer")
-_seed_int = _int_in(0, _MAX_SEED, "an integer in [0, 2**63)")
-_unit_float = _float_in(0.0, 1.0, "a number in [0, 1]")
-_non_negative_float = _float_in(0.0, math.inf, "a finite number >= 0")
-_positive_float = _float_in(0.0, math.inf, "a finite number > 0", open_low=True)
-_duration_float = _float_in(
+_positive_int = int_in(1, None, "a positive integer")
+_seed_int = int_in(0, _MAX_SEED, "an integer in [0, 2**63)")
+_unit_float = float_in(0.0, 1.0, "a number in [0, 1]")
+_non_negative_float = float_in(0.0, math.inf, "a finite number >= 0")
+_positive_float = float_in(0.0, math.inf, "a finite number > 0", open_low=True)
+_duration_float = float_in(
     0.0, _MAX_DURATION_S, f"a duration in (0, {_MAX_DURATION_S:g}] seconds", open_low=True
 )
 

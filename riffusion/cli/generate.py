@@ -24,7 +24,6 @@ from riffusion.cli._base import (
     _duration_float,
     _example,
     _images,
-    _int_in,
     _load_audio,
     _load_riffuser,
     _mask_image,
@@ -38,6 +37,7 @@ from riffusion.cli._base import (
     _unit_float,
     _write_clips,
 )
+from riffusion.commands._types import int_in
 from riffusion.errors import ParameterError
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def add_interpolate(command: Commands) -> None:
     group = _add_generation(sub, denoising=0.75, save_image=False)
     group.add_argument(
         "--num-clips",
-        type=_int_in(2, None, "an integer >= 2"),
+        type=int_in(2, None, "an integer >= 2"),
         default=5,
         help="clips from start to end inclusive, 5.11 s each (default: 5)",
     )

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from riffusion.commands._types import float_in, int_in
+
 __all__ = ["add_parser", "run"]
 
 _EXAMPLE = """\
@@ -29,26 +31,10 @@ records status, files, errors, attempts and timings. Rerunning skips finished jo
 
 
 def _count(minimum: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text} must be an integer >= {minimum}")
-        return value
-
-    return parse
+    return int_in(minimum, None, f"an integer >= {minimum}")
 
 
-def _gpus(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a number >= 0")
-    return value
+_gpus = float_in(0.0, math.inf, "a number >= 0")
 
 
 def _option(text: str) -> tuple[str, str]:

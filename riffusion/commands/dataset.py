@@ -7,6 +7,8 @@ import math
 import sys
 from typing import Any
 
+from riffusion.commands._types import float_in, int_in
+
 __all__ = ["add_parser", "run"]
 
 EXAMPLE = """Example:
@@ -15,24 +17,8 @@ EXAMPLE = """Example:
   riffusion prepare-dataset my_music/ -o my_dataset/ --shard 0/4   # one of four machines"""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be a positive integer")
-    return value
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text} must be finite")
-    return value
+_positive_int = int_in(1, None, "a positive integer")
+_finite_float = float_in(-math.inf, math.inf, "finite")
 
 
 def _shard(text: str) -> tuple[int, int]:

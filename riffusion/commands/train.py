@@ -6,6 +6,8 @@ import argparse
 import math
 from typing import Any
 
+from riffusion.commands._types import float_in, int_in
+
 __all__ = ["add_parser", "run"]
 
 DEFAULT_MODEL = "riffusion/riffusion-model-v1"  # riffusion.diffusion.DEFAULT_MODEL, not imported
@@ -17,34 +19,9 @@ EXAMPLE = """Example:
   riffusion train-lora my_dataset/ -o my_lora/ --steps 4000 --resume   # continue to 4000"""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be a positive integer")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be an integer >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
-    return value
+_positive_int = int_in(1, None, "a positive integer")
+_non_negative_int = int_in(0, None, "an integer >= 0")
+_positive_float = float_in(0.0, math.inf, "a positive number", open_low=True)
 
 
 def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
