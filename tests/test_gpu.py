@@ -103,3 +103,15 @@ def test_decoding_on_cuda_is_as_faithful_as_on_cpu(method):
         again = get_converter(params).waveform_to_mel(decoded.to_tensor() * 32768.0)
         errors[device] = spectral_convergence(mel, again.cpu())
     assert errors["cuda"] <= errors["cpu"] * 1.1 + 0.005
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_slerp_on_cuda_keeps_the_device_and_matches_cpu(dtype):
+    # Computed in float64 on the CPU (MPS has no float64), returned on v0's device and dtype.
+    from riffusion.diffusion.interpolation import slerp
+
+    generator = torch.Generator().manual_seed(0)
+    v0, v1 = torch.randn(2, 4, 8, 8, generator=generator).to(dtype)
+    mixed = slerp(0.3, v0.cuda(), v1.cuda())
+    assert mixed.device.type == "cuda" and mixed.dtype == dtype
+    assert torch.equal(mixed.cpu(), slerp(0.3, v0, v1))
