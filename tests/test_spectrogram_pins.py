@@ -446,3 +446,34 @@ def test_inverse_accepts_one_iteration_and_any_integer_seed():
     mel = torch.rand(64, 8, generator=torch.Generator().manual_seed(2)) * 1e4
     assert converter.mel_to_waveform(mel, num_iterations=1, seed=-3).shape == (560,)
     assert converter.mel_to_waveform(mel[:, :1], num_iterations=1, periodic=True).shape == (80,)
+
+
+# ---------------------------------------------------------------------- built-in decoders
+@pytest.mark.parametrize("name", ["fast", "reference"])
+def test_built_in_decoders_decode_like_the_converter(name):
+    from riffusion.phase import get_decoder
+
+    decoder = get_decoder(name)
+    assert repr(decoder) == f"<riffusion decoder {name!r}>"
+    assert decoder.supports_periodic is (name == "fast")
+    mel = torch.rand(1, 64, 8, generator=torch.Generator().manual_seed(4)) * 1e4
+    decoded = decoder.decode(mel, SMALL, seed=7, num_iterations=2, device="cpu")
+    expected = SpectrogramConverter(SMALL).mel_to_waveform(
+        mel, method=name, seed=7, num_iterations=2
+    )
+    assert torch.equal(decoded, expected)
+    # One converter per parameters and device, kept.
+    converter = decoder._converters[(SMALL, "cpu")]
+    decoder.decode(mel, SMALL, device=torch.device("cpu"), num_iterations=1)
+    assert decoder._converters[(SMALL, "cpu")] is converter
+
+
+def test_built_in_fast_decoder_defaults_and_periodic():
+    from riffusion.phase import get_decoder
+
+    decoder = get_decoder("fast")
+    mel = torch.rand(64, 8, generator=torch.Generator().manual_seed(5)) * 1e4
+    converter = SpectrogramConverter(SMALL)
+    assert torch.equal(decoder.decode(mel, SMALL), converter.mel_to_waveform(mel))
+    looped = decoder.decode(mel, SMALL, periodic=True, num_iterations=2)
+    assert torch.equal(looped, converter.mel_to_waveform(mel, periodic=True, num_iterations=2))
