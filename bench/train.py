@@ -183,7 +183,7 @@ def main() -> int:
             f"gradient checkpointing: {checkpointed['steps_per_s'] / plain['steps_per_s']:.2f}x "
             "the speed"
         )
-        if cuda:
+        if cuda and plain["peak_gpu_memory_gib"] > 0:
             memory = checkpointed["peak_gpu_memory_gib"] / plain["peak_gpu_memory_gib"]
             summary += f", {memory:.2f}x the peak memory"
         baseline = cpu[default_threads]["steps_per_s"]

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from riffusion.joins import periodic_image_to_audio, stitch
     from riffusion.params import ExifTag, SpectrogramParams
     from riffusion.prompts import random_prompt
-    from riffusion.recipe import Clip, Recipe
+    from riffusion.recipe import Adapter, Clip, Recipe
     from riffusion.riffuser import Riffuser
     from riffusion.seeds import SeedImage, mask_images, seed_images
     from riffusion.spectrogram import SpectrogramConverter
@@ -65,6 +65,7 @@ _LAZY = {
     "periodic_image_to_audio": "riffusion.joins",
     "stitch": "riffusion.joins",
     "trim_to_bars": "riffusion.tempo",
+    "Adapter": "riffusion.recipe",
     "Clip": "riffusion.recipe",
     "Recipe": "riffusion.recipe",
     "Riffuser": "riffusion.riffuser",
@@ -88,6 +89,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Adapter",
     "Audio",
     "AudioFileError",
     "Clip",

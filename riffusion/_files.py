@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -10,7 +12,7 @@ from pathlib import Path
 
 from riffusion.errors import ParameterError, RiffusionError
 
-__all__ = ["atomic_output", "check_output_path"]
+__all__ = ["atomic_output", "check_output_path", "file_fingerprint"]
 
 
 def check_output_path(
@@ -80,3 +82,28 @@ def atomic_output(
     finally:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
+
+
+def file_fingerprint(path: str | os.PathLike[str]) -> str:
+    """A short, stable identity of a file's bytes: the first 16 hex digits of their SHA-256.
+
+    Cached per (path, size, modification time), so asking again for an unchanged file (every
+    clip made with a loaded LoRA) does not read it again.
+
+    Args:
+        path: an existing file.
+
+    Raises:
+        OSError: the file cannot be read (callers report it in their own error family).
+    """
+    status = os.stat(path)
+    return _fingerprint(os.path.realpath(path), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint(path: str, size: int, modified_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]

@@ -705,7 +705,8 @@ class RenderWorker:
                 decode_seed=current.decode_seed,
                 scheduler=current.scheduler_name,
             )
-        return self.riffuser
+        # The recipe's LoRA and textual inversions, loaded from their recorded files.
+        return self.riffuser.use_adapters(recipe.adapters)
 
     def __call__(self, job: Mapping[str, Any]) -> dict[str, Any]:
         """Render one attempt of a job and write its files.

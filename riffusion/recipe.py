@@ -32,7 +32,7 @@ from riffusion.params import SpectrogramParams
 from riffusion.seeds import DEFAULT_SEED_IMAGE, check_image_id
 from riffusion.spectrogram import check_decoder_name
 
-__all__ = ["Clip", "Progress", "ProgressCallback", "Recipe"]
+__all__ = ["Adapter", "Clip", "Progress", "ProgressCallback", "Recipe"]
 
 _WINDOW_PX = 512  # one model window: (512 − 1) · hop = 225,351 samples = 5.11 s at the defaults
 _WINDOW_S = SpectrogramParams().samples_for_width(_WINDOW_PX) / SpectrogramParams().sample_rate
@@ -88,6 +88,84 @@ def _check_fingerprint(name: str, value: Any) -> None:
         raise ParameterError(f"{name}={value!r} must be a 16-hex-digit image fingerprint")
 
 
+# ---------------------------------------------------------------------------------- Adapter
+_ADAPTER_KINDS = ("lora", "textual_inversion")
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """Weights loaded on top of the model when a clip was made (a LoRA or a textual inversion).
+
+    Attributes:
+        kind: ``"lora"`` or ``"textual_inversion"``.
+        path: absolute path of the weights file as it was loaded.
+        fingerprint: the first 16 hex digits of the SHA-256 of the file's bytes; rendering
+            checks that the weights in use are these (the path may differ on another machine).
+        scale: LoRA strength (a finite number); ``None`` for a textual inversion.
+        token: the prompt token a textual inversion is bound to; ``None`` for a LoRA.
+    """
+
+    kind: str
+    path: str
+    fingerprint: str
+    scale: float | None = None
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _ADAPTER_KINDS:
+            raise ParameterError(f"adapter kind={self.kind!r} must be one of {_ADAPTER_KINDS}")
+        if not isinstance(self.path, str) or not self.path.strip() or "\x00" in self.path:
+            raise ParameterError(f"adapter path={self.path!r} must be a non-empty file path")
+        _check_fingerprint("adapter fingerprint", self.fingerprint)
+        if self.kind == "lora":
+            if (
+                isinstance(self.scale, bool)
+                or not isinstance(self.scale, int | float)
+                or not math.isfinite(self.scale)
+            ):
+                raise ParameterError(f"LoRA scale={self.scale!r} must be a finite number")
+            if self.token is not None:
+                raise ParameterError(f"a LoRA has no token (got {self.token!r})")
+        else:
+            if not isinstance(self.token, str) or not self.token.strip():
+                raise ParameterError(
+                    f"textual inversion token={self.token!r} must be a non-empty string"
+                )
+            if self.scale is not None:
+                raise ParameterError(f"a textual inversion has no scale (got {self.scale!r})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``scale`` or ``token``, whichever the kind has)."""
+        data: dict[str, Any] = {
+            "kind": self.kind,
+            "path": self.path,
+            "fingerprint": self.fingerprint,
+        }
+        if self.kind == "lora":
+            data["scale"] = self.scale
+        else:
+            data["token"] = self.token
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Adapter:
+        """The inverse of :meth:`to_dict`; unknown or missing keys raise
+        :class:`ParameterError`.
+
+        Args:
+            data: a dict as :meth:`to_dict` returns it.
+        """
+        if not isinstance(data, dict):
+            raise ParameterError(f"adapter {data!r} must be a JSON object")
+        unknown = sorted(set(data) - {"kind", "path", "fingerprint", "scale", "token"})
+        if unknown:
+            raise ParameterError(f"adapter has unknown keys {unknown}")
+        missing = sorted({"kind", "path", "fingerprint"} - set(data))
+        if missing:
+            raise ParameterError(f"adapter is missing {missing}")
+        return cls(**data)
+
+
 # ----------------------------------------------------------------------------------- Recipe
 @dataclass(frozen=True)
 class Recipe:
@@ -117,6 +195,8 @@ class Recipe:
         decode_seed: seed of the phase recovery.
         params: the spectrogram parameters.
         version: riffusion version that made the clip.
+        adapters: the LoRA and textual inversions loaded when it was made, in loading order
+            (empty: the model alone).
     """
 
     kind: str
@@ -135,6 +215,7 @@ class Recipe:
     params: SpectrogramParams = field(default_factory=SpectrogramParams)
     version: str = field(default_factory=_library_version)
     scheduler_config: dict[str, Any] | None = field(default=None, hash=False)
+    adapters: tuple[Adapter, ...] = ()
 
     def __post_init__(self) -> None:
         kinds = ("text_to_audio", "audio_to_audio", "riffuse", "loop")
@@ -196,6 +277,12 @@ class Recipe:
             raise ParameterError(f"params={self.params!r} must be SpectrogramParams")
         if not isinstance(self.version, str) or not self.version:
             raise ParameterError(f"version={self.version!r} must be a non-empty string")
+        if not isinstance(self.adapters, tuple) or not all(
+            isinstance(adapter, Adapter) for adapter in self.adapters
+        ):
+            raise ParameterError(f"adapters={self.adapters!r} must be a tuple of Adapter")
+        if sum(adapter.kind == "lora" for adapter in self.adapters) > 1:
+            raise ParameterError("a recipe records at most one LoRA (one is loaded at a time)")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (prompt inputs use riffusion's field names)."""
@@ -205,6 +292,10 @@ class Recipe:
         data["params"] = dataclasses.asdict(self.params)
         if self.scheduler_config is None:
             del data["scheduler_config"]  # recipes without overrides read as before
+        if self.adapters:
+            data["adapters"] = [adapter.to_dict() for adapter in self.adapters]
+        else:
+            del data["adapters"]  # recipes of the model alone read as before
         return data
 
     @classmethod
@@ -229,6 +320,10 @@ class Recipe:
                     values[side] = PromptInput.from_dict(values[side])
                 except ParameterError as error:
                     raise ParameterError(f"recipe {side}: {error}") from None
+            if "adapters" in values:
+                if not isinstance(values["adapters"], list):
+                    raise ParameterError(f"adapters={values['adapters']!r} must be a JSON list")
+                values["adapters"] = tuple(Adapter.from_dict(a) for a in values["adapters"])
             if "params" in values:
                 if not isinstance(values["params"], dict):
                     raise ParameterError(f"params={values['params']!r} must be a JSON object")

@@ -27,17 +27,19 @@ import torch
 from PIL import Image
 
 from riffusion._checks import check_integer
+from riffusion._files import file_fingerprint
 from riffusion.audio import Audio
 from riffusion.convert import audio_to_image, image_to_audio
 from riffusion.diffusion import DEFAULT_MODEL, RiffusionPipeline
 from riffusion.diffusion.masks import time_range_mask
-from riffusion.errors import ParameterError
+from riffusion.errors import ModelLoadError, ParameterError
 from riffusion.image import load_image
 from riffusion.inputs import PromptInput
 from riffusion.params import SpectrogramParams
 from riffusion.recipe import (
     _URL_PREFIX,
     _WINDOW_PX,
+    Adapter,
     Clip,
     Progress,
     ProgressCallback,
@@ -161,6 +163,23 @@ def _as_prompt_input(value: Any, seed: int, name: str) -> PromptInput:
 
 
 # ------------------------------------------------------------------------------- helpers
+def _check_adapter_file(adapter: Adapter) -> None:
+    found = _adapter_fingerprint(adapter.kind, adapter.path)
+    if found != adapter.fingerprint:
+        raise ModelLoadError(
+            f"{adapter.kind} weights {adapter.path!r} have fingerprint {found}, the recipe's are "
+            f"{adapter.fingerprint}: the file changed since the clip was made"
+        )
+
+
+def _adapter_fingerprint(kind: str, path: str) -> str:
+    """The fingerprint of an adapter's weights file, or a :class:`ModelLoadError` naming it."""
+    try:
+        return file_fingerprint(path)
+    except OSError as error:
+        raise ModelLoadError(f"cannot read the {kind} weights {path!r}: {error}") from error
+
+
 def _parse_recipe(recipe: Any) -> Recipe:
     """A :class:`Recipe` from itself, its JSON or its URL string."""
     if isinstance(recipe, str):
@@ -495,7 +514,9 @@ class Riffuser:
         """A fresh :class:`Riffuser` for the model and parameters a recipe was made with.
 
         ``Riffuser.from_recipe(recipe).render(recipe)`` remakes the clip in another process
-        or working directory (the recipe records hub ids or absolute folders).
+        or working directory (the recipe records hub ids or absolute folders). The recipe's
+        textual inversions and LoRA are loaded from their recorded files, after checking that
+        the files still have the recorded fingerprints (:class:`ModelLoadError` if not).
 
         Args:
             recipe: a :class:`Recipe`, its JSON or its URL string.
@@ -509,7 +530,55 @@ class Riffuser:
         riffuser.params = recipe.params
         riffuser.decode_method = recipe.decode_method
         riffuser.decode_seed = recipe.decode_seed
-        return riffuser
+        return riffuser.use_adapters(recipe.adapters)
+
+    def use_adapters(self, adapters: Iterable[Adapter]) -> Riffuser:
+        """Make the loaded LoRA and textual inversions the given ones (a recipe's ``adapters``).
+
+        What is missing is loaded from the recorded files, after checking that each file still
+        has the recorded fingerprint; the LoRA is swapped, rescaled or unloaded as needed.
+        Textual inversions can only be added (a token cannot be taken back out of the
+        tokenizer), so the ones loaded must come first in ``adapters``, in the same order.
+
+        Args:
+            adapters: :class:`~riffusion.recipe.Adapter` objects, e.g. ``recipe.adapters``.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ModelLoadError: a file is missing, unreadable, or not the recorded one.
+            ParameterError: a loaded textual inversion is not among ``adapters``.
+        """
+        adapters = tuple(adapters)
+        if not all(isinstance(adapter, Adapter) for adapter in adapters):
+            raise ParameterError(f"adapters={adapters!r} must be riffusion.recipe.Adapter objects")
+        with self.lock:
+            wanted = [a for a in adapters if a.kind == "textual_inversion"]
+            loaded = [a for a in self._adapters() if a.kind == "textual_inversion"]
+            if [(a.fingerprint, a.token) for a in loaded] != [
+                (a.fingerprint, a.token) for a in wanted[: len(loaded)]
+            ]:
+                raise ParameterError(
+                    "textual inversions cannot be unloaded: this Riffuser has "
+                    f"{[a.token for a in loaded]}, the adapters start with "
+                    f"{[a.token for a in wanted[: len(loaded)]]}; use a fresh Riffuser"
+                )
+            for adapter in wanted[len(loaded) :]:
+                _check_adapter_file(adapter)
+                self.pipeline.load_textual_inversion(adapter.path, token=adapter.token)
+            lora = next((a for a in adapters if a.kind == "lora"), None)
+            current = next((a for a in self._adapters() if a.kind == "lora"), None)
+            if lora is None:
+                self.pipeline.unload_lora()
+            elif current is None or current.fingerprint != lora.fingerprint:
+                _check_adapter_file(lora)
+                assert lora.scale is not None  # Adapter checks it
+                self.pipeline.load_lora(lora.path, lora.scale)
+            elif current.scale != lora.scale:
+                assert lora.scale is not None
+                self.pipeline.set_lora_scale(lora.scale)
+        return self
 
     @contextlib.contextmanager
     def on_progress(self, callback: ProgressCallback) -> Iterator[None]:
@@ -575,14 +644,17 @@ class Riffuser:
             scale: strength (0 = off: the base model bit for bit; 1 = as trained).
 
         Returns:
-            ``self``. Recipes do not record the LoRA yet: keep its path with your clips.
+            ``self``. Recipes of the clips made with it record the weights file, its
+            fingerprint and the scale (:class:`~riffusion.recipe.Adapter`).
         """
-        self.pipeline.load_lora(path, scale)
+        with self.lock:
+            self.pipeline.load_lora(path, scale)
         return self
 
     def unload_lora(self) -> Riffuser:
         """Remove the loaded LoRA; generation uses the base model again. Returns ``self``."""
-        self.pipeline.unload_lora()
+        with self.lock:
+            self.pipeline.unload_lora()
         return self
 
     def __repr__(self) -> str:
@@ -742,8 +814,68 @@ class Riffuser:
             decode_method=self.decode_method,
             decode_seed=self.decode_seed,
             params=self.params,
+            adapters=self._adapters(),
             **values,
         )
+
+    def _adapters(self) -> tuple[Adapter, ...]:
+        """The textual inversions and the LoRA loaded now, as recipes record them."""
+        adapters = [
+            Adapter(
+                kind="textual_inversion",
+                path=path,
+                fingerprint=_adapter_fingerprint("textual_inversion", path),
+                token=token,
+            )
+            for path, token in self.pipeline.textual_inversions
+        ]
+        if self.pipeline.lora is not None:
+            path, scale = self.pipeline.lora
+            adapters.append(
+                Adapter(
+                    kind="lora",
+                    path=path,
+                    fingerprint=_adapter_fingerprint("lora", path),
+                    scale=scale,
+                )
+            )
+        return tuple(adapters)
+
+    @contextlib.contextmanager
+    def _adapters_of(self, recipe: Recipe) -> Iterator[None]:
+        """Check that the recipe's adapters are the loaded ones; run the block at its LoRA scale.
+
+        The weights must be the same (by fingerprint; paths may differ between machines) and
+        loaded in the same order; only the LoRA scale may differ, and it is set for the block
+        and put back after.
+        """
+
+        def identity(adapters: tuple[Adapter, ...]) -> list[tuple[str, str, str | None]]:
+            return [(a.kind, a.fingerprint, a.token) for a in adapters]
+
+        loaded = self._adapters()
+        if identity(loaded) != identity(recipe.adapters):
+
+            def describe(adapters: tuple[Adapter, ...]) -> str:
+                return ", ".join(f"{a.kind} {a.path} ({a.fingerprint})" for a in adapters) or (
+                    "none"
+                )
+
+            raise ParameterError(
+                f"the recipe was made with adapters [{describe(recipe.adapters)}] but this "
+                f"Riffuser has [{describe(loaded)}]: load the same weights "
+                "(load_lora / load_textual_inversion) or use Riffuser.from_recipe(recipe)"
+            )
+        wanted = next((a.scale for a in recipe.adapters if a.kind == "lora"), None)
+        own = self.pipeline.lora[1] if self.pipeline.lora is not None else None
+        if wanted is None or own is None or wanted == own:  # own is set when wanted is
+            yield
+            return
+        self.pipeline.set_lora_scale(wanted)
+        try:
+            yield
+        finally:
+            self.pipeline.set_lora_scale(own)
 
     # ------------------------------------------------------------------------ public API
     @_serialized
@@ -1228,8 +1360,10 @@ class Riffuser:
         the seed and mask images. The Riffuser is left as it was: its decode settings are not
         touched, and the pipeline's scheduler object is the same before and after (while the
         call runs, the recipe's scheduler is installed on the pipeline, which is not
-        thread-safe anyway). To render in a fresh process, use
-        ``Riffuser.from_recipe(recipe).render(recipe)``.
+        thread-safe anyway). The recipe's LoRA and textual inversions must be the ones loaded
+        (the same files, by fingerprint, else :class:`ParameterError`); a LoRA scale that
+        differs is used for this call and put back. To render in a fresh process, use
+        ``Riffuser.from_recipe(recipe).render(recipe)``, which loads them.
 
         "Same" includes torch's CPU thread count (``torch.get_num_threads()``): reductions are
         split per thread, so a different count changes the last bits and, through the
@@ -1246,7 +1380,7 @@ class Riffuser:
             raise ParameterError(
                 f"recipe params {recipe.params} differ from this Riffuser's {self.params}"
             )
-        with self._scheduler_of(recipe):
+        with self._scheduler_of(recipe), self._adapters_of(recipe):
             if recipe.kind == "audio_to_audio":
                 if audio is None:
                     raise ParameterError("this recipe transforms audio: pass audio=")

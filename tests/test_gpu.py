@@ -84,7 +84,13 @@ def test_spectrogram_forward_on_cuda_matches_cpu():
     gpu = _pixels(audio_to_image(audio, device="cuda"))
     assert cpu.shape == gpu.shape
     difference = np.abs(cpu - gpu)
-    assert difference.max() <= 1 and (difference > 0).mean() < 0.01
+    # Pixels are 255 - 255 * (m / max) ** 0.25: the 4th root magnifies float32 rounding in the
+    # faintest bins (pale pixels, > 48 dB under the peak), where cuFFT and pocketfft may land
+    # 2-3 grey levels apart; in every louder bin they agree within one. Seen on an H100: at most
+    # 2 levels, 1.7% of the pixels differ. A wrong window, scale or frame would move most pixels.
+    loud = cpu[..., 0] < 192
+    assert difference[loud].max() <= 1
+    assert difference.max() <= 3 and (difference > 0).mean() < 0.05
 
 
 @pytest.mark.parametrize("method", ["fast", "reference"])
@@ -103,6 +109,29 @@ def test_decoding_on_cuda_is_as_faithful_as_on_cpu(method):
         again = get_converter(params).waveform_to_mel(decoded.to_tensor() * 32768.0)
         errors[device] = spectral_convergence(mel, again.cpu())
     assert errors["cuda"] <= errors["cpu"] * 1.1 + 0.005
+
+
+def test_lora_training_on_cuda_after_a_cpu_training_runs_on_cuda(tmp_path):
+    """accelerate remembers the first training's device process-wide; a CUDA training that
+    follows a CPU one must still run on the GPU (it silently stayed on the CPU before)."""
+    from riffusion.dataset import prepare
+    from riffusion.training import train_lora
+
+    params = SpectrogramParams(num_frequencies=64)
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    t = np.arange(params.samples_for_width(64)) / params.sample_rate
+    Audio((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), params.sample_rate).save(
+        audio_dir / "tone.wav"
+    )
+    dataset = tmp_path / "dataset"
+    prepare(audio_dir, dataset, params=params, window_px=64, progress=False)
+    model = tiny_model_dir()
+    kwargs = {"steps": 2, "rank": 2, "progress": False, "validation_prompts": ()}
+    train_lora(dataset, model, tmp_path / "cpu", device="cpu", **kwargs)
+    torch.cuda.reset_peak_memory_stats()
+    train_lora(dataset, model, tmp_path / "cuda", device="cuda", **kwargs)
+    assert torch.cuda.max_memory_allocated() > 0
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])

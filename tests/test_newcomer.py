@@ -355,3 +355,36 @@ def test_textual_inversion_adds_a_token(tmp_path):
 def _image_of(pipe, prompt):
     result = pipe.riffuse(PromptInput(prompt, seed=1), num_inference_steps=2, width=64, height=64)
     return np.asarray(result.image)
+
+
+def test_recipes_record_textual_inversions_and_render_them_again(tmp_path):
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    from riffusion import Adapter, Recipe
+
+    riffuser = Riffuser.from_pretrained(tiny_model_dir(), device="cpu")
+    riffuser.pipeline.set_progress_bar_config(disable=True)
+    width = riffuser.pipeline.text_encoder.get_input_embeddings().weight.shape[1]
+    save_file(
+        {"<riff-style>": torch.linspace(-2.0, 2.0, width)}, str(tmp_path / "style.safetensors")
+    )
+    riffuser.load_textual_inversion(tmp_path / "style.safetensors")
+    clip = riffuser.text_to_audio("a <riff-style> beat", seed=5, num_inference_steps=2)
+    digest = hashlib.sha256((tmp_path / "style.safetensors").read_bytes()).hexdigest()[:16]
+    path = str(tmp_path / "style.safetensors")
+    expected = Adapter(
+        kind="textual_inversion", path=path, fingerprint=digest, token="<riff-style>"
+    )
+    assert clip.recipe.adapters == (expected,)
+    recipe = Recipe.from_url(clip.recipe.to_url())
+    again = Riffuser.from_recipe(recipe, device="cpu")
+    again.pipeline.set_progress_bar_config(disable=True)
+    assert again.pipeline.textual_inversions == ((path, "<riff-style>"),)
+    assert again.render(recipe).audio == clip.audio
+    plain = Riffuser.from_pretrained(tiny_model_dir(), device="cpu")
+    with pytest.raises(
+        ParameterError, match=r"textual_inversion .*\] but this Riffuser has \[none\]"
+    ):
+        plain.render(recipe)

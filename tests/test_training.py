@@ -315,3 +315,99 @@ def test_train_lora_command(dataset, tiny_model, tmp_path, capsys):
     assert main(["train-lora", str(tmp_path / "nothing"), *common, "-q"]) == 1
     assert "is not an existing folder" in capsys.readouterr().err
     assert main(["train-lora", str(dataset), *common, "--steps", "0"]) == 2
+
+
+def test_recipes_record_the_lora_and_render_it_again(overfit, tiny_model):
+    import dataclasses
+    import hashlib
+
+    from riffusion import Adapter, Recipe, Riffuser
+
+    riffuser = Riffuser.from_pretrained(tiny_model, device="cpu")
+    riffuser.pipeline.set_progress_bar_config(disable=True)
+    base = riffuser.text_to_audio("low tone", seed=3, num_inference_steps=2)
+    assert base.recipe.adapters == () and "adapters" not in base.recipe.to_dict()
+    riffuser.load_lora(overfit.output_dir, scale=0.7)  # a folder: the file inside is recorded
+    clip = riffuser.text_to_audio("low tone", seed=3, num_inference_steps=2)
+    digest = hashlib.sha256(overfit.weights.read_bytes()).hexdigest()[:16]
+    assert clip.recipe.adapters == (
+        Adapter(kind="lora", path=str(overfit.weights), fingerprint=digest, scale=0.7),
+    )
+    recipe = Recipe.from_json(clip.recipe.to_json())
+    assert recipe == clip.recipe
+
+    # A fresh Riffuser loads the LoRA at the recorded scale and makes the same clip.
+    again = Riffuser.from_recipe(recipe, device="cpu")
+    again.pipeline.set_progress_bar_config(disable=True)
+    assert again.pipeline.lora == (str(overfit.weights), 0.7)
+    assert again.render(recipe).audio == clip.audio
+    # Another scale on the instance: the recipe's is used for the call, the own one kept.
+    riffuser.pipeline.set_lora_scale(0.2)
+    assert riffuser.render(recipe).audio == clip.audio
+    assert riffuser.pipeline.lora == (str(overfit.weights), 0.2)
+    # A Riffuser without it takes the recipe's adapters with use_adapters, and drops them.
+    plain = Riffuser.from_pretrained(tiny_model, device="cpu")
+    plain.pipeline.set_progress_bar_config(disable=True)
+    assert plain.use_adapters(recipe.adapters) is plain
+    assert plain.render(recipe).audio == clip.audio
+    assert plain.use_adapters(()).pipeline.lora is None
+    # Without the LoRA, or with other weights under the same path: clear errors.
+    riffuser.unload_lora()
+    with pytest.raises(ParameterError, match=r"made with adapters \[lora .*\] but .* \[none\]"):
+        riffuser.render(recipe)
+    changed = dataclasses.replace(
+        recipe, adapters=(dataclasses.replace(recipe.adapters[0], fingerprint="0" * 16),)
+    )
+    with pytest.raises(ModelLoadError, match="the file changed since the clip was made"):
+        Riffuser.from_recipe(changed, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("adapter", "message"),
+    [
+        ({"kind": "lora", "path": "/w.safetensors", "fingerprint": "0" * 16}, "scale=None"),
+        (
+            {"kind": "lora", "path": "/w", "fingerprint": "0" * 16, "scale": 1, "token": "t"},
+            "token",
+        ),
+        ({"kind": "vae", "path": "/w", "fingerprint": "0" * 16}, "kind='vae'"),
+        ({"kind": "lora", "path": "", "fingerprint": "0" * 16, "scale": 1}, "path=''"),
+        ({"kind": "lora", "path": "/w", "fingerprint": "xyz", "scale": 1}, "fingerprint"),
+        ({"kind": "textual_inversion", "path": "/w", "fingerprint": "0" * 16}, "token=None"),
+        ({"kind": "lora", "path": "/w", "fingerprint": "0" * 16, "scale": 1, "x": 1}, "unknown"),
+        ({"kind": "lora", "path": "/w", "scale": 1}, "missing"),
+        ("lora", "must be a JSON object"),
+    ],
+)
+def test_recipe_adapters_are_validated(adapter, message):
+    from riffusion import Recipe
+
+    data = {"kind": "text_to_audio", "model": "m", "scheduler": "default"}
+    data["start"] = {"prompt": "x", "seed": 1}
+    with pytest.raises(ParameterError, match=message):
+        Recipe.from_dict({**data, "adapters": [adapter]})
+
+
+def test_a_recipe_records_at_most_one_lora():
+    from riffusion import Recipe
+
+    lora = {"kind": "lora", "path": "/w", "fingerprint": "0" * 16, "scale": 1.0}
+    data = {"kind": "text_to_audio", "model": "m", "scheduler": "default"}
+    data["start"] = {"prompt": "x", "seed": 1}
+    assert Recipe.from_dict({**data, "adapters": [lora]}).adapters[0].scale == 1.0
+    with pytest.raises(ParameterError, match="at most one LoRA"):
+        Recipe.from_dict({**data, "adapters": [lora, lora]})
+
+
+def test_render_command_loads_the_recipes_lora(overfit, tiny_model, tmp_path):
+    from riffusion import Audio, Riffuser
+    from riffusion.cli import main
+
+    riffuser = Riffuser.from_pretrained(str(tiny_model), device="cpu")
+    riffuser.pipeline.set_progress_bar_config(disable=True)
+    riffuser.load_lora(overfit.weights, scale=0.5)
+    clip = riffuser.text_to_audio("low tone", seed=4, num_inference_steps=2)
+    clip.save(tmp_path / "made.wav", save_recipe=True)
+    argv = ["render", str(tmp_path / "made.json"), "-o", str(tmp_path / "again.wav")]
+    assert main([*argv, "--device", "cpu", "-q"]) == 0
+    assert Audio.load(tmp_path / "again.wav") == Audio.load(tmp_path / "made.wav")

@@ -400,7 +400,9 @@ def _render(args: argparse.Namespace, console: _Console) -> int:
     console.status(f"Rendering {len(recipes)} clip(s)…")
     with console.progress(riffuser, len(recipes)):
         clips = [
-            riffuser.render(recipe, seed_image=seed_image, mask_image=mask_image, audio=audio)
+            riffuser.use_adapters(recipe.adapters).render(
+                recipe, seed_image=seed_image, mask_image=mask_image, audio=audio
+            )
             for recipe in recipes
         ]
     return _write_clips(

@@ -24,6 +24,7 @@ __all__ = [
     "LORA_WEIGHT_NAME",
     "check_lora_scale",
     "load_lora",
+    "lora_weights_file",
     "set_lora_scale",
     "unload_lora",
 ]
@@ -58,6 +59,26 @@ def _has_adapter(module: Any) -> bool:
     return ADAPTER_NAME in (getattr(module, "peft_config", None) or {})
 
 
+def lora_weights_file(path: str | os.PathLike[str]) -> Path:
+    """The weights file a LoRA ``path`` names: the file itself, or a folder's
+    ``pytorch_lora_weights.safetensors``.
+
+    Args:
+        path: a ``.safetensors`` file or a folder holding ``pytorch_lora_weights.safetensors``.
+
+    Raises:
+        ModelLoadError: neither exists.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if not (path / LORA_WEIGHT_NAME).is_file():
+            raise ModelLoadError(f"LoRA folder {str(path)!r} has no {LORA_WEIGHT_NAME}")
+        return path / LORA_WEIGHT_NAME
+    if not path.is_file():
+        raise ModelLoadError(f"LoRA weights {str(path)!r} do not exist")
+    return path
+
+
 def load_lora(unet: Any, text_encoder: Any, path: str | os.PathLike[str], scale: float) -> None:
     """Load LoRA weights into ``unet`` and ``text_encoder``, replacing a LoRA loaded before.
 
@@ -76,14 +97,8 @@ def load_lora(unet: Any, text_encoder: Any, path: str | os.PathLike[str], scale:
     from diffusers.loaders import StableDiffusionLoraLoaderMixin as Loader
 
     path = Path(path)
-    if path.is_dir():
-        folder, weight_name = path, LORA_WEIGHT_NAME
-        if not (path / weight_name).is_file():
-            raise ModelLoadError(f"LoRA folder {str(path)!r} has no {weight_name}")
-    elif path.is_file():
-        folder, weight_name = path.parent, path.name
-    else:
-        raise ModelLoadError(f"LoRA weights {str(path)!r} do not exist")
+    file = lora_weights_file(path)
+    folder, weight_name = file.parent, file.name
     try:
         state_dict, alphas, metadata = Loader.lora_state_dict(
             str(folder), weight_name=weight_name, local_files_only=True, return_lora_metadata=True

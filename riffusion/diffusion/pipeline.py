@@ -183,6 +183,7 @@ class RiffusionPipeline:
         self._dtype = unet.dtype
         self._sequential_offload = False
         self._token_expansions: dict[str, str] = {}  # textual inversion: token -> tokens
+        self._textual_inversions: list[tuple[str, str]] = []  # (absolute file, token), in order
         self._offload_hooks: list[Any] = []
         self._progress_bar_config: dict[str, Any] = {}
         self._interrupt = False
@@ -428,7 +429,7 @@ class RiffusionPipeline:
         from riffusion.diffusion import lora
 
         lora.load_lora(self.unet, self.text_encoder, path, scale)
-        self._lora = (os.fspath(path), float(scale))
+        self._lora = (os.path.abspath(lora.lora_weights_file(path)), float(scale))
         return self
 
     def set_lora_scale(self, scale: float) -> RiffusionPipeline:
@@ -459,8 +460,15 @@ class RiffusionPipeline:
 
     @property
     def lora(self) -> tuple[str, float] | None:
-        """``(path, scale)`` of the loaded LoRA, or ``None``."""
+        """``(weights file, scale)`` of the loaded LoRA (the absolute path of the
+        ``.safetensors`` file, also when a folder was given), or ``None``."""
         return self._lora
+
+    @property
+    def textual_inversions(self) -> tuple[tuple[str, str], ...]:
+        """``(embedding file, token)`` of every textual inversion loaded, in loading order
+        (absolute paths, also when a folder was given)."""
+        return tuple(self._textual_inversions)
 
     # ------------------------------------------------------------------ schedulers
 
@@ -1135,12 +1143,17 @@ class RiffusionPipeline:
         Raises:
             ModelLoadError: unreadable file. ParameterError: token taken, wrong width.
         """
-        from riffusion.diffusion.textual_inversion import add_embeddings, read_embeddings
+        from riffusion.diffusion.textual_inversion import (
+            add_embeddings,
+            embedding_file,
+            read_embeddings,
+        )
 
         name, vectors = read_embeddings(path, token)
         self._token_expansions[name] = add_embeddings(
             self.tokenizer, self.text_encoder, name, vectors
         )
+        self._textual_inversions.append((os.path.abspath(embedding_file(path)), name))
         return self
 
     def __repr__(self) -> str:

@@ -16,7 +16,34 @@ import torch
 
 from riffusion.errors import ModelLoadError, ParameterError
 
-__all__ = ["add_embeddings", "read_embeddings"]
+__all__ = ["add_embeddings", "embedding_file", "read_embeddings"]
+
+
+def embedding_file(path: str | os.PathLike[str]) -> pathlib.Path:
+    """The embedding file a textual-inversion ``path`` names: the file itself, or a folder's
+    ``learned_embeds.safetensors`` (else ``learned_embeds.bin``).
+
+    Args:
+        path: an embedding file or a folder holding ``learned_embeds.*``.
+
+    Raises:
+        ParameterError: ``path`` is not a path. ModelLoadError: no such file.
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise ParameterError(f"path={path!r} must be a file path (str or os.PathLike)")
+    file = pathlib.Path(path).expanduser()
+    if file.is_dir():
+        found = [file / n for n in ("learned_embeds.safetensors", "learned_embeds.bin")]
+        found = [candidate for candidate in found if candidate.is_file()]
+        if not found:
+            raise ModelLoadError(
+                f"path={os.fspath(path)!r} is a folder without learned_embeds.safetensors or "
+                "learned_embeds.bin"
+            )
+        file = found[0]
+    if not file.is_file():
+        raise ModelLoadError(f"path={os.fspath(path)!r} is not an existing embedding file")
+    return file
 
 
 def read_embeddings(
@@ -37,20 +64,7 @@ def read_embeddings(
         ModelLoadError: missing or unreadable file, or a layout that is neither format.
         ParameterError: no token given and none stored, or a token that is not a string.
     """
-    if not isinstance(path, str | os.PathLike):
-        raise ParameterError(f"path={path!r} must be a file path (str or os.PathLike)")
-    file = pathlib.Path(path).expanduser()
-    if file.is_dir():
-        found = [file / n for n in ("learned_embeds.safetensors", "learned_embeds.bin")]
-        found = [candidate for candidate in found if candidate.is_file()]
-        if not found:
-            raise ModelLoadError(
-                f"path={os.fspath(path)!r} is a folder without learned_embeds.safetensors or "
-                "learned_embeds.bin"
-            )
-        file = found[0]
-    if not file.is_file():
-        raise ModelLoadError(f"path={os.fspath(path)!r} is not an existing embedding file")
+    file = embedding_file(path)
     try:
         if file.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -321,21 +321,29 @@ def _save_weights(output_dir: Path, unet: Any, text_encoder: Any | None) -> Path
 
 
 def _make_accelerator(accelerate: Any, mixed_precision: str, cpu: bool) -> Any:
-    """An ``Accelerator``; a second training in the same process may change the precision.
+    """An ``Accelerator`` on the device asked for; a later training in the same process may
+    change the precision or the device.
 
-    accelerate keeps its mixed-precision setting in a process-wide singleton and refuses a
-    different one later ("restart your runtime"); a library function called twice must not, so
-    that singleton (not the process/device state) is cleared and the accelerator built again.
+    accelerate keeps its state in process-wide singletons: the mixed-precision setting (a
+    different one later is refused: "restart your runtime") and the device of the first
+    ``Accelerator`` (a later ``Accelerator(cpu=False)`` after ``cpu=True`` silently stays on the
+    CPU: a CUDA training after a CPU one ran on the CPU). A library function called twice must
+    do neither, so when the state disagrees with the request it is cleared and the accelerator
+    built again.
     """
+    from accelerate.state import AcceleratorState
+
     try:
-        return accelerate.Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+        accelerator = accelerate.Accelerator(mixed_precision=mixed_precision, cpu=cpu)
     except ValueError as error:
         if "already been initialized" not in str(error):
             raise
-        from accelerate.state import AcceleratorState
-
-        AcceleratorState._reset_state(reset_partial_state=False)
-        return accelerate.Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+        AcceleratorState._reset_state(reset_partial_state=True)
+        accelerator = accelerate.Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+    if (accelerator.device.type == "cpu") != cpu:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        accelerator = accelerate.Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+    return accelerator
 
 
 def _slug(text: str) -> str:
