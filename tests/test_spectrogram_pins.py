@@ -17,6 +17,8 @@ from riffusion.errors import ParameterError
 from riffusion.params import SpectrogramParams
 from riffusion.phase import register_decoder, unregister_decoder
 from riffusion.spectrogram import (
+    DEFAULT_ITERATIONS,
+    FAST_DEFAULT_ITERATIONS,
     INT16_SCALE,
     SpectrogramConverter,
     _fit_samples,
@@ -92,6 +94,8 @@ def test_fit_samples_crops_and_zero_pads_the_last_axis():
     assert torch.equal(_fit_samples(waveform, 3), waveform)
     padded = _fit_samples(waveform, 5)
     assert torch.equal(padded, torch.tensor([[1.0, 2.0, 3.0, 0.0, 0.0], [4.0, 5.0, 6.0, 0.0, 0.0]]))
+    stacked = _fit_samples(torch.ones(2, 1, 3), 5)
+    assert torch.equal(stacked, torch.tensor([[[1.0, 1.0, 1.0, 0.0, 0.0]]] * 2))
 
 
 def test_num_frames_is_the_params_convention():
@@ -135,6 +139,9 @@ def test_spectral_convergence_values():
     assert spectral_convergence(estimate, reference) == pytest.approx(
         math.sqrt(2) * 0.25 / 1.25, abs=1e-15
     )
+    # Gains do not count, however small.
+    tiny = spectral_convergence(reference.double() * 1e-6, estimate.double() * 1e-9)
+    assert tiny == pytest.approx(math.sqrt(2) / 5, abs=1e-12)
     # An all-zero estimate is as far as can be: 1.
     assert spectral_convergence(reference, torch.zeros(2)) == 1.0
     assert isinstance(spectral_convergence(reference, reference), float)
@@ -174,14 +181,21 @@ def test_converter_state():
 
 
 def test_inverse_operators_are_built_once_with_a_fine_grid_only_for_even_zoom():
-    coarse, fine = SpectrogramConverter(SMALL)._get_inverse()
+    coarse, fine = SpectrogramConverter(SMALL)._get_inverse()  # zoom 2: 20 Hz and 10 Hz bins
     assert fine is not None and coarse.bin_hz == 20.0 and fine.bin_hz == 10.0
-    converter = SpectrogramConverter(SpectrogramParams(padded_duration_ms=300.0))  # zoom 3
-    assert converter._zoom == 3 and converter._get_inverse()[1] is None
-    assert converter._get_inverse() is converter._get_inverse()
-    odd = SpectrogramConverter(ODD)
-    coarse, fine = odd._get_inverse()
-    assert fine is None and coarse.bin_hz == pytest.approx(44100 / 11025)
+    small = {
+        "sample_rate": 8000,
+        "num_frequencies": 64,
+        "window_duration_ms": 50.0,
+        "max_frequency_hz": 3000.0,
+    }
+    zoom_3 = SpectrogramConverter(SpectrogramParams(padded_duration_ms=150.0, **small))
+    assert zoom_3._zoom == 3 and zoom_3._get_inverse()[1] is None
+    assert zoom_3._get_inverse() is zoom_3._get_inverse()
+    assert zoom_3._get_inverse()[0].bin_hz == 20.0
+    no_zoom = SpectrogramConverter(SpectrogramParams(padded_duration_ms=125.0, **small))
+    coarse, fine = no_zoom._get_inverse()  # 1000 / 400: the n_fft grid itself, 8 Hz
+    assert no_zoom._zoom == 0 and fine is None and coarse.bin_hz == 8.0
 
 
 def test_converter_messages():
@@ -189,6 +203,8 @@ def test_converter_messages():
         _message(SpectrogramConverter, {})
         == "params must be a riffusion.SpectrogramParams or None, got dict"
     )
+    assert _message(SpectrogramConverter, SMALL, device="nope").startswith("device='nope' ")
+    assert _message(SpectrogramConverter, SMALL, device=None).startswith("device=None ")
 
 
 # ---------------------------------------------------------------------------------- forward
@@ -221,15 +237,18 @@ def test_forward_odd_fft_gets_its_last_frame(method):
 
 
 @pytest.mark.parametrize("method", ["fast", "reference"])
-def test_forward_short_audio_is_zero_padded_to_half_a_frame(method):
-    # 100 samples (one hop and a bit, less than n_fft // 2 + 1 = 401): zero-padded to 401
-    # samples, which the reflect padding needs; the frames are those of the padded signal.
+@pytest.mark.parametrize("samples", [100, 380])
+def test_forward_short_audio_is_zero_padded_to_half_a_frame(method, samples):
+    # Less than n_fft // 2 + 1 = 401 samples: zero-padded to 401, which the reflect padding
+    # needs; the frames are those of the padded signal (at 380 samples the last frame's
+    # window reaches into the reflection of the signal itself).
     converter = SpectrogramConverter(SMALL)
-    waveform = torch.linspace(-1000.0, 1000.0, 100)
+    waveform = torch.linspace(-1000.0, 1000.0, samples)
     mel = converter.waveform_to_mel(waveform, method=method)
-    assert mel.shape == (64, 2)
-    padded = torch.nn.functional.pad(waveform, (0, 301))
-    _assert_same_mel(mel, _torchaudio_mel(SMALL, padded)[..., :2], method)
+    frames = samples // 80 + 1
+    assert mel.shape == (64, frames)
+    padded = torch.nn.functional.pad(waveform, (0, 401 - samples))
+    _assert_same_mel(mel, _torchaudio_mel(SMALL, padded)[..., :frames], method)
 
 
 def test_forward_keeps_the_leading_dimensions():
@@ -292,19 +311,25 @@ def test_reference_inverse_needs_more_frames_than_the_reflect_padding():
         "400 samples); use at least 7 frames or method='fast'"
     )
     assert converter.mel_to_waveform(mel, method="reference", num_iterations=1).shape == (480,)
+    assert _message(converter.mel_to_waveform, mel[None, :, :6], method="reference").startswith(
+        "mel with 6 frames is too short"
+    )
 
 
 def test_default_iterations_and_seed():
-    # None means 32 iterations, for either method; seed 0 by default.
+    # None means the method's default number of iterations; seed 0 by default.
     converter = SpectrogramConverter(SMALL)
     mel = torch.rand(1, 64, 12, generator=torch.Generator().manual_seed(0)) * 1e4
     default = converter.mel_to_waveform(mel)
-    assert torch.equal(default, converter.mel_to_waveform(mel, num_iterations=32, seed=0))
-    assert not torch.equal(default, converter.mel_to_waveform(mel, num_iterations=31))
+    explicit = converter.mel_to_waveform(mel, num_iterations=FAST_DEFAULT_ITERATIONS, seed=0)
+    assert torch.equal(default, explicit)
+    fewer = converter.mel_to_waveform(mel, num_iterations=FAST_DEFAULT_ITERATIONS - 1)
+    assert not torch.equal(default, fewer)
     reference = converter.mel_to_waveform(mel, method="reference")
-    assert torch.equal(
-        reference, converter.mel_to_waveform(mel, method="reference", num_iterations=32, seed=0)
+    explicit = converter.mel_to_waveform(
+        mel, method="reference", num_iterations=DEFAULT_ITERATIONS, seed=0
     )
+    assert torch.equal(reference, explicit)
 
 
 def test_fast_inverse_lengths_and_leading_dimensions():
@@ -403,6 +428,7 @@ def test_plug_in_decoder_without_a_circular_mode(recorder):
         (torch.ones(64), "mel of shape (64,) must be (..., 64, frames)"),
         (torch.ones(2, 63, 3), "mel of shape (2, 63, 3) must be (..., 64, frames)"),
         (torch.ones(64, 0), "mel of shape (64, 0) has no frames"),
+        (torch.ones(2, 64, 0), "mel of shape (2, 64, 0) has no frames"),
         (-torch.ones(64, 3), "mel magnitudes must be finite and non-negative"),
         (torch.full((64, 3), math.inf), "mel magnitudes must be finite and non-negative"),
         (torch.full((64, 3), math.nan), "mel magnitudes must be finite and non-negative"),
@@ -477,3 +503,114 @@ def test_built_in_fast_decoder_defaults_and_periodic():
     assert torch.equal(decoder.decode(mel, SMALL), converter.mel_to_waveform(mel))
     looped = decoder.decode(mel, SMALL, periodic=True, num_iterations=2)
     assert torch.equal(looped, converter.mel_to_waveform(mel, periodic=True, num_iterations=2))
+
+
+# ------------------------------------------------------------------ fast inverse: the wiring
+# What spectrogram.py decides in the fast inverse, recorded at the phase module's building
+# blocks (their arithmetic is pinned in tests/test_phase.py): the phase-gradient arguments,
+# the centre shift applied to the initial phase, the split of the iterations between the
+# coarse grid and the fine one (the last 1/FINE_SHARE), every length, and the periodic flag
+# reaching every stage.
+@pytest.fixture
+def stages(monkeypatch):
+    """The top-level stage calls of the fast inverse (not those Griffin-Lim makes itself)."""
+    import riffusion.spectrogram as spectrogram
+    from riffusion import phase
+
+    calls: list[tuple] = []
+    inside = [0]
+    real_phase = spectrogram.gradient_phase
+    real_griffin_lim = phase._FrameGrid.griffin_lim
+    real_synthesize = phase._FrameGrid.synthesize
+    real_analyze = phase._FrameGrid.analyze
+
+    def record(*call):
+        if not inside[0]:
+            calls.append(call)
+
+    def gradient_phase(magnitudes, **options):
+        result = real_phase(magnitudes, **options)
+        record("phase", magnitudes, options, result)
+        return result
+
+    def griffin_lim(grid, magnitudes, spectrum, iterations, momentum, *, length, periodic):
+        record("griffin_lim", grid, spectrum, iterations, momentum, length, periodic)
+        inside[0] += 1
+        try:
+            return real_griffin_lim(
+                grid, magnitudes, spectrum, iterations, momentum, length=length, periodic=periodic
+            )
+        finally:
+            inside[0] -= 1
+
+    def synthesize(grid, spectrum, *, length=None, periodic=False):
+        record("synthesize", grid, length, periodic)
+        return real_synthesize(grid, spectrum, length=length, periodic=periodic)
+
+    def analyze(grid, waveform, count, *, periodic=False):
+        record("analyze", grid, waveform.shape[-1], count, periodic)
+        return real_analyze(grid, waveform, count, periodic=periodic)
+
+    monkeypatch.setattr(spectrogram, "gradient_phase", gradient_phase)
+    monkeypatch.setattr(phase._FrameGrid, "griffin_lim", griffin_lim)
+    monkeypatch.setattr(phase._FrameGrid, "synthesize", synthesize)
+    monkeypatch.setattr(phase._FrameGrid, "analyze", analyze)
+    return calls
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_fast_inverse_stages_with_the_fine_grid(stages, periodic):
+    from riffusion.phase import FINE_SHARE, MOMENTUM
+
+    converter = SpectrogramConverter(SMALL)
+    coarse, fine = converter._get_inverse()
+    mel = torch.rand(1, 64, 10, generator=torch.Generator().manual_seed(6)) * 1e4
+    iterations = 3 * FINE_SHARE + 1
+    waveform = converter.mel_to_waveform(mel, num_iterations=iterations, seed=4, periodic=periodic)
+    length = SMALL.samples_for_width(10, periodic=periodic)
+    assert waveform.shape == (1, length)
+    kinds = [call[0] for call in stages]
+    assert kinds == ["phase", "griffin_lim", "synthesize", "analyze", "griffin_lim", "synthesize"]
+    _, magnitudes, options, phase = stages[0]
+    assert options == {
+        "bin_hz": coarse.bin_hz,
+        "hop_s": 0.01,
+        "window_s": 0.05,
+        "seed": 4,
+        "periodic": periodic,
+    }
+    expected = torch.relu(mel.transpose(-1, -2) @ coarse.mel_to_linear)
+    torch.testing.assert_close(magnitudes, expected, rtol=1e-5, atol=1e-3)
+    _, grid, spectrum, count, momentum, internal_length, flag = stages[1]
+    assert grid is coarse.internal and count == iterations - 3 and momentum == MOMENTUM
+    assert torch.equal(spectrum, torch.polar(magnitudes, phase - coarse.centre_shift))
+    assert internal_length == math.ceil(length * coarse.internal.hop / coarse.output.hop)
+    assert flag is periodic
+    assert stages[2] == ("synthesize", coarse.output, length, periodic)
+    assert stages[3] == ("analyze", fine.output, length, 10, periodic)
+    _, grid, _, count, momentum, fine_length, flag = stages[4]
+    assert grid is fine.internal and count == 3 and momentum == MOMENTUM
+    assert fine_length == math.ceil(length * fine.internal.hop / fine.output.hop)
+    assert flag is periodic
+    assert stages[5] == ("synthesize", fine.output, length, periodic)
+
+
+def test_fast_inverse_skips_the_fine_grid_without_fine_iterations(stages):
+    from riffusion.phase import FINE_SHARE
+
+    converter = SpectrogramConverter(SMALL)
+    mel = torch.rand(64, 10, generator=torch.Generator().manual_seed(7)) * 1e4
+    converter.mel_to_waveform(mel, num_iterations=FINE_SHARE - 1)
+    assert [call[0] for call in stages] == ["phase", "griffin_lim", "synthesize"]
+    assert stages[1][3] == FINE_SHARE - 1
+
+
+def test_fast_inverse_without_a_fine_grid_runs_every_iteration_on_the_coarse_one(stages):
+    converter = SpectrogramConverter(ODD)
+    coarse, fine = converter._get_inverse()
+    assert fine is None
+    mel = torch.rand(128, 6, generator=torch.Generator().manual_seed(8)) * 1e4
+    converter.mel_to_waveform(mel, num_iterations=8)
+    assert [call[0] for call in stages] == ["phase", "griffin_lim", "synthesize"]
+    assert stages[1][1] is coarse.internal and stages[1][3] == 8
+    assert stages[2] == ("synthesize", coarse.output, 5 * 441, False)
