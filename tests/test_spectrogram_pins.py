@@ -614,3 +614,29 @@ def test_fast_inverse_without_a_fine_grid_runs_every_iteration_on_the_coarse_one
     assert [call[0] for call in stages] == ["phase", "griffin_lim", "synthesize"]
     assert stages[1][1] is coarse.internal and stages[1][3] == 8
     assert stages[2] == ("synthesize", coarse.output, 5 * 441, False)
+
+
+def test_a_built_in_decoder_object_of_its_own(monkeypatch):
+    import riffusion.spectrogram as spectrogram
+
+    decoder = spectrogram._BuiltInDecoder("reference", supports_periodic=False)
+    assert decoder.method == "reference" and decoder.supports_periodic is False
+    assert decoder._converters == {}
+    built: list[SpectrogramParams] = []
+
+    class Counting(SpectrogramConverter):
+        def __init__(self, params=None, *, device="cpu"):
+            built.append(params)
+            super().__init__(params, device=device)
+
+    monkeypatch.setattr(spectrogram, "SpectrogramConverter", Counting)
+    mel = torch.rand(64, 8, generator=torch.Generator().manual_seed(9)) * 1e4
+    first = decoder.decode(mel, SMALL, seed=2, num_iterations=2)
+    again = decoder.decode(mel, SMALL, seed=2, num_iterations=2, device=torch.device("cpu"))
+    # One converter for the parameters and device, built once (its operators are costly).
+    assert built == [SMALL] and list(decoder._converters) == [(SMALL, "cpu")]
+    assert torch.equal(first, again)
+    expected = SpectrogramConverter(SMALL).mel_to_waveform(
+        mel, method="reference", seed=2, num_iterations=2
+    )
+    assert torch.equal(first, expected)
