@@ -16,7 +16,6 @@ from PIL import Image
 from riffusion.audio import Audio
 from riffusion.convert import image_to_audio
 from riffusion.errors import ParameterError
-from riffusion.image import load_image, params_from_image
 from riffusion.params import SpectrogramParams
 
 __all__ = ["periodic_image_to_audio", "seam_discontinuity", "stitch"]
@@ -106,7 +105,8 @@ def periodic_image_to_audio(
         image: spectrogram image (PIL or path) whose last column continues into its first.
         params: decoding parameters (EXIF or defaults when ``None``).
         **decode_options: passed to :func:`riffusion.image_to_audio` (``seed``,
-            ``num_iterations``, ``device``, ...); the method is always ``"fast"``.
+            ``num_iterations``, ``device``, ...); ``method`` must name a decoder with a circular
+            mode (``"fast"``, the default).
 
     Returns:
         Audio of ``params.samples_for_width(width, periodic=True)`` = ``width · hop_length``
@@ -114,8 +114,6 @@ def periodic_image_to_audio(
         ``(width − 1) · hop`` plus the hop from the last column back to the first),
         peak-normalised like ``image_to_audio``.
     """
-    image = load_image(image)
-    params = params or params_from_image(image)
     return image_to_audio(image, params, periodic=True, **decode_options)
 
 

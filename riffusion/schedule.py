@@ -17,6 +17,9 @@ from riffusion.inputs import MAX_SEED, PromptInput
 
 __all__ = ["StreamStep", "stream_schedule"]
 
+_END = object()
+"""What ``next`` returns when the prompts run out (``None`` is an item, and refused as one)."""
+
 
 @dataclass(frozen=True)
 class StreamStep:
@@ -33,7 +36,7 @@ def _next_seed(seed: int) -> int:
     return (seed + 1) % MAX_SEED
 
 
-def _as_prompt_input(item: PromptInput | str | dict[str, Any], seed: int) -> PromptInput:
+def _as_prompt_input(item: object, seed: int) -> PromptInput:
     if isinstance(item, PromptInput):
         return item
     if isinstance(item, str):
@@ -95,23 +98,22 @@ def _walk_schedule(
     endless: bool,
 ) -> Iterator[StreamStep]:
     """The generator behind :func:`stream_schedule` (arguments already validated)."""
-    first = next(iterator, None)
-    if first is None:
+    first = next(iterator, _END)
+    if first is _END:
         raise ParameterError("prompts is empty; give at least one prompt")
     current = _as_prompt_input(first, seed)
     index = 0
     while True:
-        following = next(iterator, None)
-        if following is None:
+        following = next(iterator, _END)
+        if following is _END:
             if not endless:
                 yield StreamStep(current, current, 0.0, index)
                 return
             target = dataclasses.replace(current, seed=_next_seed(current.seed))
         else:
+            # A plain string already gets the next seed; an equal prompt given in full walks it.
             target = _as_prompt_input(following, _next_seed(current.seed))
-            if target == current or (
-                isinstance(following, str) and target.prompt == current.prompt
-            ):
+            if target == current:
                 target = dataclasses.replace(target, seed=_next_seed(current.seed))
         for step in range(steps_per_transition):
             yield StreamStep(current, target, step / steps_per_transition, index)

@@ -505,7 +505,7 @@ class SpectrogramConverter:
         return self._inverse
 
     def _fast_mel_to_waveform(
-        self, mel: torch.Tensor, num_iterations: int, seed: int, periodic: bool = False
+        self, mel: torch.Tensor, num_iterations: int, seed: int, periodic: bool
     ) -> torch.Tensor:
         """``(batch, n_mels, frames)`` → ``(batch, params.samples_for_width(frames))``."""
         coarse, fine = self._get_inverse()

@@ -75,12 +75,10 @@ def estimate_tempo(audio: Audio, *, min_bpm: float = 60.0, max_bpm: float = 200.
     valid = doubled < len(autocorrelation)
     score[valid] += 0.5 * autocorrelation[doubled[valid]]
     best = int(lags[int(np.argmax(score))])
-    if 1 <= best < len(autocorrelation) - 1:
-        left, centre, right = autocorrelation[best - 1 : best + 2]
-        curvature = left - 2 * centre + right
-        offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
-    else:
-        offset = 0.0
+    # Parabolic refinement; the lag range keeps both neighbours inside (1 <= best <= len - 2).
+    left, centre, right = autocorrelation[best - 1 : best + 2]
+    curvature = left - 2 * centre + right
+    offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
     return float(60.0 * frame_rate / (best + float(np.clip(offset, -0.5, 0.5))))
 
 

@@ -5,7 +5,8 @@
 #   scripts/mutation.sh [--tests "tests/test_a.py tests/test_b.py"] [--show] MODULE...
 #
 #   MODULE     a module of the riffusion package: audio, image, params, _files, _checks, limits,
-#              spectrogram, ... (or a path such as riffusion/audio.py). Several may be given.
+#              spectrogram, ..., a module of a subpackage as diffusion/interpolation, or a path
+#              such as riffusion/audio.py. Several may be given.
 #   --tests    the test files to run against the mutants (default: per module, see tests_for);
 #              also settable as MUTATION_TESTS.
 #   --show     print the diff of every surviving mutant.
@@ -49,6 +50,8 @@ tests_for() {
         _files) echo tests/test_audio.py tests/test_image.py tests/test_files_pins.py ;;
         _checks) echo tests/test_audio.py tests/test_checks_pins.py ;;
         limits) echo tests/test_robustness.py ;;
+        joins|tempo|schedule) echo tests/test_looping.py tests/test_looping_pins.py ;;
+        diffusion/interpolation) echo tests/test_diffusion_math.py tests/test_interpolation_pins.py ;;
         *) echo "tests/test_${1#_}.py" "tests/test_${1#_}_pins.py" ;;
     esac
 }
@@ -56,12 +59,16 @@ tests_for() {
 names=()
 files=()
 for module in "${modules[@]}"; do
-    name="$(basename "${module%.py}")"
+    # riffusion/diffusion/interpolation.py, diffusion/interpolation and diffusion.interpolation
+    # all name the module diffusion/interpolation.
+    name="${module%.py}"
+    name="${name#riffusion/}"
+    name="${name//.//}"
     if [[ ! -f "$here/riffusion/$name.py" ]]; then
         echo "no module riffusion/$name.py" >&2
         exit 2
     fi
-    names+=("$name")
+    names+=("${name//\//.}")
     files+=("riffusion/$name.py")
     auto_tests="${auto_tests:-} $(tests_for "$name")"
 done

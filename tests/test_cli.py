@@ -25,7 +25,7 @@ from PIL import Image
 import riffusion
 from riffusion import Audio
 from riffusion.cli import build_parser, main
-from riffusion.image import load_image, params_from_image
+from riffusion.image import load_image, params_from_image, save_image
 from tests.conftest import SAMPLE_RATE, music_like
 from tests.diffusion_fixtures import tiny_model_dir
 
@@ -252,8 +252,44 @@ def test_bad_argument_before_any_work_is_one_line(runs, folder):
     assert not (folder / "bad.wav").exists()
 
 
-def test_no_partial_files_are_left(runs, folder):
-    assert not list(folder.glob("*partial*"))
+def _fail_half_way(monkeypatch, owner: object, name: str, written: list[int]) -> None:
+    """Make the writer ``owner.name`` (its first path argument is the destination) write the
+    whole file, cut it in half and fail as a full disk does; ``written`` gets the size left."""
+    real = getattr(owner, name)
+
+    def half_then_fail(*args, **kwargs):
+        real(*args, **kwargs)
+        target = Path(next(arg for arg in args if isinstance(arg, str | os.PathLike)))
+        size = target.stat().st_size
+        with open(target, "r+b") as handle:
+            handle.truncate(size // 2)
+        written.append(size // 2)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(owner, name, half_then_fail)
+
+
+@pytest.mark.parametrize("command", ["audio-to-image", "image-to-audio"])
+def test_a_write_failing_half_way_leaves_no_file(command, tmp_path, monkeypatch, capsys):
+    source = Audio(music_like(0.5), SAMPLE_RATE)
+    if command == "audio-to-image":
+        source.save(tmp_path / "in.wav")
+        argv, output = ["audio-to-image", str(tmp_path / "in.wav")], tmp_path / "out.png"
+        owner, name = Image.Image, "save"
+    else:
+        save_image(riffusion.audio_to_image(source), tmp_path / "in.png")
+        argv, output = ["image-to-audio", str(tmp_path / "in.png")], tmp_path / "out.wav"
+        owner, name = soundfile, "write"
+    before = sorted(os.listdir(tmp_path))
+    written: list[int] = []
+    _fail_half_way(monkeypatch, owner, name, written)
+    assert main([*argv, "-o", str(output), "-q"]) == 1
+    assert written and written[0] > 0  # a partial file did exist on disk
+    err = capsys.readouterr().err
+    assert err.startswith("riffusion: error: ") and "No space left on device" in err
+    assert str(output) in err
+    # Neither the half-written temporary file nor the output is left in the folder.
+    assert sorted(os.listdir(tmp_path)) == before
 
 
 # ---------------------------------------------------------------------- model-free, in-process

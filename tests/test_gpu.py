@@ -132,3 +132,15 @@ def test_lora_training_on_cuda_after_a_cpu_training_runs_on_cuda(tmp_path):
     torch.cuda.reset_peak_memory_stats()
     train_lora(dataset, model, tmp_path / "cuda", device="cuda", **kwargs)
     assert torch.cuda.max_memory_allocated() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_slerp_on_cuda_keeps_the_device_and_matches_cpu(dtype):
+    # Computed in float64 on the CPU (MPS has no float64), returned on v0's device and dtype.
+    from riffusion.diffusion.interpolation import slerp
+
+    generator = torch.Generator().manual_seed(0)
+    v0, v1 = torch.randn(2, 4, 8, 8, generator=generator).to(dtype)
+    mixed = slerp(0.3, v0.cuda(), v1.cuda())
+    assert mixed.device.type == "cuda" and mixed.dtype == dtype
+    assert torch.equal(mixed.cpu(), slerp(0.3, v0, v1))

@@ -10,7 +10,7 @@ a washed-out image, while a spherical mix keeps the norm.
 from __future__ import annotations
 
 import math
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -26,10 +26,6 @@ __all__ = ["lerp", "slerp"]
 _PARALLEL_DOT = 0.9995
 
 T = TypeVar("T", float, torch.Tensor)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def lerp(alpha: float, a: T, b: T) -> T:
@@ -63,6 +59,13 @@ def lerp(alpha: float, a: T, b: T) -> T:
     if alpha == 1.0:
         return b
     return a * (1.0 - alpha) + b * alpha
+
+
+def _rescaled(v: torch.Tensor) -> torch.Tensor:
+    """``v`` divided by the power of two that brings its largest magnitude into [1, 2) (an exact
+    division; zeros stay zeros, as ``frexp(0)`` gives the divisor 0.5)."""
+    peak = float(v.abs().max()) if v.numel() else 0.0
+    return v / math.ldexp(1.0, math.frexp(peak)[1] - 1)
 
 
 def slerp(alpha: float, v0: torch.Tensor, v1: torch.Tensor) -> torch.Tensor:
@@ -105,14 +108,17 @@ def slerp(alpha: float, v0: torch.Tensor, v1: torch.Tensor) -> torch.Tensor:
     b = v1.detach().to(device="cpu", dtype=torch.float64).flatten()
     if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
         raise ParameterError("slerp inputs v0 and v1 must not contain NaN or inf")
-    norm_a = torch.linalg.vector_norm(a)
-    norm_b = torch.linalg.vector_norm(b)
+    # The angle from copies scaled to a largest entry in [1, 2) by a power of two (exact): the
+    # norms of float64 entries near 1e200 or 1e-200 would overflow or underflow.
+    unit_a, unit_b = _rescaled(a), _rescaled(b)
+    norm_a = torch.linalg.vector_norm(unit_a)
+    norm_b = torch.linalg.vector_norm(unit_b)
     if norm_a == 0 or norm_b == 0:
         return lerp(alpha, v0, v1.to(v0))
-    dot = float(torch.dot(a, b) / (norm_a * norm_b))
+    dot = float(torch.dot(unit_a, unit_b) / (norm_a * norm_b))
     if abs(dot) > _PARALLEL_DOT:
         return lerp(alpha, v0, v1.to(v0))
-    theta = math.acos(max(-1.0, min(1.0, dot)))
+    theta = math.acos(dot)  # |dot| <= _PARALLEL_DOT here: no clamping to [-1, 1] needed
     sin_theta = math.sin(theta)
     w0 = math.sin((1.0 - alpha) * theta) / sin_theta
     w1 = math.sin(alpha * theta) / sin_theta
