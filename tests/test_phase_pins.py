@@ -89,6 +89,8 @@ def test_lobe_peaks_rows_are_independent():
         (49, 100, 50),
         (201, 441, 216),
         (13, 14, 14),  # none of 13, 14 is 5-smooth: the limit
+        (16, 17, 16),  # the answer just below the limit
+        (3**40, 3**40 + 1, 3**40),  # exact integer arithmetic beyond float precision
         (11, 11, 11),
         (12, 11, 11),  # empty range: the limit
     ],
@@ -362,6 +364,17 @@ GOLDEN_PERIODIC = [
 ]
 
 
+def test_gradient_phase_two_frames_golden_values():
+    # two frames: the time derivative is one-sided at both (not zero)
+    magnitudes = torch.tensor([[[0.25, 0.5, 0.125, 0.0], [0.5, 0.25, 0.0, 0.0625]]])
+    phase = gradient_phase(magnitudes, bin_hz=0.25, hop_s=1.0, window_s=4.0, seed=1)
+    expected = [
+        [1.754962, 1.754962, 13.209406, 13.564921],
+        [1.754962, -2.454852, 17.921794, 18.27731],
+    ]
+    _close(phase[0], expected, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("periodic", "golden"), [(False, GOLDEN_ONE_SHOT), (True, GOLDEN_PERIODIC)]
 )
@@ -610,14 +623,19 @@ def test_inverse_operators_fall_back_to_the_full_rate():
     assert (internal.fft_size, internal.win, internal.hop, internal.bins) == (900, 900, 90, 451)
 
 
+# n_fft 1600 > win_length 800, hop 80, Slaney-normalised mel bands: every argument matters
 _SMALL_REFERENCE = SpectrogramParams(
-    sample_rate=8000, num_frequencies=16, max_frequency_hz=3000, padded_duration_ms=100.0
+    sample_rate=8000,
+    num_frequencies=16,
+    max_frequency_hz=3000,
+    padded_duration_ms=200.0,
+    mel_scale_norm="slaney",
 )
 
 
 def test_reference_decoder_is_torchaudio_inverse_mel_then_griffin_lim():
     params = _SMALL_REFERENCE
-    mel = torch.rand(1, 16, 8, generator=torch.Generator().manual_seed(1)) * 100
+    mel = torch.rand(1, 16, 12, generator=torch.Generator().manual_seed(1)) * 100
     ours = reference_mel_to_waveform(mel, params, num_iterations=3, seed=11)
     inverse_mel = torchaudio.transforms.InverseMelScale(
         n_stft=params.n_fft // 2 + 1,
@@ -625,7 +643,7 @@ def test_reference_decoder_is_torchaudio_inverse_mel_then_griffin_lim():
         sample_rate=8000,
         f_min=0.0,
         f_max=3000.0,
-        norm=None,
+        norm="slaney",
         mel_scale="htk",
     )
     torch.manual_seed(11)
@@ -642,14 +660,14 @@ def test_reference_decoder_is_torchaudio_inverse_mel_then_griffin_lim():
         None,
         True,
     )
-    assert ours.shape == (1, params.samples_for_width(8)) == (1, 560)
+    assert ours.shape == (1, params.samples_for_width(12)) == (1, 880)
     _close(ours[:, : expected.shape[-1]], expected, atol=1e-4)
-    assert torch.equal(ours[:, expected.shape[-1] :], torch.zeros(1, 560 - expected.shape[-1]))
+    assert torch.equal(ours[:, expected.shape[-1] :], torch.zeros(1, 880 - expected.shape[-1]))
 
 
 def test_reference_decoder_defaults_and_global_random_state():
     params = _SMALL_REFERENCE
-    mel = torch.rand(16, 8, generator=torch.Generator().manual_seed(2)) * 100
+    mel = torch.rand(16, 12, generator=torch.Generator().manual_seed(2)) * 100
     torch.manual_seed(123)
     state = torch.get_rng_state()
     default = reference_mel_to_waveform(mel, params)
