@@ -594,7 +594,7 @@ def test_inverse_operators_of_a_small_converter():
     output, internal = coarse.output, coarse.internal
     assert (output.fft_size, output.win, output.hop, output.bins) == (800, 800, 80, 301)
     assert (internal.fft_size, internal.win, internal.hop, internal.bins) == (640, 640, 64, 301)
-    _close(coarse.centre_shift, math.pi * torch.arange(301.0), atol=1e-4)
+    assert torch.equal(coarse.centre_shift, (math.pi * torch.arange(301.0).double()).float())
     oracle = torch.linalg.pinv(band.double())[:, ::4][:, :301]
     assert coarse.mel_to_linear.shape == (32, 301) and coarse.mel_to_linear.dtype == torch.float32
     _close(coarse.mel_to_linear, oracle.float(), atol=1e-7)
@@ -607,8 +607,31 @@ def test_inverse_operators_of_a_small_converter():
         601,
     )
     assert (fine.internal.fft_size, fine.internal.win, fine.internal.hop) == (1280, 640, 64)
-    _close(fine.centre_shift, math.pi * torch.arange(601.0) / 2, atol=1e-4)
+    shift = (math.pi * torch.arange(601, dtype=torch.float64) * 800 / 1600).float()
+    assert torch.equal(fine.centre_shift, shift)
     _close(fine.mel_to_linear, torch.linalg.pinv(band.double())[:, ::2][:, :601].float(), atol=1e-7)
+
+
+def test_inverse_operators_when_the_hop_does_not_divide_the_window():
+    # DFT 100, window 90, hop 60: the common unit is gcd(100, 90, 60) = 10 samples (not the hop
+    # 60, not gcd(90, 60) = 30, not gcd(100, 60) = 20); 21 bins need ceil(42 / 10) = 5 units.
+    params = SpectrogramParams(
+        sample_rate=1000,
+        step_size_ms=60.0,
+        window_duration_ms=90.0,
+        padded_duration_ms=100.0,
+        num_frequencies=8,
+        max_frequency_hz=400,
+    )
+    assert (params.n_fft, params.win_length, params.hop_length) == (100, 90, 60)
+    band = torch.rand(21, 8, generator=torch.Generator().manual_seed(0))
+    operators = _InverseOperators.build(params, band, 1, CPU)
+    internal = operators.internal
+    assert (internal.fft_size, internal.win, internal.hop, internal.bins) == (50, 45, 30, 21)
+    assert operators.bin_hz == 10.0
+    # π k · win / grid computed in float64, then rounded once to float32
+    shift = (math.pi * torch.arange(21, dtype=torch.float64) * 90 / 100).float()
+    assert torch.equal(operators.centre_shift, shift)
 
 
 def test_inverse_operators_fall_back_to_the_full_rate():
@@ -629,7 +652,9 @@ _SMALL_REFERENCE = SpectrogramParams(
     num_frequencies=16,
     max_frequency_hz=3000,
     padded_duration_ms=200.0,
+    min_frequency_hz=100.0,
     mel_scale_norm="slaney",
+    mel_scale_type="slaney",
 )
 
 
@@ -641,10 +666,10 @@ def test_reference_decoder_is_torchaudio_inverse_mel_then_griffin_lim():
         n_stft=params.n_fft // 2 + 1,
         n_mels=16,
         sample_rate=8000,
-        f_min=0.0,
+        f_min=100.0,
         f_max=3000.0,
         norm="slaney",
-        mel_scale="htk",
+        mel_scale="slaney",
     )
     torch.manual_seed(11)
     linear = inverse_mel(mel)
@@ -768,7 +793,7 @@ def test_register_decoder_rejects_non_decoders():
     assert "pin-bad" not in decoder_names()
 
 
-@pytest.mark.parametrize("name", ["nope", 3, None, b"fast"])
+@pytest.mark.parametrize("name", ["nope", 3, None, b"fast", ["fast"]])
 def test_get_decoder_error_lists_the_registered_names(name):
     message = f"method={name!r} must be a registered decoder: 'fast', 'reference'"
     with pytest.raises(ParameterError, match=f"^{re.escape(message)}$"):
