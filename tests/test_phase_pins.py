@@ -326,6 +326,11 @@ def test_default_seed_and_determinism():
     # a batch decodes like its items (the same integration constants for every item)
     single = gradient_phase(magnitudes[1:], **kwargs)
     _close(default[1:], single, atol=1e-6)
+    # each item's own peak sets its floor and its quiet threshold: a quiet item next to a loud
+    # one gets the phase it gets alone
+    quiet = magnitudes[1:] * 1e-3
+    together = gradient_phase(torch.cat([magnitudes[:1], quiet]), **kwargs)
+    _close(together[1:], gradient_phase(quiet, **kwargs), atol=1e-6)
 
 
 def _golden_magnitudes() -> torch.Tensor:
