@@ -125,6 +125,9 @@ def test_crop_starts_half_a_window_in_and_pads_with_zeros():
     assert grid._crop(buffer, 4).tolist() == [[3.0, 4.0, 5.0, 6.0]]
     assert grid._crop(buffer, 6).tolist() == [[3.0, 4.0, 5.0, 6.0, 0.0, 0.0]]
     assert grid._place(buffer, 5, False).tolist() == [[3.0, 4.0, 5.0, 6.0, 0.0]]
+    # padding depends on the samples, not on how many rows there are
+    rows = torch.arange(1.0, 7.0).expand(8, 6)
+    assert torch.equal(grid._crop(rows, 6), torch.tensor([[3.0, 4.0, 5.0, 6.0, 0.0, 0.0]] * 8))
 
 
 def test_wrap_folds_onto_the_circle():
@@ -331,6 +334,25 @@ def test_default_seed_and_determinism():
     quiet = magnitudes[1:] * 1e-3
     together = gradient_phase(torch.cat([magnitudes[:1], quiet]), **kwargs)
     _close(together[1:], gradient_phase(quiet, **kwargs), atol=1e-6)
+
+
+def test_tolerance_is_relative_to_the_peak_and_exclusive():
+    kwargs = {"bin_hz": 0.25, "hop_s": 1.0, "window_s": 4.0, "seed": 3}
+
+    def phase(magnitudes, tolerance):
+        return gradient_phase(magnitudes, tolerance=tolerance, **kwargs)
+
+    # peak 1: a bin at exactly tolerance × peak is quiet (seeded from its lobe's peak, bin 2),
+    # as with a larger tolerance, unlike with a smaller one
+    at_threshold = torch.tensor([[[1.0, 1e-4, 0.5], [1.0, 1e-4, 0.5]]])
+    quiet = phase(at_threshold, 1e-4)
+    assert torch.equal(quiet, phase(at_threshold, 2e-4))
+    assert not torch.equal(quiet, phase(at_threshold, 0.5e-4))
+    # peak 0.5: 1e-4 is above 1e-4 × 0.5, so loud (it continues its track)
+    above = torch.tensor([[[0.5, 1e-4, 0.25], [0.5, 1e-4, 0.25]]])
+    loud = gradient_phase(above, **kwargs)
+    assert torch.equal(loud, phase(above, 1e-5))
+    assert not torch.equal(loud, phase(above, 1e-3))
 
 
 def _golden_magnitudes() -> torch.Tensor:
