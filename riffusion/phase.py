@@ -421,9 +421,9 @@ class _InverseOperators:
         # Nyquist bin still holds them (frame, hop and DFT sizes all scaled by scale / common).
         common = math.gcd(math.gcd(grid, win), hop)
         per_unit = grid // common
+        # (When no 5-smooth size up to ``common`` is large enough this is ``common``: the full
+        # rate.)
         scale = _smooth_at_least(-(-2 * bins // per_unit), common)
-        if scale * per_unit < 2 * (bins - 1) + 2:
-            scale = common
         internal = _FrameGrid(
             scale * per_unit, scale * win // common, scale * hop // common, bins, device
         )
@@ -517,8 +517,8 @@ def griffin_lim(
         win_length: Hann window length in samples, <= ``n_fft`` (default ``n_fft``).
         num_iterations: Griffin-Lim iterations, an int >= 0 (0 returns the initial estimate).
         momentum: fast Griffin-Lim momentum in ``[0, 1)`` (0 is the classic algorithm).
-        length: samples of the output (default: ``(frames − 1) · hop_length``, or
-            ``frames · hop_length`` when ``periodic``).
+        length: samples of the output, at least ``(frames − 1) · hop_length`` (default:
+            that, or ``frames · hop_length`` when ``periodic``).
         periodic: treat the magnitudes as one period of a loop (frames wrap around the ends).
         init: initial phase: ``"gradient"`` (phase-gradient integration) or ``"random"``
             (uniform, drawn from ``seed``).
@@ -566,6 +566,11 @@ def griffin_lim(
         length = frames * hop_length if periodic else (frames - 1) * hop_length
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         raise ParameterError(f"length={length!r} must be a positive integer")
+    if length < (frames - 1) * hop_length:
+        raise ParameterError(
+            f"length={length} must be at least (frames - 1) * hop_length ="
+            f" {(frames - 1) * hop_length} for {frames} frames"
+        )
     leading = magnitudes.shape[:-2]
     target = magnitudes.reshape(-1, bins, frames).transpose(-1, -2).to(torch.float32)
     grid = _FrameGrid(n_fft, win_length, hop_length, bins, target.device)
@@ -594,7 +599,7 @@ def griffin_lim(
 
 # --------------------------------------------------------------------------------- decoders
 @runtime_checkable
-class Decoder(Protocol):
+class Decoder(Protocol):  # pragma: no mutate block (mutmut's extra members break isinstance)
     """Mel magnitudes → waveform. One method; register an instance with :func:`register_decoder`.
 
     Attributes:
@@ -658,7 +663,7 @@ def register_decoder(name: str, decoder: Decoder, *, replace: bool = False) -> N
             "num_iterations, device) method and a bool supports_periodic"
         )
     with _DECODERS_LOCK:
-        if name in _DECODERS and (not replace or (name in _BUILT_IN and name in _DECODERS)):
+        if name in _DECODERS and (not replace or name in _BUILT_IN):
             if name in _BUILT_IN and _DECODERS[name] is decoder:
                 return
             raise ParameterError(f"a decoder named {name!r} is already registered")

@@ -1,0 +1,834 @@
+"""riffusion.phase pinned down value by value (issue 11, part 2: mutation testing).
+
+Hand-computed small cases for the helpers (lobe peaks, smooth sizes, the framing grid's
+overlap-add, crop, wrap and window envelope), torch's own STFT/ISTFT as the oracle of the grid's
+analysis and synthesis, analytic identities for the phase-gradient integration, golden values
+for ``gradient_phase`` and ``griffin_lim`` on tiny inputs, and every error message of the public
+functions. Each test is tiny and fast; see docs/testing.md for the mutation score.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+import torchaudio
+
+from riffusion import ParameterError, SpectrogramParams
+from riffusion import phase as phase_module
+from riffusion.phase import (
+    _FrameGrid,
+    _InverseOperators,
+    _lobe_peaks,
+    _single_intra_op_thread,
+    _smooth_at_least,
+    _with_magnitudes,
+    decoder_names,
+    get_decoder,
+    gradient_phase,
+    griffin_lim,
+    reference_mel_to_waveform,
+    register_decoder,
+    unregister_decoder,
+)
+from riffusion.spectrogram import SpectrogramConverter
+
+CPU = torch.device("cpu")
+
+
+def _close(actual: torch.Tensor, expected, atol: float = 1e-5) -> None:
+    expected = torch.as_tensor(expected, dtype=actual.dtype)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=atol)
+
+
+# ----------------------------------------------------------------------------- _lobe_peaks
+@pytest.mark.parametrize(
+    ("magnitudes", "peaks"),
+    [
+        # valley at 3 (0 < 2 and 0 <= 5); the second lobe's peak is the first of the two 5s
+        ([1.0, 3.0, 2.0, 0.0, 5.0, 5.0, 1.0], [1, 1, 1, 4, 4, 4, 4]),
+        # a flat valley: only its first bin is a minimum (strict on the left, not the right)
+        ([3.0, 1.0, 1.0, 3.0], [0, 3, 3, 3]),
+        # three bins: the middle one is a valley
+        ([0.25, 0.125, 0.5], [0, 2, 2]),
+        # two bins: no interior, one lobe
+        ([0.25, 0.5], [1, 1]),
+        # all quiet (below 1): every lobe still finds its peak
+        ([0.5, 0.25, 0.375, 0.125, 0.0625], [0, 2, 2, 2, 2]),
+        # all equal: one lobe, the lowest index wins
+        ([0.0, 0.0, 0.0], [0, 0, 0]),
+    ],
+)
+def test_lobe_peaks_hand_computed(magnitudes, peaks):
+    result = _lobe_peaks(torch.tensor([magnitudes]))
+    assert result.dtype == torch.int64
+    assert result.tolist() == [peaks]
+
+
+def test_lobe_peaks_rows_are_independent():
+    rows = torch.tensor([[1.0, 3.0, 2.0, 0.0, 5.0], [4.0, 1.0, 2.0, 3.0, 0.5]])
+    assert _lobe_peaks(rows).tolist() == [[1, 1, 1, 4, 4], [0, 3, 3, 3, 3]]
+
+
+# ------------------------------------------------------------------------ _smooth_at_least
+@pytest.mark.parametrize(
+    ("value", "limit", "expected"),
+    [
+        (0, 10, 1),
+        (1, 10, 1),
+        (7, 100, 8),
+        (11, 100, 12),
+        (13, 100, 15),
+        (14, 100, 15),
+        (23, 100, 24),
+        (25, 100, 25),
+        (26, 100, 27),
+        (31, 100, 32),
+        (49, 100, 50),
+        (201, 441, 216),
+        (13, 14, 14),  # none of 13, 14 is 5-smooth: the limit
+        (16, 17, 16),  # the answer just below the limit
+        (3**40, 3**40 + 1, 3**40),  # exact integer arithmetic beyond float precision
+        (11, 11, 11),
+        (12, 11, 11),  # empty range: the limit
+    ],
+)
+def test_smooth_at_least(value, limit, expected):
+    assert _smooth_at_least(value, limit) == expected
+
+
+# ------------------------------------------------------------------------------ _FrameGrid
+def test_overlap_add_when_the_hop_divides_the_window():
+    grid = _FrameGrid(4, 4, 2, 3, CPU)
+    frames = torch.tensor([[[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0]]])
+    assert grid._overlap_add(frames).tolist() == [[1.0, 2.0, 13.0, 24.0, 30.0, 40.0]]
+    three = torch.arange(1.0, 13.0).reshape(1, 3, 4)
+    # [1 2 3 4] + [5 6 7 8] at 2 + [9 10 11 12] at 4
+    assert grid._overlap_add(three).tolist() == [[1.0, 2.0, 8.0, 10.0, 16.0, 18.0, 11.0, 12.0]]
+
+
+def test_overlap_add_when_it_does_not():
+    grid = _FrameGrid(4, 3, 2, 3, CPU)
+    frames = torch.tensor([[[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]], [[1.0, 1.0, 1.0]] * 2])
+    assert grid._overlap_add(frames).tolist() == [
+        [1.0, 2.0, 13.0, 20.0, 30.0],
+        [1.0, 1.0, 2.0, 1.0, 1.0],
+    ]
+
+
+def test_crop_starts_half_a_window_in_and_pads_with_zeros():
+    grid = _FrameGrid(4, 4, 2, 3, CPU)
+    buffer = torch.arange(1.0, 7.0)[None]
+    assert grid._crop(buffer, 3).tolist() == [[3.0, 4.0, 5.0]]
+    assert grid._crop(buffer, 4).tolist() == [[3.0, 4.0, 5.0, 6.0]]
+    assert grid._crop(buffer, 6).tolist() == [[3.0, 4.0, 5.0, 6.0, 0.0, 0.0]]
+    assert grid._place(buffer, 5, False).tolist() == [[3.0, 4.0, 5.0, 6.0, 0.0]]
+    # padding depends on the samples, not on how many rows there are
+    rows = torch.arange(1.0, 7.0).expand(8, 6)
+    assert torch.equal(grid._crop(rows, 6), torch.tensor([[3.0, 4.0, 5.0, 6.0, 0.0, 0.0]] * 8))
+
+
+def test_wrap_folds_onto_the_circle():
+    grid = _FrameGrid(4, 4, 2, 3, CPU)
+    buffer = torch.arange(1.0, 7.0)[None]
+    # sample j goes to (j - 2) mod 3: [3 + 6, 1 + 4, 2 + 5]
+    assert grid._wrap(buffer, 3).tolist() == [[9.0, 5.0, 7.0]]
+    # (j - 2) mod 4: [3, 4, 1 + 5, 2 + 6]
+    assert grid._wrap(buffer, 4).tolist() == [[3.0, 4.0, 6.0, 8.0]]
+    assert grid._place(buffer, 4, True).tolist() == [[3.0, 4.0, 6.0, 8.0]]
+    odd = _FrameGrid(4, 3, 1, 3, CPU)  # win // 2 = 1: sample j goes to (j - 1) mod 5
+    assert odd._wrap(torch.arange(1.0, 6.0)[None], 5).tolist() == [[2.0, 3.0, 4.0, 5.0, 1.0]]
+
+
+def test_inverse_envelope_hand_computed():
+    grid = _FrameGrid(4, 4, 2, 3, CPU)
+    # hann(4) = [0, .5, 1, .5]; squares [0, .25, 1, .25]; three frames at hop 2 overlap-add to
+    # [0, .25, 1, .5, 1, .5, 1, .25]; cropped from 2: [1, .5, 1, .5, 1, .25].
+    _close(grid._inverse_envelope(3, 6, False), [1.0, 2.0, 1.0, 2.0, 1.0, 4.0])
+    # one frame cropped to 4 samples: [1, .25, 0, 0]; no energy → 0, not infinity
+    _close(grid._inverse_envelope(1, 4, False), [1.0, 4.0, 0.0, 0.0])
+    # circular: [0, .25, 1, .5, 1, .5, 1, .25] at (j - 2) mod 6
+    _close(grid._inverse_envelope(3, 6, True), [1.0, 2.0, 1.0, 2.0, 1.0, 2.0])
+    # the cache holds one key and gives the right one back after a change
+    _close(grid._inverse_envelope(3, 6, False), [1.0, 2.0, 1.0, 2.0, 1.0, 4.0])
+    assert list(grid._inverse_envelopes) == [(3, 6, False)]
+
+
+def test_inverse_envelope_zeroes_only_the_negligible_samples():
+    grid = _FrameGrid(8, 8, 8, 5, CPU)  # no overlap: hann² alone, with its zero and tiny ends
+    envelope = torch.hann_window(8) ** 2
+    inverse = grid._inverse_envelope(2, 16, True)
+    expected = torch.where(envelope > 1e-6, 1 / envelope, 0.0).roll(-4).repeat(2)
+    _close(inverse, expected)
+
+
+def _stft(waveform: torch.Tensor, win: int, hop: int, mode: str = "reflect") -> torch.Tensor:
+    window = torch.hann_window(win)
+    spectrum = torch.stft(
+        waveform, win, hop, window=window, center=True, pad_mode=mode, return_complex=True
+    )
+    return spectrum.transpose(-1, -2)
+
+
+def test_analyze_is_torch_stft():
+    grid = _FrameGrid(8, 8, 2, 5, CPU)
+    waveform = torch.sin(torch.arange(20.0) * 0.7)[None] + 0.1 * torch.arange(20.0)[None]
+    _close(grid.analyze(waveform, 11), _stft(waveform, 8, 2), atol=1e-5)
+    _close(grid.analyze(waveform, 7), _stft(waveform, 8, 2)[:, :7], atol=1e-5)
+    # shorter than half a window: zero padding (reflection needs more samples)
+    short = torch.tensor([[1.0, -2.0, 3.0, 0.5]])
+    _close(grid.analyze(short, 3), _stft(short, 8, 2, mode="constant"), atol=1e-6)
+    # only the first `bins` bins are kept
+    narrow = _FrameGrid(8, 8, 2, 3, CPU)
+    _close(narrow.analyze(waveform, 11), _stft(waveform, 8, 2)[..., :3], atol=1e-5)
+
+
+def test_analyze_periodic_pads_circularly():
+    grid = _FrameGrid(8, 8, 2, 5, CPU)
+    waveform = torch.cos(torch.arange(12.0) * 1.3)[None]
+    looped = torch.cat([waveform[:, -4:], waveform, waveform[:, :4]], dim=-1)
+    expected = torch.stft(
+        looped, 8, 2, window=torch.hann_window(8), center=False, return_complex=True
+    ).transpose(-1, -2)
+    _close(grid.analyze(waveform, 6, periodic=True), expected[:, :6], atol=1e-5)
+
+
+def _random_spectrum(batch: int, frames: int, bins: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    parts = torch.randn(batch, frames, bins, 2, generator=generator)
+    return torch.view_as_complex(parts)
+
+
+def test_synthesize_is_torch_istft():
+    grid = _FrameGrid(8, 8, 2, 5, CPU)
+    spectrum = _random_spectrum(2, 6, 5)
+    window = torch.hann_window(8)
+    for length in (None, 10, 9):
+        expected = torch.istft(
+            spectrum.transpose(-1, -2), 8, 2, window=window, center=True, length=length or 12
+        )
+        _close(grid.synthesize(spectrum, length=length), expected, atol=1e-5)
+
+
+def _circular_synthesis(spectrum, fft_size, win, hop, length):
+    window = torch.hann_window(win, dtype=torch.float64)
+    frames = torch.fft.irfft(spectrum.to(torch.complex128), n=fft_size)[..., :win] * window
+    out = torch.zeros(spectrum.shape[0], length, dtype=torch.float64)
+    envelope = torch.zeros(length, dtype=torch.float64)
+    for t in range(spectrum.shape[-2]):
+        for n in range(win):
+            at = (t * hop + n - win // 2) % length
+            out[:, at] += frames[:, t, n]
+            envelope[at] += window[n] ** 2
+    return (out / envelope).float()
+
+
+def test_synthesize_periodic_is_circular_overlap_add():
+    grid = _FrameGrid(12, 8, 2, 7, CPU)  # a DFT longer than the window (zero padding)
+    spectrum = _random_spectrum(2, 5, 7, seed=1)
+    _close(
+        grid.synthesize(spectrum, periodic=True),
+        _circular_synthesis(spectrum, 12, 8, 2, 10),
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+@pytest.mark.parametrize(("fft_size", "win", "hop"), [(8, 8, 2), (12, 8, 2), (9, 6, 3)])
+def test_analysis_then_synthesis_is_the_identity(fft_size, win, hop, periodic):
+    grid = _FrameGrid(fft_size, win, hop, fft_size // 2 + 1, CPU)
+    waveform = torch.randn(2, 8 * hop, generator=torch.Generator().manual_seed(fft_size))
+    spectrum = grid.analyze(waveform, 8, periodic=periodic)
+    _close(grid.synthesize(spectrum, length=8 * hop, periodic=periodic), waveform, atol=1e-5)
+
+
+def _reference_fast_griffin_lim(magnitudes, spectrum, iterations, momentum, win, hop, length):
+    """The textbook loop with torch.istft/torch.stft: the oracle of _FrameGrid.griffin_lim."""
+    window = torch.hann_window(win)
+    previous = None
+    for _ in range(iterations):
+        waveform = torch.istft(
+            spectrum.transpose(-1, -2), win, hop, window=window, center=True, length=length
+        )
+        rebuilt = _stft(waveform, win, hop)
+        target = rebuilt if previous is None else rebuilt - previous * momentum / (1 + momentum)
+        previous = rebuilt
+        spectrum = magnitudes * target / target.abs().clamp_min(1e-15)
+    return spectrum
+
+
+@pytest.mark.parametrize(("iterations", "momentum"), [(0, 0.5), (1, 0.5), (3, 0.0), (3, 0.5)])
+def test_grid_griffin_lim_is_the_fast_griffin_lim_loop(iterations, momentum):
+    grid = _FrameGrid(8, 8, 2, 5, CPU)
+    start = _random_spectrum(1, 6, 5, seed=2)
+    magnitudes = start.abs() + 0.5
+    start = _with_magnitudes(start, magnitudes)
+    ours = grid.griffin_lim(magnitudes, start, iterations, momentum, length=10)
+    expected = _reference_fast_griffin_lim(magnitudes, start, iterations, momentum, 8, 2, 10)
+    _close(ours, expected, atol=1e-4)
+    _close(ours.abs(), magnitudes, atol=1e-5)
+
+
+def test_grid_griffin_lim_periodic_uses_circular_framing():
+    grid = _FrameGrid(8, 8, 2, 5, CPU)
+    start = _random_spectrum(1, 6, 5, seed=3)
+    magnitudes = start.abs()
+    ours = grid.griffin_lim(magnitudes, start, 1, 0.5, periodic=True)
+    waveform = _circular_synthesis(start, 8, 8, 2, 12)
+    expected = _with_magnitudes(grid.analyze(waveform, 6, periodic=True), magnitudes)
+    _close(ours, expected, atol=1e-5)
+
+
+def test_with_magnitudes_hand_computed():
+    spectrum = torch.tensor([3 + 4j, 0j, -1j, 0.3 + 0.4j, -0.6 + 0.8j], dtype=torch.complex64)
+    magnitudes = torch.tensor([10.0, 5.0, 2.0, 1.0, 0.5])
+    result = _with_magnitudes(spectrum, magnitudes)
+    _close(torch.view_as_real(result), [[6, 8], [0, 0], [0, -2], [0.6, 0.8], [-0.3, 0.4]])
+
+
+# -------------------------------------------------------------------------- gradient_phase
+def _start_phases(bins: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(bins, generator=generator) * (2 * math.pi)
+
+
+def test_a_flat_stationary_spectrum_advances_every_bin_at_its_frequency():
+    # Constant magnitudes: no gradient; the first frame is one lobe whose peak is bin 0, so
+    # every bin starts at bin 0's constant; then bin k advances 2π · k · bin_hz · hop a frame.
+    bins, frames, bin_hz, hop_s = 6, 4, 0.125, 2.0
+    magnitudes = torch.full((1, frames, bins), 0.5)
+    phase = gradient_phase(magnitudes, bin_hz=bin_hz, hop_s=hop_s, window_s=8.0, seed=5)
+    advance = 2 * math.pi * bin_hz * hop_s * torch.arange(bins)
+    expected = _start_phases(bins, 5)[0] + torch.arange(frames)[:, None] * advance
+    _close(phase[0], expected, atol=1e-5)
+
+
+def test_a_flat_stationary_loop_goes_round_twice_from_the_integration_constants():
+    # Periodic: every bin continues from the last frame (no onset), and the second pass
+    # starts where the first ended: frame t is (frames + t + 1) steps from the constants.
+    bins, frames, bin_hz, hop_s = 5, 3, 0.125, 1.0
+    magnitudes = torch.full((2, frames, bins), 0.25)
+    phase = gradient_phase(
+        magnitudes, bin_hz=bin_hz, hop_s=hop_s, window_s=8.0, seed=2, periodic=True
+    )
+    advance = 2 * math.pi * bin_hz * hop_s * torch.arange(bins)
+    steps = frames + 1 + torch.arange(frames)[:, None]
+    expected = _start_phases(bins, 2) + steps * advance
+    _close(phase[0], expected, atol=1e-5)
+    _close(phase[1], expected, atol=1e-5)
+
+
+def test_default_seed_and_determinism():
+    magnitudes = _golden_magnitudes()
+    kwargs = {"bin_hz": 1 / 12, "hop_s": 3.0, "window_s": 12.0}
+    default = gradient_phase(magnitudes, **kwargs)
+    assert torch.equal(default, gradient_phase(magnitudes, seed=0, tolerance=1e-4, **kwargs))
+    assert not torch.equal(default, gradient_phase(magnitudes, seed=1, **kwargs))
+    # a batch decodes like its items (the same integration constants for every item)
+    single = gradient_phase(magnitudes[1:], **kwargs)
+    _close(default[1:], single, atol=1e-6)
+    # each item's own peak sets its floor and its quiet threshold: a quiet item next to a loud
+    # one gets the phase it gets alone
+    quiet = magnitudes[1:] * 1e-3
+    together = gradient_phase(torch.cat([magnitudes[:1], quiet]), **kwargs)
+    _close(together[1:], gradient_phase(quiet, **kwargs), atol=1e-6)
+
+
+def test_tolerance_is_relative_to_the_peak_and_exclusive():
+    kwargs = {"bin_hz": 0.25, "hop_s": 1.0, "window_s": 4.0, "seed": 3}
+
+    def phase(magnitudes, tolerance):
+        return gradient_phase(magnitudes, tolerance=tolerance, **kwargs)
+
+    # peak 1: a bin at exactly tolerance × peak is quiet (seeded from its lobe's peak, bin 2),
+    # as with a larger tolerance, unlike with a smaller one
+    at_threshold = torch.tensor([[[1.0, 1e-4, 0.5], [1.0, 1e-4, 0.5]]])
+    quiet = phase(at_threshold, 1e-4)
+    assert torch.equal(quiet, phase(at_threshold, 2e-4))
+    assert not torch.equal(quiet, phase(at_threshold, 0.5e-4))
+    # peak 0.5: 1e-4 is above 1e-4 × 0.5, so loud (it continues its track)
+    above = torch.tensor([[[0.5, 1e-4, 0.25], [0.5, 1e-4, 0.25]]])
+    loud = gradient_phase(above, **kwargs)
+    assert torch.equal(loud, phase(above, 1e-5))
+    assert not torch.equal(loud, phase(above, 1e-3))
+
+
+def _golden_magnitudes() -> torch.Tensor:
+    """(2, 5, 7) magnitudes: peak 0.8 (< 1), exact zeros, a quiet bin (1e-6 < 1e-4 · peak) and
+    a bin exactly twice as loud as in the frame before (0.2 → 0.4)."""
+    k = torch.arange(2 * 5 * 7, dtype=torch.float64).reshape(2, 5, 7)
+    magnitudes = ((k * 7 + 3) % 11) / 12.5
+    magnitudes[0, 0, 2], magnitudes[0, 1, 2] = 0.2, 0.4
+    magnitudes[1, 2, 4] = 1e-6
+    return magnitudes.float()
+
+
+GOLDEN_ONE_SHOT = [
+    [1.28222, 1.24912, 1.36357, 1.54155, 1.46248, 1.67045, 0.395939],
+    [1.28222, 2.66093, 4.24931, 6.44162, 8.05591, 9.15787, 14.5296],
+    [1.28222, 4.3405, 6.99179, 11.1441, 14.7639, 11.6235, 14.9687],
+    [1.28222, 6.22153, 9.76682, 15.1385, 21.4837, 14.1435, 8.31227],
+    [1.28222, 8.21711, 7.52005, 22.2786, 33.184, 22.3077, 17.737],
+    [3.36102, 4.22101, 4.14195, 4.34991, 2.8787, 2.67074, 2.96584],
+    [10.9844, 11.2089, 7.59378, 8.69574, 11.6482, 10.9614, 12.3906],
+    [10.9844, 18.2125, 11.1602, 10.3188, 21.7089, 21.9334, 21.8154],
+    [10.9844, 16.3561, 14.7384, 11.9963, 8.58428, 32.9211, 31.2402],
+    [10.9844, 12.3917, 23.2971, 17.0189, 14.5009, 13.2264, 40.665],
+]
+GOLDEN_PERIODIC = [
+    [12.3011, 11.9455, 4.68254, 62.4297, 56.8335, 38.1188, 35.5675],
+    [12.3011, 13.3574, 7.56827, 67.3298, 63.4269, 45.6062, 50.9779],
+    [12.3011, 15.0369, 10.3108, 72.0322, 70.1349, 48.0718, 70.3397],
+    [12.3011, 16.918, 13.0858, 18.4575, 76.8548, 50.5918, 44.7606],
+    [12.3011, 18.9135, 10.839, 88.659, 88.555, 58.7561, 54.1854],
+    [25.1847, 46.2596, 40.6634, 25.324, 25.1088, 26.2212, 57.8498],
+    [53.023, 53.2475, 44.1152, 29.6698, 32.6223, 34.5119, 67.2746],
+    [53.023, 60.2511, 47.6816, 31.2929, 45.2594, 45.4839, 76.6994],
+    [53.023, 58.3947, 51.2599, 32.9704, 29.5584, 56.4716, 86.1242],
+    [53.023, 59.9225, 59.8186, 37.993, 35.475, 35.3545, 95.5489],
+]
+
+
+def test_gradient_phase_two_frames_golden_values():
+    # two frames: the time derivative is one-sided at both (not zero)
+    magnitudes = torch.tensor([[[0.25, 0.5, 0.125, 0.0], [0.5, 0.25, 0.0, 0.0625]]])
+    phase = gradient_phase(magnitudes, bin_hz=0.25, hop_s=1.0, window_s=4.0, seed=1)
+    expected = [
+        [1.754962, 1.754962, 13.209406, 13.564921],
+        [1.754962, -2.454852, 17.921794, 18.27731],
+    ]
+    _close(phase[0], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("periodic", "golden"), [(False, GOLDEN_ONE_SHOT), (True, GOLDEN_PERIODIC)]
+)
+def test_gradient_phase_golden_values(periodic, golden):
+    phase = gradient_phase(
+        _golden_magnitudes(), bin_hz=1 / 12, hop_s=3.0, window_s=12.0, seed=7, periodic=periodic
+    )
+    assert phase.dtype == torch.float32 and phase.shape == (2, 5, 7)
+    _close(phase.reshape(10, 7), golden, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- griffin_lim
+def _gl_magnitudes() -> torch.Tensor:
+    k = torch.arange(25, dtype=torch.float64).reshape(5, 5)
+    return (((k * 5 + 2) % 7) / 4).float()
+
+
+@pytest.mark.parametrize(
+    ("options", "golden"),
+    [
+        (
+            {"num_iterations": 0},
+            [0.0204276, 0.200325, -0.0219383, 0.0557131, -0.3149, -0.240264, -0.405051, -0.0164667],
+        ),
+        (
+            {"num_iterations": 3, "momentum": 0.5},
+            [0.532648, 0.647374, -0.332481, 0.261796, -0.744151, -0.451923, -0.234951, 0.764233],
+        ),
+        (
+            {"num_iterations": 3, "momentum": 0.5, "periodic": True},
+            [
+                0.435789,
+                0.414758,
+                -0.613368,
+                -0.239656,
+                0.728122,
+                0.38473,
+                -0.389383,
+                0.501089,
+                -0.231164,
+                0.93735,
+            ],
+        ),
+        (
+            {"num_iterations": 0, "init": "random", "seed": 3},
+            [
+                0.11885,
+                -0.183246,
+                -0.0951416,
+                0.0854524,
+                -0.110508,
+                -0.0550705,
+                -0.430426,
+                -0.102075,
+            ],
+        ),
+        (
+            {"num_iterations": 2, "momentum": 0.0, "periodic": True, "init": "random"},
+            [
+                -0.242908,
+                -0.0933448,
+                -0.589508,
+                0.527012,
+                0.571041,
+                0.338837,
+                -0.330779,
+                0.24947,
+                0.770127,
+                -0.74184,
+            ],
+        ),
+    ],
+)
+def test_griffin_lim_golden_values(options, golden):
+    waveform = griffin_lim(_gl_magnitudes(), n_fft=8, hop_length=2, win_length=6, **options)
+    assert waveform.dtype == torch.float32
+    _close(waveform, golden, atol=1e-5)
+
+
+def test_griffin_lim_defaults():
+    magnitudes = _gl_magnitudes()
+    explicit = griffin_lim(
+        magnitudes,
+        n_fft=8,
+        hop_length=2,
+        win_length=8,
+        num_iterations=32,
+        momentum=0.99,
+        length=8,
+        periodic=False,
+        init="gradient",
+        seed=0,
+    )
+    assert torch.equal(griffin_lim(magnitudes, n_fft=8, hop_length=2), explicit)
+
+
+def test_griffin_lim_zero_iterations_is_the_phase_gradient_start():
+    magnitudes = _gl_magnitudes()
+    phase = gradient_phase(
+        magnitudes.T[None], bin_hz=1 / 8, hop_s=2.0, window_s=6.0, seed=4, periodic=True
+    )
+    # window-centre phase → phase of a window starting at the frame start: π k · win / n_fft
+    phase = phase - math.pi * torch.arange(5) * 6 / 8
+    grid = _FrameGrid(8, 6, 2, 5, CPU)
+    expected = grid.synthesize(torch.polar(magnitudes.T[None], phase), length=10, periodic=True)
+    ours = griffin_lim(
+        magnitudes, n_fft=8, hop_length=2, win_length=6, num_iterations=0, periodic=True, seed=4
+    )
+    _close(ours, expected[0], atol=1e-6)
+
+
+def test_griffin_lim_batches_decode_like_items_and_keep_leading_dims():
+    items = torch.stack([_gl_magnitudes(), _gl_magnitudes().flip(-1)])
+    batch = griffin_lim(items[None], n_fft=8, hop_length=2, num_iterations=2, length=9)
+    assert batch.shape == (1, 2, 9)
+    for index in range(2):
+        alone = griffin_lim(items[index], n_fft=8, hop_length=2, num_iterations=2, length=9)
+        _close(batch[0, index], alone, atol=1e-6)
+
+
+def test_griffin_lim_reconstructs_a_consistent_spectrum():
+    # The magnitudes of a real signal: fast Griffin-Lim gets the spectrum back closely.
+    n_fft, hop = 64, 16
+    t = torch.arange(1024.0)
+    signal = torch.sin(2 * math.pi * 0.05 * t) + 0.5 * torch.sin(2 * math.pi * 0.13 * t)
+    target = _stft(signal, n_fft, hop).abs().T
+    waveform = griffin_lim(target, n_fft=n_fft, hop_length=hop, num_iterations=32)
+    rebuilt = _stft(waveform, n_fft, hop).abs().T
+    error = torch.linalg.norm(rebuilt - target[:, : rebuilt.shape[-1]]) / torch.linalg.norm(target)
+    assert waveform.shape == (64 * hop,)
+    assert error < 0.08  # 0.053; random phase at 32 iterations is far worse
+
+
+def test_griffin_lim_accepts_the_boundary_values():
+    one_frame = _gl_magnitudes()[:, :1]
+    assert griffin_lim(one_frame, n_fft=8, hop_length=1, periodic=True).shape == (1,)
+    assert griffin_lim(one_frame, n_fft=8, hop_length=3, length=1).shape == (1,)
+    assert griffin_lim(_gl_magnitudes(), n_fft=8, hop_length=2, length=8, periodic=True).shape == (
+        8,
+    )
+    assert griffin_lim(_gl_magnitudes().double(), n_fft=8, hop_length=2, momentum=0).dtype == (
+        torch.float32
+    )
+    assert griffin_lim(_gl_magnitudes(), n_fft=8, hop_length=2, momentum=0.0).shape == (8,)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"n_fft": 0}, "n_fft=0 must be a positive integer"),
+        ({"n_fft": True}, "n_fft=True must be a positive integer"),
+        ({"n_fft": 8.0}, "n_fft=8.0 must be a positive integer"),
+        ({"hop_length": 0}, "hop_length=0 must be a positive integer"),
+        ({"hop_length": False}, "hop_length=False must be a positive integer"),
+        ({"hop_length": 2.5}, "hop_length=2.5 must be a positive integer"),
+        ({"win_length": 0}, "win_length=0 must be a positive integer"),
+        ({"win_length": 9}, "win_length=9 must be at most n_fft=8"),
+        ({"num_iterations": -1}, "num_iterations=-1 must be an integer >= 0"),
+        ({"num_iterations": True}, "num_iterations=True must be an integer >= 0"),
+        ({"num_iterations": 2.0}, "num_iterations=2.0 must be an integer >= 0"),
+        ({"momentum": 1.0}, "momentum=1.0 must be a number in [0, 1)"),
+        ({"momentum": -0.1}, "momentum=-0.1 must be a number in [0, 1)"),
+        ({"momentum": "0.5"}, "momentum='0.5' must be a number in [0, 1)"),
+        ({"init": "zeros"}, "init='zeros' must be 'gradient' or 'random'"),
+        ({"length": 0}, "length=0 must be a positive integer"),
+        ({"length": True}, "length=True must be a positive integer"),
+        ({"length": 4.0}, "length=4.0 must be a positive integer"),
+        ({"length": 7}, "length=7 must be at least (frames - 1) * hop_length = 8 for 5 frames"),
+        (
+            {"length": 7, "periodic": True},
+            "length=7 must be at least (frames - 1) * hop_length = 8 for 5 frames",
+        ),
+    ],
+)
+def test_griffin_lim_error_messages(options, message):
+    arguments = {"n_fft": 8, "hop_length": 2, **options}
+    with pytest.raises(ParameterError, match=f"^{re.escape(message)}$"):
+        griffin_lim(_gl_magnitudes(), **arguments)
+
+
+BAD_VALUES = "magnitudes must have frames and be finite and non-negative"
+
+
+@pytest.mark.parametrize(
+    ("magnitudes", "message"),
+    [
+        ([[1.0]] * 5, "magnitudes must be a tensor of shape (..., n_fft // 2 + 1, frames)"),
+        (torch.ones(5), "magnitudes must be a tensor of shape (..., n_fft // 2 + 1, frames)"),
+        (torch.ones(4, 3), "magnitudes have 4 frequency bins; n_fft=8 needs 5"),
+        (torch.ones(5, 0), BAD_VALUES),
+        (torch.full((5, 3), math.nan), BAD_VALUES),
+        (torch.full((5, 3), math.inf), BAD_VALUES),
+        (-torch.ones(5, 3), BAD_VALUES),
+        (torch.ones(5, 1), "length=0 must be a positive integer"),  # one frame, one-shot
+    ],
+)
+def test_griffin_lim_magnitude_errors(magnitudes, message):
+    with pytest.raises(ParameterError, match=f"^{re.escape(message)}$"):
+        griffin_lim(magnitudes, n_fft=8, hop_length=2)
+
+
+# --------------------------------------------------------------- operators and reference
+def test_inverse_operators_of_a_small_converter():
+    params = SpectrogramParams(sample_rate=8000, num_frequencies=32, max_frequency_hz=3000)
+    converter = SpectrogramConverter(params)
+    band = converter._filterbank[: converter.num_bins]
+    assert (params.n_fft, params.win_length, params.hop_length, band.shape) == (
+        3200,
+        800,
+        80,
+        (1201, 32),
+    )
+    coarse = _InverseOperators.build(params, band, 4, CPU)
+    # the 800-point grid (10 Hz), 301 bins; Griffin-Lim at the smallest 5-smooth rate holding
+    # them: common unit 80 samples = 10 grid points, ceil(2 · 301 / 10) = 61 → 64 units
+    assert coarse.bin_hz == 10.0
+    output, internal = coarse.output, coarse.internal
+    assert (output.fft_size, output.win, output.hop, output.bins) == (800, 800, 80, 301)
+    assert (internal.fft_size, internal.win, internal.hop, internal.bins) == (640, 640, 64, 301)
+    assert torch.equal(coarse.centre_shift, (math.pi * torch.arange(301.0).double()).float())
+    oracle = torch.linalg.pinv(band.double())[:, ::4][:, :301]
+    assert coarse.mel_to_linear.shape == (32, 301) and coarse.mel_to_linear.dtype == torch.float32
+    _close(coarse.mel_to_linear, oracle.float(), atol=1e-7)
+    fine = _InverseOperators.build(params, band, 2, CPU)
+    assert fine.bin_hz == 5.0
+    assert (fine.output.fft_size, fine.output.win, fine.output.hop, fine.output.bins) == (
+        1600,
+        800,
+        80,
+        601,
+    )
+    assert (fine.internal.fft_size, fine.internal.win, fine.internal.hop) == (1280, 640, 64)
+    shift = (math.pi * torch.arange(601, dtype=torch.float64) * 800 / 1600).float()
+    assert torch.equal(fine.centre_shift, shift)
+    _close(fine.mel_to_linear, torch.linalg.pinv(band.double())[:, ::2][:, :601].float(), atol=1e-7)
+
+
+def test_inverse_operators_when_the_hop_does_not_divide_the_window():
+    # DFT 100, window 90, hop 60: the common unit is gcd(100, 90, 60) = 10 samples (not the hop
+    # 60, not gcd(90, 60) = 30, not gcd(100, 60) = 20); 21 bins need ceil(42 / 10) = 5 units.
+    params = SpectrogramParams(
+        sample_rate=1000,
+        step_size_ms=60.0,
+        window_duration_ms=90.0,
+        padded_duration_ms=100.0,
+        num_frequencies=8,
+        max_frequency_hz=400,
+    )
+    assert (params.n_fft, params.win_length, params.hop_length) == (100, 90, 60)
+    band = torch.rand(21, 8, generator=torch.Generator().manual_seed(0))
+    operators = _InverseOperators.build(params, band, 1, CPU)
+    internal = operators.internal
+    assert (internal.fft_size, internal.win, internal.hop, internal.bins) == (50, 45, 30, 21)
+    assert operators.bin_hz == 10.0
+    # π k · win / grid computed in float64, then rounded once to float32
+    shift = (math.pi * torch.arange(21, dtype=torch.float64) * 90 / 100).float()
+    assert torch.equal(operators.centre_shift, shift)
+
+
+def test_inverse_operators_fall_back_to_the_full_rate():
+    # 9 kHz, hop 90, window 900: common unit 90 samples = 10 points; 451 bins need 91 units,
+    # more than the 90 there are: Griffin-Lim runs at the full rate.
+    params = SpectrogramParams(
+        sample_rate=9000, num_frequencies=16, max_frequency_hz=4400, padded_duration_ms=100.0
+    )
+    band = torch.rand(451, 16, generator=torch.Generator().manual_seed(0))
+    operators = _InverseOperators.build(params, band, 1, CPU)
+    internal = operators.internal
+    assert (internal.fft_size, internal.win, internal.hop, internal.bins) == (900, 900, 90, 451)
+
+
+# n_fft 1600 > win_length 800, hop 80, Slaney-normalised mel bands: every argument matters
+_SMALL_REFERENCE = SpectrogramParams(
+    sample_rate=8000,
+    num_frequencies=16,
+    max_frequency_hz=3000,
+    padded_duration_ms=200.0,
+    min_frequency_hz=100.0,
+    mel_scale_norm="slaney",
+    mel_scale_type="slaney",
+)
+
+
+def test_reference_decoder_is_torchaudio_inverse_mel_then_griffin_lim():
+    params = _SMALL_REFERENCE
+    mel = torch.rand(1, 16, 12, generator=torch.Generator().manual_seed(1)) * 100
+    ours = reference_mel_to_waveform(mel, params, num_iterations=3, seed=11)
+    inverse_mel = torchaudio.transforms.InverseMelScale(
+        n_stft=params.n_fft // 2 + 1,
+        n_mels=16,
+        sample_rate=8000,
+        f_min=100.0,
+        f_max=3000.0,
+        norm="slaney",
+        mel_scale="slaney",
+    )
+    torch.manual_seed(11)
+    linear = inverse_mel(mel)
+    expected = torchaudio.functional.griffinlim(
+        linear,
+        torch.hann_window(params.win_length),
+        params.n_fft,
+        params.hop_length,
+        params.win_length,
+        1.0,
+        3,
+        0.99,
+        None,
+        True,
+    )
+    assert ours.shape == (1, params.samples_for_width(12)) == (1, 880)
+    _close(ours[:, : expected.shape[-1]], expected, atol=1e-4)
+    assert torch.equal(ours[:, expected.shape[-1] :], torch.zeros(1, 880 - expected.shape[-1]))
+
+
+def test_reference_decoder_defaults_and_global_random_state():
+    params = _SMALL_REFERENCE
+    mel = torch.rand(16, 12, generator=torch.Generator().manual_seed(2)) * 100
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    default = reference_mel_to_waveform(mel, params)
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator is left alone
+    explicit = reference_mel_to_waveform(mel, params, num_iterations=32, seed=0, device="cpu")
+    assert torch.equal(default, explicit)
+    assert not torch.equal(default, reference_mel_to_waveform(mel, params, seed=1))
+
+
+# --------------------------------------------------------------------------------- threads
+def test_single_intra_op_thread_sets_one_and_restores():
+    original = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with _single_intra_op_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), _single_intra_op_thread():
+            raise RuntimeError
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        with _single_intra_op_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(original)
+
+
+# -------------------------------------------------------------------------------- registry
+class _Zeros:
+    supports_periodic = True
+
+    def decode(self, mel, params, *, seed=0, periodic=False, num_iterations=None, device="cpu"):
+        return torch.zeros(*mel.shape[:-2], params.samples_for_width(mel.shape[-1]))
+
+
+def test_register_replace_and_unregister():
+    first, second = _Zeros(), _Zeros()
+    register_decoder("zz-pin_1.0", first)
+    try:
+        assert get_decoder("zz-pin_1.0") is first
+        with pytest.raises(
+            ParameterError, match="^a decoder named 'zz-pin_1.0' is already registered$"
+        ):
+            register_decoder("zz-pin_1.0", second)
+        register_decoder("zz-pin_1.0", second, replace=True)
+        assert get_decoder("zz-pin_1.0") is second
+        register_decoder("aa-pin", first)
+        try:
+            assert decoder_names()[:2] == ("fast", "reference")
+            names = decoder_names()
+            assert names.index("aa-pin") < names.index("zz-pin_1.0")
+        finally:
+            unregister_decoder("aa-pin")
+    finally:
+        unregister_decoder("zz-pin_1.0")
+    assert "zz-pin_1.0" not in decoder_names()
+    unregister_decoder("zz-pin_1.0")  # removing a name that is not there is fine
+
+
+def test_built_in_decoders_cannot_be_replaced_or_removed():
+    fast = get_decoder("fast")
+    register_decoder("fast", fast)  # the same object again: a no-op (module reloads)
+    assert get_decoder("fast") is fast
+    for replace in (False, True):
+        with pytest.raises(ParameterError, match="^a decoder named 'fast' is already registered$"):
+            register_decoder("fast", _Zeros(), replace=replace)
+    assert get_decoder("fast") is fast
+    for name in ("fast", "reference"):
+        with pytest.raises(
+            ParameterError, match=f"^the built-in decoder '{name}' cannot be removed$"
+        ):
+            unregister_decoder(name)
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x/y", 5, None])
+def test_register_decoder_rejects_bad_names(name):
+    message = f"decoder name {name!r} must be letters, digits, '_', '-' or '.'"
+    with pytest.raises(ParameterError, match=f"^{re.escape(message)}$"):
+        register_decoder(name, _Zeros())
+
+
+def test_register_decoder_rejects_non_decoders():
+    class NoFlag:
+        def decode(self, mel, params, **options):
+            return mel
+
+    class TextFlag(NoFlag):
+        supports_periodic = "yes"
+
+    for decoder in (object(), NoFlag(), TextFlag()):
+        message = (
+            f"decoder {decoder!r} must have a decode(mel, params, *, seed, periodic, "
+            "num_iterations, device) method and a bool supports_periodic"
+        )
+        with pytest.raises(ParameterError, match=f"^{re.escape(message)}$"):
+            register_decoder("pin-bad", decoder)
+    assert "pin-bad" not in decoder_names()
+
+
+@pytest.mark.parametrize("name", ["nope", 3, None, b"fast", ["fast"]])
+def test_get_decoder_error_lists_the_registered_names(name):
+    message = f"method={name!r} must be a registered decoder: 'fast', 'reference'"
+    with pytest.raises(ParameterError, match=f"^{re.escape(message)}$"):
+        get_decoder(name)
+
+
+def test_get_decoder_error_with_an_empty_registry(monkeypatch):
+    monkeypatch.setattr(phase_module, "_DECODERS", {})
+    message = "method='fast' must be a registered decoder: 'fast', 'reference'"
+    with pytest.raises(ParameterError, match=f"^{re.escape(message)}$"):
+        get_decoder("fast")
