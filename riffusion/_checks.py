@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from riffusion.errors import ParameterError
+from riffusion.errors import DeviceError, ParameterError
 
 __all__ = ["MAX_SEED", "check_device", "check_integer", "check_number", "check_seed"]
 
@@ -84,22 +84,40 @@ def check_seed(name: str, value: Any) -> int:
 
 
 def check_device(name: str, value: Any) -> Any:
-    """Return ``value`` as a ``torch.device`` if it names one (``"cpu"``, ``"cuda:0"``, ...).
+    """Return ``value`` as a ``torch.device`` if it names one this machine has.
+
+    Args:
+        name: the argument's name, for the message.
+        value: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, ... or a ``torch.device``.
 
     Raises:
         ParameterError: not a string or ``torch.device``, or not a device name torch knows.
+        DeviceError: a CUDA or MPS device this machine does not have.
     """
     import torch
 
     if isinstance(value, torch.device):
-        return value
-    if not isinstance(value, str):
+        device = value
+    elif not isinstance(value, str):
         raise ParameterError(
             f"{name}={value!r} must be a device name such as 'cpu' or 'cuda', or a torch.device"
         )
-    try:
-        return torch.device(value)
-    except (RuntimeError, ValueError) as error:
-        raise ParameterError(
-            f"{name}={value!r} is not a device torch knows (e.g. 'cpu', 'cuda', 'cuda:1', 'mps')"
-        ) from error
+    else:
+        try:
+            device = torch.device(value)
+        except (RuntimeError, ValueError) as error:
+            raise ParameterError(
+                f"{name}={value!r} is not a device torch knows (e.g. 'cpu', 'cuda', 'cuda:1', "
+                "'mps')"
+            ) from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"{name}={value!r}: CUDA is not available on this machine; use 'cpu'")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise DeviceError(f"{name}={value!r}: this machine has {count} CUDA device(s)")
+    elif device.type == "mps":
+        backend = getattr(torch.backends, "mps", None)
+        if backend is None or not backend.is_available():
+            raise DeviceError(f"{name}={value!r}: Apple MPS is not available on this machine")
+    return device

@@ -85,3 +85,24 @@ def test_check_number_bounds_are_inclusive_and_named():
     assert _message(check_number, "x", 1.5, minimum=0.0, maximum=1.0) == "x=1.5 must be <= 1"
     # Without bounds any finite value passes.
     assert check_number("x", -1e300) == -1e300
+
+
+def test_check_device_refuses_devices_this_machine_lacks(monkeypatch):
+    import torch
+
+    from riffusion._checks import check_device
+    from riffusion.errors import DeviceError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for value in ("cuda", "cuda:0", torch.device("cuda", 1)):
+        with pytest.raises(DeviceError, match="CUDA is not available on this machine; use 'cpu'"):
+            check_device("device", value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert check_device("device", "cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(DeviceError, match=r"device='cuda:2': this machine has 2 CUDA device\(s\)"):
+        check_device("device", "cuda:2")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match="Apple MPS is not available"):
+        check_device("device", "mps")
+    assert check_device("device", "cpu") == torch.device("cpu")
