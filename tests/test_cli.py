@@ -422,7 +422,9 @@ def test_model_errors_are_one_line(folder, capsys, monkeypatch):
     # --quiet would turn library logging down for the rest of this test process.
     monkeypatch.setattr(riffusion.cli._base, "_quiet_libraries", lambda: None)
     out = str(folder / "out.wav")
-    argv = ["text-to-audio", "x", "-o", out, "-q", "--model", str(tiny_model_dir())]
+    model = str(tiny_model_dir())  # built (with its progress bars) before stderr is read
+    capsys.readouterr()
+    argv = ["text-to-audio", "x", "-o", out, "-q", "--model", model]
     assert main([*argv, "--scheduler", "bogus"]) == 1
     assert main(["text-to-audio", "x", "-o", out, "-q", "--model", str(folder / "nothing")]) == 1
     lines = capsys.readouterr().err.splitlines()
