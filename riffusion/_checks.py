@@ -7,7 +7,15 @@ from typing import Any
 
 from riffusion.errors import DeviceError, ParameterError
 
-__all__ = ["MAX_SEED", "check_device", "check_integer", "check_number", "check_seed"]
+__all__ = [
+    "MAX_SEED",
+    "check_device",
+    "check_integer",
+    "check_number",
+    "check_seed",
+    "mps_available",
+    "unavailable_reason",
+]
 
 
 def check_integer(name: str, value: Any, *, minimum: int = 1) -> int:
@@ -110,14 +118,38 @@ def check_device(name: str, value: Any) -> Any:
                 f"{name}={value!r} is not a device torch knows (e.g. 'cpu', 'cuda', 'cuda:1', "
                 "'mps')"
             ) from error
+    reason = unavailable_reason(device)
+    if reason is not None:
+        raise DeviceError(f"{name}={value!r}: {reason}; use 'cpu'")
+    return device
+
+
+def mps_available() -> bool:
+    """Whether torch can use Apple's MPS backend on this machine."""
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def unavailable_reason(device: Any) -> str | None:
+    """Why this machine cannot run on ``device`` (a ``torch.device``), or ``None`` if it can.
+
+    The one availability check of CUDA (and its device index) and MPS, shared by
+    :func:`check_device` and :func:`riffusion.diffusion.devices.resolve_device`; each words
+    its own error around the reason.
+
+    Args:
+        device: a ``torch.device``; types other than ``cuda`` and ``mps`` are always available.
+    """
+    import torch
+
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"{name}={value!r}: CUDA is not available on this machine; use 'cpu'")
+            return "CUDA is not available on this machine"
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
-            raise DeviceError(f"{name}={value!r}: this machine has {count} CUDA device(s)")
-    elif device.type == "mps":
-        backend = getattr(torch.backends, "mps", None)
-        if backend is None or not backend.is_available():
-            raise DeviceError(f"{name}={value!r}: Apple MPS is not available on this machine")
-    return device
+            return f"only {count} CUDA device(s) exist (indices 0..{count - 1})"
+    elif device.type == "mps" and not mps_available():
+        return "Apple MPS is not available on this machine"
+    return None

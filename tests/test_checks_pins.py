@@ -100,7 +100,8 @@ def test_check_device_refuses_devices_this_machine_lacks(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert check_device("device", "cuda:1") == torch.device("cuda", 1)
-    with pytest.raises(DeviceError, match=r"device='cuda:2': this machine has 2 CUDA device\(s\)"):
+    message = r"device='cuda:2': only 2 CUDA device\(s\) exist \(indices 0\.\.1\); use 'cpu'"
+    with pytest.raises(DeviceError, match=message):
         check_device("device", "cuda:2")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     with pytest.raises(DeviceError, match="Apple MPS is not available"):

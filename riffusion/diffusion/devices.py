@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from riffusion._checks import mps_available, unavailable_reason
 from riffusion.errors import DeviceError, ParameterError
 
 __all__ = ["cpu_generator", "randn", "resolve_device", "resolve_dtype"]
@@ -28,11 +29,6 @@ _DTYPES: dict[str, torch.dtype] = {
 }
 _ALLOWED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MAX_SEED = 2**63
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
 
 
 def resolve_dtype(dtype: torch.dtype | str | None, *, device: torch.device) -> torch.dtype:
@@ -88,7 +84,7 @@ def resolve_device(
     if isinstance(device, str) and device.strip().lower() == "auto":
         if torch.cuda.is_available():
             resolved = torch.device("cuda", torch.cuda.current_device())
-        elif _mps_available():
+        elif mps_available():
             resolved = torch.device("mps")
         else:
             resolved = torch.device("cpu")
@@ -110,34 +106,21 @@ def resolve_device(
             "torch.device"
         )
 
-    if requested.type == "cpu":
-        resolved = torch.device("cpu")
-    elif requested.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"device={device!r} was requested but CUDA is not available on this machine; "
-                "use device='auto' or 'cpu'"
-            )
-        count = torch.cuda.device_count()
-        index = torch.cuda.current_device() if requested.index is None else requested.index
-        if index >= count:
-            raise DeviceError(
-                f"device={device!r} was requested but only {count} CUDA device(s) exist "
-                f"(indices 0..{count - 1})"
-            )
-        resolved = torch.device("cuda", index)
-    elif requested.type == "mps":
-        if not _mps_available():
-            raise DeviceError(
-                f"device={device!r} was requested but Apple MPS is not available on this machine; "
-                "use device='auto' or 'cpu'"
-            )
-        resolved = torch.device("mps")
-    else:
+    if requested.type not in ("cpu", "cuda", "mps"):
         raise DeviceError(
             f"device={device!r} has unsupported type {requested.type!r}; expected 'cpu', 'cuda' "
             "or 'mps'"
         )
+    reason = unavailable_reason(requested)
+    if reason is not None:
+        raise DeviceError(
+            f"device={device!r} was requested but {reason}; use device='auto' or 'cpu'"
+        )
+    if requested.type == "cuda":
+        index = torch.cuda.current_device() if requested.index is None else requested.index
+        resolved = torch.device("cuda", index)
+    else:
+        resolved = torch.device(requested.type)
     return resolved, resolve_dtype(dtype, device=resolved)
 
 
