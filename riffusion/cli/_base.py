@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from riffusion.commands._types import float_in, int_in
+from riffusion.commands._types import float_in, int_in, positive_int
 from riffusion.errors import ModelLoadError, ParameterError
 from riffusion.inputs import MAX_SEED
 
@@ -73,7 +73,6 @@ def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
-_positive_int = int_in(1, None, "a positive integer")
 _seed_int = int_in(0, _MAX_SEED, "an integer in [0, 2**63)")
 _unit_float = float_in(0.0, 1.0, "a number in [0, 1]")
 _non_negative_float = float_in(0.0, math.inf, "a finite number >= 0")
@@ -174,7 +173,7 @@ def _add_generation(
     )
     group.add_argument(
         "--steps",
-        type=_positive_int,
+        type=positive_int,
         default=50,
         metavar="N",
         help="diffusion steps of a full run (default: 50; img2img runs denoising × steps)",

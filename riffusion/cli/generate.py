@@ -30,14 +30,13 @@ from riffusion.cli._base import (
     _model_parent,
     _non_negative_float,
     _output_path,
-    _positive_int,
     _seed,
     _seed_image,
     _seed_int,
     _unit_float,
     _write_clips,
 )
-from riffusion.commands._types import int_in
+from riffusion.commands._types import int_at_least, positive_int
 from riffusion.errors import ParameterError
 
 if TYPE_CHECKING:
@@ -105,7 +104,7 @@ def add_interpolate(command: Commands) -> None:
     group = _add_generation(sub, denoising=0.75, save_image=False)
     group.add_argument(
         "--num-clips",
-        type=int_in(2, None, "an integer >= 2"),
+        type=int_at_least(2),
         default=5,
         help="clips from start to end inclusive, 5.11 s each (default: 5)",
     )
@@ -144,13 +143,13 @@ def add_stream(command: Commands) -> None:
     group = _add_generation(sub, denoising=0.75, save_image=False)
     group.add_argument(
         "--num-clips",
-        type=_positive_int,
+        type=positive_int,
         default=8,
         help="clips to generate, 5.11 s each (default: 8)",
     )
     group.add_argument(
         "--steps-per-transition",
-        type=_positive_int,
+        type=positive_int,
         default=4,
         metavar="N",
         help="clips per move to the next prompt (default: 4); then the seed walks on",
@@ -173,7 +172,7 @@ def add_loop(command: Commands) -> None:
     group = _add_generation(sub, denoising=0.75, mask_image=False)
     group.add_argument(
         "--repeat",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="write the loop played N times in a row (default: 1)",
@@ -418,7 +417,7 @@ def add_random_prompt(command: Commands) -> None:
         _example("riffusion random-prompt --count 3 --seed 7"),
     )
     sub.add_argument(
-        "--count", type=_positive_int, default=1, metavar="N", help="prompts (default: 1)"
+        "--count", type=positive_int, default=1, metavar="N", help="prompts (default: 1)"
     )
     sub.add_argument(
         "--seed",

@@ -20,9 +20,9 @@ from riffusion.cli._base import (
     _output_path,
     _plain_device,
     _positive_float,
-    _positive_int,
     _seed_int,
 )
+from riffusion.commands._types import positive_int
 from riffusion.errors import ImageFormatError, ParameterError
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def add_audio_to_image(command: Commands) -> None:
     )
     for option, kind, default, text in (
         ("--step-size-ms", _positive_float, 10.0, "hop between columns in ms"),
-        ("--num-frequencies", _positive_int, 512, "mel bins = image height"),
+        ("--num-frequencies", positive_int, 512, "mel bins = image height"),
         ("--min-frequency", _non_negative_float, 0.0, "lowest mel frequency in Hz"),
         ("--max-frequency", _positive_float, 10000.0, "highest mel frequency in Hz"),
         ("--window-duration-ms", _positive_float, 100.0, "Hann window length in ms"),
@@ -83,7 +83,7 @@ def add_image_to_audio(command: Commands) -> None:
     )
     sub.add_argument(
         "--iterations",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="Griffin-Lim iterations (default: the method's own)",
@@ -137,13 +137,13 @@ def add_sample_clips(command: Commands) -> None:
     sub.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write to")
     sub.add_argument(
         "--duration-ms",
-        type=_positive_int,
+        type=positive_int,
         default=5000,
         metavar="MS",
         help="length of each clip in ms (default: 5000)",
     )
     sub.add_argument(
-        "--num-clips", type=_positive_int, default=1, metavar="N", help="clips (default: 1)"
+        "--num-clips", type=positive_int, default=1, metavar="N", help="clips (default: 1)"
     )
     sub.add_argument(
         "--seed",

@@ -7,7 +7,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-__all__ = ["float_in", "int_in"]
+__all__ = ["float_in", "int_at_least", "int_in", "positive_int"]
 
 
 def int_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
@@ -29,6 +29,19 @@ def int_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """A parser of integers ``>= minimum`` ("must be an integer >= 2").
+
+    Args:
+        minimum: the smallest value accepted.
+    """
+    return int_in(minimum, None, f"an integer >= {minimum}")
+
+
+positive_int = int_in(1, None, "a positive integer")
+"""Integers >= 1 ("must be a positive integer"): counts, sizes, steps."""
 
 
 def float_in(

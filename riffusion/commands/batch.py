@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from riffusion.commands._types import float_in, int_in
+from riffusion.commands._types import float_in, int_at_least
 
 __all__ = ["add_parser", "run"]
 
@@ -28,10 +28,6 @@ Examples:
 
 Each job writes OUT/<id>/audio.wav, spectrogram.png and recipe.json; OUT/manifest.jsonl
 records status, files, errors, attempts and timings. Rerunning skips finished jobs."""
-
-
-def _count(minimum: int) -> Any:
-    return int_in(minimum, None, f"an integer >= {minimum}")
 
 
 _gpus = float_in(0.0, math.inf, "a number >= 0")
@@ -80,7 +76,7 @@ def add_parser(
         "new local Ray)",
     )
     engine.add_argument(
-        "--workers", type=_count(1), default=1, metavar="N", help="Ray actors (default: 1)"
+        "--workers", type=int_at_least(1), default=1, metavar="N", help="Ray actors (default: 1)"
     )
     engine.add_argument(
         "--gpus-per-worker",
@@ -91,14 +87,14 @@ def add_parser(
     )
     engine.add_argument(
         "--cpus-per-worker",
-        type=_count(1),
+        type=int_at_least(1),
         default=1,
         metavar="C",
         help="CPU cores (and torch threads) per worker, both engines (default: 1)",
     )
     engine.add_argument(
         "--max-retries",
-        type=_count(0),
+        type=int_at_least(0),
         default=2,
         metavar="K",
         help="extra attempts of a failing job before it is reported (default: 2)",

@@ -7,7 +7,7 @@ import math
 import sys
 from typing import Any
 
-from riffusion.commands._types import float_in, int_in
+from riffusion.commands._types import float_in, positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -17,7 +17,6 @@ EXAMPLE = """Example:
   riffusion prepare-dataset my_music/ -o my_dataset/ --shard 0/4   # one of four machines"""
 
 
-_positive_int = int_in(1, None, "a positive integer")
 _finite_float = float_in(-math.inf, math.inf, "finite")
 
 
@@ -47,14 +46,14 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--window-px",
-        type=_positive_int,
+        type=positive_int,
         default=512,
         metavar="PX",
         help="window width in pixels (default: 512, the model's 5.11 s)",
     )
     parser.add_argument(
         "--hop-px",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="PX",
         help="step between windows in pixels (default: the window width, no overlap)",
@@ -86,7 +85,7 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
         "--shard", type=_shard, default=(0, 1), metavar="I/N", help="process shard I of N"
     )
     parser.add_argument(
-        "--workers", type=_positive_int, default=1, metavar="N", help="processes (default: 1)"
+        "--workers", type=positive_int, default=1, metavar="N", help="processes (default: 1)"
     )
     parser.add_argument(
         "--engine", choices=("local", "ray"), default="local", help="local processes or Ray"

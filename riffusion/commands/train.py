@@ -6,7 +6,7 @@ import argparse
 import math
 from typing import Any
 
-from riffusion.commands._types import float_in, int_in
+from riffusion.commands._types import float_in, int_at_least, positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -19,8 +19,6 @@ EXAMPLE = """Example:
   riffusion train-lora my_dataset/ -o my_lora/ --steps 4000 --resume   # continue to 4000"""
 
 
-_positive_int = int_in(1, None, "a positive integer")
-_non_negative_int = int_in(0, None, "an integer >= 0")
 _positive_float = float_in(0.0, math.inf, "a positive number", open_low=True)
 
 
@@ -45,8 +43,8 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
         help=f"base checkpoint: hub id or diffusers folder (default: {DEFAULT_MODEL})",
     )
     group = parser.add_argument_group("training")
-    group.add_argument("--steps", type=_positive_int, default=1000, help="optimizer steps")
-    group.add_argument("--rank", type=_positive_int, default=4, help="LoRA rank (default: 4)")
+    group.add_argument("--steps", type=positive_int, default=1000, help="optimizer steps")
+    group.add_argument("--rank", type=positive_int, default=4, help="LoRA rank (default: 4)")
     group.add_argument(
         "--all-targets",
         action="store_true",
@@ -56,23 +54,23 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
         "--learning-rate", type=_positive_float, default=1e-4, metavar="LR", help="(default: 1e-4)"
     )
     group.add_argument(
-        "--lr-warmup-steps", type=_non_negative_int, default=0, metavar="N", help="(default: 0)"
+        "--lr-warmup-steps", type=int_at_least(0), default=0, metavar="N", help="(default: 0)"
     )
-    group.add_argument("--batch-size", type=_positive_int, default=1, metavar="N")
-    group.add_argument("--gradient-accumulation", type=_positive_int, default=1, metavar="N")
+    group.add_argument("--batch-size", type=positive_int, default=1, metavar="N")
+    group.add_argument("--gradient-accumulation", type=positive_int, default=1, metavar="N")
     group.add_argument(
         "--mixed-precision", choices=("no", "fp16", "bf16"), default="no", help="(default: no)"
     )
     group.add_argument("--gradient-checkpointing", action="store_true", help="save memory")
     group.add_argument("--train-text-encoder", action="store_true", help="adapt CLIP as well")
-    group.add_argument("--seed", type=_non_negative_int, default=0, help="(default: 0)")
+    group.add_argument("--seed", type=int_at_least(0), default=0, help="(default: 0)")
     group.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
     group.add_argument("--local-files-only", action="store_true", help="never download")
     group = parser.add_argument_group("checkpoints and validation")
     group.add_argument(
         "--resume", action="store_true", help="continue the training state in the output folder"
     )
-    group.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="N")
+    group.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N")
     group.add_argument(
         "--validation-prompt",
         action="append",
@@ -80,8 +78,8 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
         metavar="PROMPT",
         help="render this prompt (PNG + WAV) at each validation; repeatable",
     )
-    group.add_argument("--validate-every", type=_positive_int, default=None, metavar="N")
-    group.add_argument("--validation-steps", type=_positive_int, default=20, metavar="N")
+    group.add_argument("--validate-every", type=positive_int, default=None, metavar="N")
+    group.add_argument("--validation-steps", type=positive_int, default=20, metavar="N")
     parser.set_defaults(handler=lambda args, console=None: run(args))
     return parser
 
