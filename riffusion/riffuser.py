@@ -559,8 +559,10 @@ class Riffuser:
         if not all(isinstance(adapter, Adapter) for adapter in adapters):
             raise ParameterError(f"adapters={adapters!r} must be riffusion.recipe.Adapter objects")
         with self.lock:
+            # Loading textual inversions leaves the LoRA as it is: one look at what is loaded.
+            present = self._adapters()
             wanted = [a for a in adapters if a.kind == "textual_inversion"]
-            loaded = [a for a in self._adapters() if a.kind == "textual_inversion"]
+            loaded = [a for a in present if a.kind == "textual_inversion"]
             if [(a.fingerprint, a.token) for a in loaded] != [
                 (a.fingerprint, a.token) for a in wanted[: len(loaded)]
             ]:
@@ -573,15 +575,15 @@ class Riffuser:
                 _check_adapter_file(adapter)
                 self.pipeline.load_textual_inversion(adapter.path, token=adapter.token)
             lora = next((a for a in adapters if a.kind == "lora"), None)
-            current = next((a for a in self._adapters() if a.kind == "lora"), None)
+            current = next((a for a in present if a.kind == "lora"), None)
             if lora is None:
                 self.pipeline.unload_lora()
-            elif current is None or current.fingerprint != lora.fingerprint:
+                return self
+            assert lora.scale is not None  # Adapter checks it
+            if current is None or current.fingerprint != lora.fingerprint:
                 _check_adapter_file(lora)
-                assert lora.scale is not None  # Adapter checks it
                 self.pipeline.load_lora(lora.path, lora.scale)
             elif current.scale != lora.scale:
-                assert lora.scale is not None
                 self.pipeline.set_lora_scale(lora.scale)
         return self
 

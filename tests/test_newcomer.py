@@ -383,8 +383,14 @@ def test_recipes_record_textual_inversions_and_render_them_again(tmp_path):
     again.pipeline.set_progress_bar_config(disable=True)
     assert again.pipeline.textual_inversions == ((path, "<riff-style>"),)
     assert again.render(recipe).audio == clip.audio
+    # Textual inversions cannot leave the tokenizer: dropping one is refused, adding one is not.
+    with pytest.raises(
+        ParameterError, match=r"cannot be unloaded: this Riffuser has \['<riff-style>'\]"
+    ):
+        again.use_adapters(())
     plain = Riffuser.from_pretrained(tiny_model_dir(), device="cpu")
     with pytest.raises(
         ParameterError, match=r"textual_inversion .*\] but this Riffuser has \[none\]"
     ):
         plain.render(recipe)
+    assert plain.use_adapters(recipe.adapters).render(recipe).audio == clip.audio

@@ -350,6 +350,8 @@ def test_recipes_record_the_lora_and_render_it_again(overfit, tiny_model):
     plain.pipeline.set_progress_bar_config(disable=True)
     assert plain.use_adapters(recipe.adapters) is plain
     assert plain.render(recipe).audio == clip.audio
+    plain.pipeline.set_lora_scale(0.2)  # the same weights at another scale: rescaled
+    assert plain.use_adapters(recipe.adapters).pipeline.lora == (str(overfit.weights), 0.7)
     assert plain.use_adapters(()).pipeline.lora is None
     # Without the LoRA, or with other weights under the same path: clear errors.
     riffuser.unload_lora()
