@@ -5,8 +5,11 @@ The tiny random checkpoint is built once per test process and shared by every te
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import tempfile
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +27,26 @@ def tiny_model_dir() -> pathlib.Path:
         root = pathlib.Path(tempfile.mkdtemp(prefix="riffusion-tiny-"))
         _CACHE["dir"] = make_tiny_model(root / "tiny-model", seed=0)
     return _CACHE["dir"]  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def single_thread_riffuser(**kwargs: Any) -> Iterator[Any]:
+    """A Riffuser on the tiny model, on the CPU, with one torch thread while the block runs.
+
+    CPU results are bitwise reproducible only at a fixed thread count (reductions split
+    differently), and the tiny model gains nothing from more. ``kwargs`` go to
+    ``Riffuser.from_pretrained``.
+    """
+    from riffusion import Riffuser
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        riffuser = Riffuser.from_pretrained(tiny_model_dir(), device="cpu", **kwargs)
+        riffuser.pipeline.set_progress_bar_config(disable=True)
+        yield riffuser
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -8,22 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from riffusion import GenerationCancelled, PromptInput, Riffuser, RiffusionError
+from riffusion import GenerationCancelled, PromptInput, RiffusionError
 from riffusion.riffuser import Progress
 from riffusion.seeds import load_seed_image
-from tests.diffusion_fixtures import tiny_model_dir
+from tests.diffusion_fixtures import single_thread_riffuser
 
 START = PromptInput(prompt="funky bass", seed=3, denoising=0.75)
 
 
 @pytest.fixture(scope="module")
 def riffuser():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    riffuser = Riffuser.from_pretrained(tiny_model_dir(), device="cpu")
-    riffuser.pipeline.set_progress_bar_config(disable=True)
-    yield riffuser
-    torch.set_num_threads(before)
+    with single_thread_riffuser() as riffuser:
+        yield riffuser
 
 
 @pytest.fixture

@@ -16,19 +16,15 @@ from riffusion import Audio, ModelLoadError, ParameterError, PromptInput, Riffus
 from riffusion.diffusion import RiffusionPipeline
 from riffusion.errors import DeviceError
 from riffusion.seeds import SEED_BPM, synthesize_seed_audio
-from tests.diffusion_fixtures import tiny_model_dir
+from tests.diffusion_fixtures import single_thread_riffuser, tiny_model_dir
 
 STEPS = 2
 
 
 @pytest.fixture(scope="module")
 def riffuser():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    riffuser = Riffuser.from_pretrained(tiny_model_dir(), device="cpu")
-    riffuser.pipeline.set_progress_bar_config(disable=True)
-    yield riffuser
-    torch.set_num_threads(before)
+    with single_thread_riffuser() as riffuser:
+        yield riffuser
 
 
 @pytest.fixture(scope="module")

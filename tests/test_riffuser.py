@@ -14,23 +14,17 @@ from riffusion.image import params_from_image
 from riffusion.joins import seam_discontinuity
 from riffusion.seeds import load_seed_image
 from tests.conftest import SAMPLE_RATE, music_like
-from tests.diffusion_fixtures import tiny_model_dir
+from tests.diffusion_fixtures import single_thread_riffuser, tiny_model_dir
 
 STEPS = 2  # img2img at 0.75 runs the last of two steps (PNDM repeats it): plumbing, quickly
 
 
 @pytest.fixture(scope="module")
 def riffuser():
-    # One torch thread for the whole module: CPU results are bitwise reproducible only at a
-    # fixed thread count (reductions split differently), and the tiny model gains nothing.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     # scheduler="default": these tests are about the checkpoint's own scheduler (PNDM), not
     # the CPU default (DPM++), which tests/test_newcomer.py covers.
-    riffuser = Riffuser.from_pretrained(tiny_model_dir(), device="cpu", scheduler="default")
-    riffuser.pipeline.set_progress_bar_config(disable=True)
-    yield riffuser
-    torch.set_num_threads(before)
+    with single_thread_riffuser(scheduler="default") as riffuser:
+        yield riffuser
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from riffusion import PromptInput, Riffuser
+from riffusion import PromptInput
 from riffusion.inputs import MAX_NUM_INFERENCE_STEPS, MAX_PROMPT_CHARS
 from riffusion.server import create_app
 from riffusion.server.media import image_bytes
-from tests.diffusion_fixtures import tiny_model_dir
+from tests.diffusion_fixtures import single_thread_riffuser, tiny_model_dir
 
 STEPS = 2
 
@@ -46,12 +45,8 @@ def _body(**changes):
 
 @pytest.fixture(scope="module")
 def riffuser():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    riffuser = Riffuser.from_pretrained(tiny_model_dir(), device="cpu")
-    riffuser.pipeline.set_progress_bar_config(disable=True)
-    yield riffuser
-    torch.set_num_threads(before)
+    with single_thread_riffuser() as riffuser:
+        yield riffuser
 
 
 @pytest.fixture(scope="module")
@@ -482,22 +477,27 @@ def test_serve_command_binds_localhost_3013_by_default(monkeypatch, capsys):
 
 @pytest.mark.parametrize(
     ("seed_id", "mask_id", "ours_seed", "ours_mask"),
-    [("agile", "mask_top_third_75", "breakbeat", "top_third_75"),
-     ("vibes", "mask_beat_lines_80", "pad_pulse", "beat_lines_80")],
+    [
+        ("agile", "mask_top_third_75", "breakbeat", "top_third_75"),
+        ("vibes", "mask_beat_lines_80", "pad_pulse", "beat_lines_80"),
+    ],
 )
 def test_the_web_apps_ids_are_served_by_the_alias_table(
     client, riffuser, seed_id, mask_id, ours_seed, ours_mask
 ):
     listed = {item["id"]: item for item in client.get("/seed_images").json()}
-    assert listed[seed_id]["source"] == "riffusion-alias" and ours_seed in listed[seed_id][
-        "description"
-    ]
+    assert (
+        listed[seed_id]["source"] == "riffusion-alias"
+        and ours_seed in listed[seed_id]["description"]
+    )
     assert mask_id in {item["id"] for item in client.get("/masks").json()}
     body = _body(alpha=0, seed_image_id=seed_id, mask_image_id=mask_id)
     answer = client.post("/run_inference/", json=body)
     assert answer.status_code == 200, answer.text
     ours = riffuser.riffuse(
-        PromptInput(**body["start"]), num_inference_steps=STEPS, seed_image=ours_seed,
+        PromptInput(**body["start"]),
+        num_inference_steps=STEPS,
+        seed_image=ours_seed,
         mask_image=ours_mask,
     )
     got = np.asarray(Image.open(io.BytesIO(_decode(answer.json()["image"], "image/jpeg"))))
