@@ -555,6 +555,10 @@ class Riffuser:
             ModelLoadError: a file is missing, unreadable, or not the recorded one.
             ParameterError: a loaded textual inversion is not among ``adapters``.
         """
+        if isinstance(adapters, Adapter | str) or not isinstance(adapters, Iterable):
+            raise ParameterError(
+                f"adapters={adapters!r} must be a sequence of riffusion.recipe.Adapter objects"
+            )
         adapters = tuple(adapters)
         if not all(isinstance(adapter, Adapter) for adapter in adapters):
             raise ParameterError(f"adapters={adapters!r} must be riffusion.recipe.Adapter objects")

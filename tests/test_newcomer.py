@@ -384,6 +384,9 @@ def test_recipes_record_textual_inversions_and_render_them_again(tmp_path):
         ParameterError, match=r"cannot be unloaded: this Riffuser has \['<riff-style>'\]"
     ):
         again.use_adapters(())
+    for bad in (None, recipe.adapters[0], ["<riff-style>"]):
+        with pytest.raises(ParameterError, match="must be .*riffusion.recipe.Adapter objects"):
+            again.use_adapters(bad)
     plain = Riffuser.from_pretrained(tiny_model_dir(), device="cpu")
     with pytest.raises(
         ParameterError, match=r"textual_inversion .*\] but this Riffuser has \[none\]"
