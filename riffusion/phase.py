@@ -39,6 +39,7 @@ __all__ = [
     "FAST_DEFAULT_ITERATIONS",
     "FINE_SHARE",
     "MOMENTUM",
+    "SIGN_CHOICE_SHARE",
     "Decoder",
     "DecoderName",
     "decoder_names",
@@ -59,11 +60,11 @@ DEFAULT_ITERATIONS = 32
 """Griffin-Lim iterations of the ``"reference"`` decoder (Riffusion's) and of
 :func:`griffin_lim` when not given."""
 
-FAST_DEFAULT_ITERATIONS = 40
+FAST_DEFAULT_ITERATIONS = 48
 """Griffin-Lim iterations of the ``"fast"`` decoder when ``num_iterations`` is ``None``: the
-fewest (in steps of 8) at which its spectral convergence is at or below the reference's on every
-512-column image of the decode bench (at 32 it was up to 4% above on four of them; see
-docs/performance.md)."""
+fewest (in steps of 8) at which its mean spectral convergence over seeds 0–3 is below the
+reference's on every 512-column image of the decode bench (at 40 the noise swell seed was level
+with it; see docs/performance.md)."""
 
 MOMENTUM = 0.95
 """Fast Griffin-Lim momentum of the ``"fast"`` inverse (the reference uses 0.99)."""
@@ -72,6 +73,11 @@ FINE_SHARE = 4
 """The ``"fast"`` inverse runs ``num_iterations // FINE_SHARE`` of its Griffin-Lim iterations on
 the finer (2x padded) grid, the rest on the ``win_length``-point grid."""
 
+
+SIGN_CHOICE_SHARE = 0.1
+"""In the first frame of a one-shot clip, :func:`gradient_phase` chooses the sign of every
+spectral lobe at least this share as strong as the strongest (so the lobes cannot add up to a
+click at the first sample); the quieter lobes keep the sign the seed draws."""
 
 _HANN_GAUSSIAN_RATIO = 0.25645
 
@@ -99,12 +105,24 @@ def gradient_phase(
     starts at its integration constant). Separate partials thus keep separate phases, and an
     onset does not line up every partial of the frame into one click.
 
+    The first frame of a one-shot clip is centred on sample 0 and the encoder reflect-pads
+    there, so the frame it analysed is even about its centre: its spectrum is real. So its
+    energy is centred (no phase slope along frequency) and each lobe's phase is 0 or π. The
+    sign of each lobe at least a tenth as strong as the strongest (:data:`SIGN_CHOICE_SHARE`)
+    is chosen, loudest first, to keep the first sample small (so the lobes cannot add up to a
+    click there); the quieter lobes keep the sign ``seed`` draws. A uniform random start gave
+    the lowest partials phases no waveform can have at that edge: Griffin-Lim, slowest to move
+    them, left a smeared first 0.1 s on some seeds, and random signs a click on others
+    (docs/performance.md).
+
     Args:
         magnitudes: ``(batch, frames, bins)`` non-negative float32; bin ``k`` is at
             ``k · bin_hz`` Hz, frame ``t`` is centred at ``t · hop_s`` seconds.
         bin_hz: bin spacing in Hz. hop_s: frame hop in seconds. window_s: Hann length in seconds.
-        seed: seeds the integration constant (the phase each track starts with) of every bin;
-            the result is a deterministic function of ``magnitudes`` and ``seed``.
+        seed: seeds the integration constant (the phase each track starts with) of every bin:
+            uniform in ``[0, 2π)`` for a loop, 0 or π (the sign of each quieter lobe of the
+            first frame) for a one-shot clip; the result is a deterministic function of
+            ``magnitudes`` and ``seed``.
         tolerance: bins quieter than ``tolerance × max`` never continue their phase track
             (they are seeded from their lobe's peak).
         periodic: the frames are one period of a loop: the first frame continues from the last
@@ -124,12 +142,12 @@ def gradient_phase(
     if periodic:
         d_time = (log_mag.roll(-1, dims=1) - log_mag.roll(1, dims=1)) / (2 * hop_s)
     else:
-        # Central differences inside, one-sided at the first and last frames (a zero there
-        # would claim that every bin's energy is centred on the frame: an impulse at the edge).
+        # Central differences inside. Zero at the first frame: the reflect-padded frame is even
+        # about its centre, so its energy is centred there. The last frame's reflection is about
+        # the sample before its centre, so it gets a one-sided difference.
         d_time = torch.zeros_like(log_mag)
         d_time[:, 1:-1] = (log_mag[:, 2:] - log_mag[:, :-2]) / (2 * hop_s)
         if frames > 1:
-            d_time[:, 0] = (log_mag[:, 1] - log_mag[:, 0]) / hop_s
             d_time[:, -1] = (log_mag[:, -1] - log_mag[:, -2]) / hop_s
     freqs = torch.arange(bins, device=device, dtype=torch.float32) * bin_hz
     omega = d_freq / lam + 2 * math.pi * freqs  # rad/s
@@ -164,8 +182,15 @@ def gradient_phase(
 
     # The same integration constants for every item, so a batch decodes like its items.
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    start = (torch.rand(bins, generator=generator) * (2 * math.pi)).to(device)
-    current = start.expand(batch, bins)
+    uniform = torch.rand(bins, generator=generator).to(device)
+    if periodic:
+        current = (uniform * (2 * math.pi)).expand(batch, bins)
+    else:
+        # The first frame's spectrum is real (see above): each lobe starts at phase 0 or π.
+        signs = _centred_signs(
+            magnitudes[:, 0], anchor[:, 0], torch.where(uniform < 0.5, 1.0, -1.0)
+        )
+        current = torch.where(signs > 0, 0.0, math.pi)
     phase = torch.empty_like(magnitudes)
     # A loop goes round twice: the second pass starts where the first ended, so the first
     # frame continues from the last one as every other frame continues from its predecessor.
@@ -206,6 +231,45 @@ def _single_intra_op_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def _centred_signs(
+    magnitudes: torch.Tensor, peaks: torch.Tensor, drawn: torch.Tensor
+) -> torch.Tensor:
+    """Signs for the lobes of a real spectrum that keep its centre sample small.
+
+    The centre sample of the frame is ``Σ_k c_k · sign_k · |X_k|`` (``c_0 = 1``, ``c_k = 2``
+    for the other one-sided bins), so each lobe weighs its bins' summed magnitudes. Lobes at
+    least :data:`SIGN_CHOICE_SHARE` times the heaviest one's weight take, heaviest first, the
+    sign that brings the running sum closer to zero (ties keep the drawn sign); the others keep
+    ``drawn``. The partial sum of the chosen lobes is then at most the heaviest lobe's weight.
+
+    Args:
+        magnitudes: ``(batch, bins)`` non-negative magnitudes of the frame.
+        peaks: ``(batch, bins)`` int64 index of each bin's lobe peak (:func:`_lobe_peaks`).
+        drawn: ``(bins,)`` float32 random signs (+1 or −1).
+
+    Returns:
+        ``(batch, bins)`` float32 signs; entry ``k`` is the sign of the lobe whose peak is
+        ``k`` (entries of bins that are not peaks are ``drawn``'s, and unused).
+    """
+    weights = 2 * magnitudes
+    weights[:, 0] = magnitudes[:, 0]
+    mass = torch.zeros_like(magnitudes).scatter_add_(-1, peaks, weights)
+    signs = drawn.expand_as(magnitudes).clone()
+    for item in range(magnitudes.shape[0]):
+        order = torch.argsort(mass[item], descending=True, stable=True)
+        heaviest = float(mass[item, order[0]])
+        running = 0.0
+        for lobe, weight in zip(order.tolist(), mass[item, order].tolist(), strict=True):
+            if weight <= 0 or weight < SIGN_CHOICE_SHARE * heaviest:
+                break
+            sign = float(signs[item, lobe])
+            if abs(running + sign * weight) > abs(running - sign * weight):
+                sign = -sign
+                signs[item, lobe] = sign
+            running += sign * weight
+    return signs
 
 
 def _lobe_peaks(magnitudes: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,13 @@
 """Issue 9, items 2 and 3: the fast decoder starts and ends without a click, keeps the
 reference decoder's loudness at equal peak, is at least as faithful as the reference on
 percussive and bass-heavy material, and decodes with one intra-op thread in the calling thread
-only. Short synthetic signals (no corpus); the corpus checks are ``slow``."""
+only. Short synthetic signals (no corpus); the corpus checks are ``slow``.
+
+Both decoders depend on a seed (the reference draws its initial phase from it, as Riffusion's
+does on every call), and so do the loudness at equal peak and the spectral convergence: on a
+1 s clip the reference's loudness spans 2 LU over four seeds, because the peak is one sample.
+So loudness and convergence are compared as means over :data:`SEEDS`; edges are checked on
+every seed."""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from riffusion.spectrogram import INT16_SCALE, SpectrogramConverter, spectral_co
 SR = 44100
 PARAMS = SpectrogramParams()
 WIDTH = 100  # columns: about one second
+SEEDS = range(4)
 
 
 def edge_ratios(waveform: np.ndarray) -> tuple[float, float]:
@@ -109,21 +116,38 @@ MORE_MATERIAL = {
 }
 
 
+def kick_start(num_samples: int) -> np.ndarray:
+    """The percussive material cut at 0 s: the clip starts on a kick (its own first 10 ms
+    peak at 2.1x the median)."""
+    return percussive(num_samples, offset_s=0.0)
+
+
 @pytest.fixture(scope="module")
 def decoded() -> dict[str, dict[str, object]]:
-    """Per material: the image, its source audio and the fast, loop and reference decodes."""
+    """Per material: the image, its source audio, and per seed the fast, loop and reference
+    decodes (lists indexed like :data:`SEEDS`)."""
     results: dict[str, dict[str, object]] = {}
-    for name, make in MORE_MATERIAL.items():
+    for name, make in {**MORE_MATERIAL, "starts on a kick": kick_start}.items():
         source = Audio(make(PARAMS.samples_for_width(WIDTH)), SR)
         image = audio_to_image(source, PARAMS)
         results[name] = {
             "image": image,
             "source": source,
-            "fast": image_to_audio(image, PARAMS),
-            "loop": image_to_audio(image, PARAMS, periodic=True),
-            "reference": image_to_audio(image, PARAMS, method="reference"),
+            "fast": [image_to_audio(image, PARAMS, seed=seed) for seed in SEEDS],
+            "loop": [image_to_audio(image, PARAMS, periodic=True, seed=seed) for seed in SEEDS],
+            "reference": [
+                image_to_audio(image, PARAMS, method="reference", seed=seed) for seed in SEEDS
+            ],
         }
     return results
+
+
+def _mean_loudness(decodes: list[Audio]) -> float:
+    return float(np.mean([loudness(audio.waveform) for audio in decodes]))
+
+
+def _convergences(image, decodes: list[Audio]) -> list[float]:
+    return [_convergence(image, audio) for audio in decodes]
 
 
 def _convergence(image, audio: Audio) -> float:
@@ -138,62 +162,49 @@ def _convergence(image, audio: Audio) -> float:
 def test_no_click_at_either_edge(decoded, name: str) -> None:
     source_first, source_last = edge_ratios(decoded[name]["source"].waveform)
     assert source_first < 2.0 and source_last < 2.0  # the material itself starts mid-sound
-    first, last = edge_ratios(decoded[name]["fast"].waveform)
-    assert first <= 2.5, f"first 10 ms peak {first:.2f}x the median 10-ms peak"
-    assert last <= 2.5, f"last 10 ms peak {last:.2f}x the median 10-ms peak"
+    for seed, audio in zip(SEEDS, decoded[name]["fast"], strict=True):
+        first, last = edge_ratios(audio.waveform)
+        assert first <= 2.5, f"seed {seed}: first 10 ms peak {first:.2f}x the median 10-ms peak"
+        assert last <= 2.5, f"seed {seed}: last 10 ms peak {last:.2f}x the median 10-ms peak"
 
 
 @pytest.mark.parametrize("name", list(MATERIAL))
 def test_no_click_at_the_edges_of_a_loop(decoded, name: str) -> None:
-    first, last = edge_ratios(decoded[name]["loop"].waveform)
-    assert first <= 2.5 and last <= 2.5, (first, last)
+    for seed, audio in zip(SEEDS, decoded[name]["loop"], strict=True):
+        first, last = edge_ratios(audio.waveform)
+        assert first <= 2.5 and last <= 2.5, (seed, first, last)
 
 
-def _materials_with_known_gaps(gaps: dict[str, str]) -> list:
-    """MORE_MATERIAL's names, those with a known, still open gap marked as strict xfails."""
-    return [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(strict=True, reason=f"open (issue 9 item 2): {gaps[name]}"),
-        )
-        if name in gaps
-        else name
-        for name in MORE_MATERIAL
-    ]
-
-
-@pytest.mark.parametrize(
-    "name",
-    _materials_with_known_gaps(
-        {
-            "percussive": "the fast decode of the 1 s percussive signal is 2.0 LU quieter than "
-            "the reference at equal peak (0.7 LU quieter than its source)",
-            "bass-heavy": "the fast decode of the 1 s bass-heavy signal is 2.1 LU louder than "
-            "the reference at equal peak (0.7 LU louder than its source)",
-        }
-    ),
-)
+@pytest.mark.parametrize("name", [*MORE_MATERIAL, "starts on a kick"])
 def test_loudness_matches_the_reference_at_equal_peak(decoded, name: str) -> None:
-    difference = loudness(decoded[name]["fast"].waveform) - loudness(
-        decoded[name]["reference"].waveform
-    )
-    assert abs(difference) <= 1.5, f"fast − reference = {difference:+.2f} LU"
+    difference = _mean_loudness(decoded[name]["fast"]) - _mean_loudness(decoded[name]["reference"])
+    assert abs(difference) <= 1.5, f"fast − reference = {difference:+.2f} LU (seed means)"
 
 
-@pytest.mark.parametrize(
-    "name",
-    _materials_with_known_gaps(
-        {
-            "percussive": "on the 1 s percussive signal the fast decode's spectral convergence "
-            "is 9% worse than the reference's (0.085 vs 0.078)",
-        }
-    ),
-)
+@pytest.mark.parametrize("name", [*MORE_MATERIAL, "starts on a kick"])
 def test_at_least_as_faithful_as_the_reference(decoded, name: str) -> None:
+    """The fast decode's mean convergence is below the reference's, and so is its worst seed's."""
     image = decoded[name]["image"]
-    fast = _convergence(image, decoded[name]["fast"])
-    reference = _convergence(image, decoded[name]["reference"])
-    assert fast <= reference, f"SC fast {fast:.4f} > reference {reference:.4f}"
+    fast = _convergences(image, decoded[name]["fast"])
+    reference = float(np.mean(_convergences(image, decoded[name]["reference"])))
+    assert max(fast) <= reference, f"SC fast {np.round(fast, 4)} > reference mean {reference:.4f}"
+
+
+def test_seed_draws_spread_the_loudness_of_both_decoders(decoded) -> None:
+    """Why the loudness comparisons above use seed means: one draw is not a measurement."""
+    spread = np.ptp([loudness(audio.waveform) for audio in decoded["percussive"]["reference"]])
+    assert spread > 1.5, f"the reference's loudness spans only {spread:.2f} LU over the seeds"
+
+
+def test_clip_starting_on_a_kick_starts_no_harder_than_the_reference(decoded) -> None:
+    """The source starts at 2.1x; both decoders peak a little higher there (reflect padding
+    leaves the first frame the least constrained); the fast decode on average no higher than
+    the reference and within the 2.5x goal."""
+    material = decoded["starts on a kick"]
+    fast = [edge_ratios(audio.waveform)[0] for audio in material["fast"]]
+    reference = [edge_ratios(audio.waveform)[0] for audio in material["reference"]]
+    assert edge_ratios(material["source"].waveform)[0] == pytest.approx(2.11, abs=0.01)
+    assert np.mean(fast) <= min(2.5, np.mean(reference)), (fast, reference)
 
 
 def test_output_length_is_the_frame_convention() -> None:
@@ -244,14 +255,18 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 @pytest.mark.slow
 @pytest.mark.parametrize("path", sorted(CORPUS.glob("*.wav")), ids=lambda path: path.stem[:12])
 def test_corpus_clip_edges_loudness_and_faithfulness(path: Path) -> None:
+    """As above on the 512-column corpus clips. One of them starts on a drum hit (its own first
+    10 ms at 19.6x the median), so an edge may reach the source's own ratio plus 10 %."""
     audio = Audio.load(path).to_mono().fit_length(PARAMS.samples_for_width(512))
     image = audio_to_image(audio, PARAMS)
-    fast = image_to_audio(image, PARAMS)
-    reference = image_to_audio(image, PARAMS, method="reference")
-    assert max(edge_ratios(fast.waveform)) <= 2.5
-    assert max(edge_ratios(image_to_audio(image, PARAMS, periodic=True).waveform)) <= 2.5
-    assert abs(loudness(fast.waveform) - loudness(reference.waveform)) <= 1.5
-    assert _convergence(image, fast) <= _convergence(image, reference)
+    fast = [image_to_audio(image, PARAMS, seed=seed) for seed in SEEDS]
+    loop = [image_to_audio(image, PARAMS, periodic=True, seed=seed) for seed in SEEDS]
+    reference = [image_to_audio(image, PARAMS, method="reference", seed=seed) for seed in SEEDS]
+    bound = max(2.5, 1.1 * max(edge_ratios(audio.waveform)))
+    for decode in (*fast, *loop):
+        assert max(edge_ratios(decode.waveform)) <= bound
+    assert abs(_mean_loudness(fast) - _mean_loudness(reference)) <= 1.5
+    assert max(_convergences(image, fast)) <= np.mean(_convergences(image, reference))
 
 
 # First-10-ms peak ratio of the reference decoder (torchaudio GriffinLim, seed 0) on the drum
@@ -276,18 +291,3 @@ def test_reference_first_edge_constants(name: str) -> None:
 
     reference = image_to_audio(load_seed_image(name), method="reference")
     assert edge_ratios(reference.waveform)[0] == pytest.approx(REFERENCE_FIRST_EDGE[name], abs=0.01)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: on a clip that starts on a kick the fast decode is 3.5x at the first 10 "
-    "ms (source 2.1, reference 2.3) and 4.2 LU quieter than the source at equal peak (its SC, "
-    "0.086, is below the reference's 0.087)",
-)
-def test_clip_starting_on_a_kick_is_as_faithful_as_the_reference() -> None:
-    source = Audio(percussive(PARAMS.samples_for_width(WIDTH), offset_s=0.0), SR)
-    image = audio_to_image(source, PARAMS)
-    fast = image_to_audio(image, PARAMS)
-    reference = image_to_audio(image, PARAMS, method="reference")
-    assert _convergence(image, fast) <= _convergence(image, reference)
-    assert abs(loudness(fast.waveform) - loudness(reference.waveform)) <= 1.5
