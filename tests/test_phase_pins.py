@@ -439,6 +439,14 @@ def test_first_frame_lobes_take_signs_that_keep_the_first_sample_small(seed, sig
     _close(phase[0, 0], [first] * 2 + [second] * 3 + [third] * 4, atol=1e-6)
 
 
+def test_the_dc_bin_weighs_half_as_much_as_the_others_at_the_first_sample():
+    # The centre sample is X_0 + 2 Σ X_k: the DC lobe (1.0) is lighter than the lobe at bin 2
+    # (2 · 0.6), so that one keeps its drawn sign (seed 3: + at bins 0 and 2) and DC flips.
+    magnitudes = torch.tensor([[[1.0, 0.0, 0.6, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]])
+    phase = gradient_phase(magnitudes, bin_hz=1.0, hop_s=1.0, window_s=1.0, seed=3)
+    _close(phase[0, 0], [math.pi] + [0.0] * 8, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- griffin_lim
 def _gl_magnitudes() -> torch.Tensor:
     k = torch.arange(25, dtype=torch.float64).reshape(5, 5)
