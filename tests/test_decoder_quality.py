@@ -269,19 +269,21 @@ def test_corpus_clip_edges_loudness_and_faithfulness(path: Path) -> None:
     assert max(_convergences(image, fast)) <= np.mean(_convergences(image, reference))
 
 
-# First-10-ms peak ratio of the reference decoder (torchaudio GriffinLim, seed 0) on the drum
-# seed images, which start on a kick like their source audio; measured with
-# ``edge_ratios(image_to_audio(load_seed_image(name), method="reference").waveform)`` and
-# rechecked by the slow test below. The fast decoder before issue 9 gave 42.3, 27.8 and 16.8.
-REFERENCE_FIRST_EDGE = {"og_beat": 18.00, "breakbeat": 14.05, "four_on_the_floor": 11.55}
+# First-10-ms peak ratio of the reference decoder (torchaudio GriffinLim), mean over SEEDS, on
+# the drum seed images, which start on a kick like their source audio (seeds 0-3: 17.84, 14.38,
+# 20.77, 17.24 / 13.97, 10.92, 14.41, 12.85 / 11.53, 8.75, 13.44, 10.67); rechecked by the slow
+# test below. The fast decoder before issue 9 gave 42.3, 27.8 and 16.8 (seed 0); now 14.6,
+# 10.8 and 8.3 (means; the sources: 15.1, 8.4 and 4.4).
+REFERENCE_FIRST_EDGE = {"og_beat": 17.56, "breakbeat": 13.04, "four_on_the_floor": 11.10}
 
 
 @pytest.mark.parametrize("name", list(REFERENCE_FIRST_EDGE))
 def test_seed_images_that_start_on_a_kick_start_no_harder_than_the_reference(name: str) -> None:
     from riffusion.seeds import load_seed_image
 
-    first, _ = edge_ratios(image_to_audio(load_seed_image(name)).waveform)
-    assert first <= REFERENCE_FIRST_EDGE[name], f"first 10 ms {first:.2f}x the median"
+    image = load_seed_image(name)
+    first = [edge_ratios(image_to_audio(image, seed=seed).waveform)[0] for seed in SEEDS]
+    assert np.mean(first) <= REFERENCE_FIRST_EDGE[name], f"first 10 ms {first}x the median"
 
 
 @pytest.mark.slow
@@ -289,5 +291,9 @@ def test_seed_images_that_start_on_a_kick_start_no_harder_than_the_reference(nam
 def test_reference_first_edge_constants(name: str) -> None:
     from riffusion.seeds import load_seed_image
 
-    reference = image_to_audio(load_seed_image(name), method="reference")
-    assert edge_ratios(reference.waveform)[0] == pytest.approx(REFERENCE_FIRST_EDGE[name], abs=0.01)
+    image = load_seed_image(name)
+    first = [
+        edge_ratios(image_to_audio(image, method="reference", seed=seed).waveform)[0]
+        for seed in SEEDS
+    ]
+    assert np.mean(first) == pytest.approx(REFERENCE_FIRST_EDGE[name], abs=0.01)
