@@ -379,13 +379,16 @@ class SpectrogramConverter:
           inverse of the filterbank — the solution the reference's least squares finds —
           restricted to the bins below ``max_frequency_hz`` on the ``win_length``-point DFT grid),
           phase initialised by integrating the phase gradient implied by the magnitudes (PGHI,
-          Průša et al. 2017), then ``num_iterations`` (default 40) fast Griffin-Lim iterations
+          Průša et al. 2017; the first frame, which the encoder reflect-padded, as the real
+          spectrum that padding implies), then ``num_iterations`` (default 48) fast Griffin-Lim
+          iterations
           with momentum 0.95 at a reduced internal sample rate that still holds every bin below
           ``max_frequency_hz`` — three quarters on that grid, the last quarter on the grid
           padded 2x, whose finer bins shape the narrow low mel bands; the final synthesis is at
           ``params.sample_rate``. ``seed`` picks the integration constants of the phase (the
-          starting phase of each bin's track), so the output is a deterministic function of
-          ``mel`` and ``seed``. On CPU it runs with one intra-op thread in the calling thread
+          starting phase of each bin's track; in a one-shot clip the sign of each quieter lobe
+          of the first frame), so the output is a deterministic function of ``mel`` and
+          ``seed``. On CPU it runs with one intra-op thread in the calling thread
           (other threads keep theirs), which keeps it fast when other processes load the cores.
         - ``"reference"``: Riffusion's algorithm — torchaudio ``InverseMelScale`` (least squares
           per call), then ``GriffinLim`` with ``num_iterations`` (default 32) iterations, momentum
@@ -395,7 +398,7 @@ class SpectrogramConverter:
             mel: ``(..., n_mels, frames)`` non-negative magnitudes (any float dtype, any device).
             method: ``"fast"`` or ``"reference"``.
             num_iterations: Griffin-Lim iterations (more is slower and more faithful); ``None``
-                picks 40 for ``"fast"`` and 32 (Riffusion's) for ``"reference"``.
+                picks 48 for ``"fast"`` and 32 (Riffusion's) for ``"reference"``.
             seed: seed of the initial phase (random for the reference, integration constants for
                 ``"fast"``); equal seeds give equal output.
             periodic: treat ``mel`` as one period of a loop (``"fast"`` only): the STFT frames
