@@ -331,6 +331,10 @@ def test_default_seed_and_determinism():
     # heaviest lobe's drawn sign matters: seeds 0 and 1 draw the same one, seed 2 the other
     assert torch.equal(default, gradient_phase(magnitudes, seed=1, **kwargs))
     assert not torch.equal(default, gradient_phase(magnitudes, seed=2, **kwargs))
+    # a loop draws every constant uniformly: there seeds 0 and 1 differ
+    looped = gradient_phase(magnitudes, periodic=True, **kwargs)
+    assert torch.equal(looped, gradient_phase(magnitudes, seed=0, periodic=True, **kwargs))
+    assert not torch.equal(looped, gradient_phase(magnitudes, seed=1, periodic=True, **kwargs))
     # a batch decodes like its items (the same integration constants for every item)
     single = gradient_phase(magnitudes[1:], **kwargs)
     _close(default[1:], single, atol=1e-6)
@@ -419,19 +423,19 @@ def test_gradient_phase_golden_values(periodic, golden):
     _close(phase.reshape(10, 7), golden, atol=1e-4)
 
 
-# Three lobes in one frame: weights (2 · summed magnitudes) 2.0, 1.6 and 0.1; the last is under
-# SIGN_CHOICE_SHARE of the heaviest. Drawn signs (seed → bins 1, 4, 7; + is phase 0): seed 3 →
-# +, +, −; seed 0 → −, +, −; seed 8 → −, −, +.
+# Three lobes in one frame: weights (2 · summed magnitudes) 2.0, 0.6 and 0.1; the last is under
+# SIGN_CHOICE_SHARE of the heaviest (though not of the second). Drawn signs (seed → bins 1, 4,
+# 7; + is phase 0): seed 3 → +, +, −; seed 0 → −, +, −; seed 8 → −, −, +.
 @pytest.mark.parametrize(
     ("seed", "signs"),
     [
         (3, (0.0, math.pi, math.pi)),  # 1 and 4 agree: 4 flips; 7 keeps its draw
-        (0, (math.pi, 0.0, math.pi)),  # 1 and 4 already cancel; 7 keeps − (the sum is −0.4)
+        (0, (math.pi, 0.0, math.pi)),  # 1 and 4 already cancel; 7 keeps − (the sum is −1.4)
         (8, (math.pi, 0.0, 0.0)),  # 4 flips; 7 keeps +
     ],
 )
 def test_first_frame_lobes_take_signs_that_keep_the_first_sample_small(seed, signs):
-    magnitudes = torch.tensor([[[0.0, 1.0, 0.0, 0.0, 0.8, 0.0, 0.0, 0.05, 0.0]]])
+    magnitudes = torch.tensor([[[0.0, 1.0, 0.0, 0.0, 0.3, 0.0, 0.0, 0.05, 0.0]]])
     assert SIGN_CHOICE_SHARE == 0.1
     kwargs = {"bin_hz": 1.0, "hop_s": 1.0, "window_s": 1.0, "seed": seed}
     phase = gradient_phase(magnitudes, **kwargs)
@@ -439,12 +443,29 @@ def test_first_frame_lobes_take_signs_that_keep_the_first_sample_small(seed, sig
     _close(phase[0, 0], [first] * 2 + [second] * 3 + [third] * 4, atol=1e-6)
 
 
-def test_the_dc_bin_weighs_half_as_much_as_the_others_at_the_first_sample():
-    # The centre sample is X_0 + 2 Σ X_k: the DC lobe (1.0) is lighter than the lobe at bin 2
-    # (2 · 0.6), so that one keeps its drawn sign (seed 3: + at bins 0 and 2) and DC flips.
-    magnitudes = torch.tensor([[[1.0, 0.0, 0.6, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]])
+@pytest.mark.parametrize(
+    ("other", "dc_phase", "other_phase"),
+    [
+        (0.6, math.pi, 0.0),  # 2 · 0.6 = 1.2 > 1.0: the lobe at bins 1-2 keeps its sign, DC flips
+        (0.45, 0.0, math.pi),  # 2 · 0.45 = 0.9 < 1.0: DC keeps its sign, the other lobe flips
+    ],
+)
+def test_the_dc_bin_weighs_half_as_much_as_the_others_at_the_first_sample(
+    other, dc_phase, other_phase
+):
+    # The centre sample is X_0 + 2 Σ X_k. Seed 3 draws + at bins 0, 2 and 3; the heavier of the
+    # first two lobes keeps it, the lighter one flips; the silent lobe from bin 3 keeps its draw.
+    magnitudes = torch.tensor([[[1.0, 0.0, other, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]])
     phase = gradient_phase(magnitudes, bin_hz=1.0, hop_s=1.0, window_s=1.0, seed=3)
-    _close(phase[0, 0], [math.pi] + [0.0] * 8, atol=1e-6)
+    _close(phase[0, 0], [dc_phase] + [other_phase] * 2 + [0.0] * 6, atol=1e-6)
+
+
+def test_a_lobe_at_exactly_the_share_of_the_heaviest_has_its_sign_chosen():
+    # weights 10, 4 and exactly 1 = 0.1 · 10. Seed 0 draws −, +, −: the sum is −6 after two
+    # lobes, so the third is chosen + (drawn −).
+    magnitudes = torch.tensor([[[0.0, 5.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.5, 0.0]]])
+    phase = gradient_phase(magnitudes, bin_hz=1.0, hop_s=1.0, window_s=1.0, seed=0)
+    _close(phase[0, 0], [math.pi] * 2 + [0.0] * 7, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- griffin_lim
