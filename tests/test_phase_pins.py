@@ -460,6 +460,14 @@ def test_the_dc_bin_weighs_half_as_much_as_the_others_at_the_first_sample(
     _close(phase[0, 0], [dc_phase] + [other_phase] * 2 + [0.0] * 6, atol=1e-6)
 
 
+def test_lobes_that_cancel_exactly_leave_the_next_lobe_its_drawn_sign():
+    # weights 2, 2 and 0.6; seed 0 draws −, +, −: the first two cancel (sum 0), and at a sum of
+    # exactly 0 neither sign is closer, so the third keeps its draw
+    magnitudes = torch.tensor([[[0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.3, 0.0]]])
+    phase = gradient_phase(magnitudes, bin_hz=1.0, hop_s=1.0, window_s=1.0, seed=0)
+    _close(phase[0, 0], [math.pi] * 2 + [0.0] * 3 + [math.pi] * 4, atol=1e-6)
+
+
 def test_a_lobe_at_exactly_the_share_of_the_heaviest_has_its_sign_chosen():
     # weights 10, 4 and exactly 1 = 0.1 · 10. Seed 0 draws −, +, −: the sum is −6 after two
     # lobes, so the third is chosen + (drawn −).
