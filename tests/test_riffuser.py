@@ -182,9 +182,10 @@ def test_loop_has_no_seam(riffuser):
     assert clip.recipe.kind == "loop" and clip.audio.num_samples == 512 * 441
     assert clip.recipe.duration_s == pytest.approx(5.12)
     seam = seam_discontinuity(clip.audio)
-    # The same image decoded as a one-shot clip clicks at the wrap (measured ratio 24-29).
-    one_shot = seam_discontinuity(riffusion.image_to_audio(clip.image))
-    assert one_shot["jump_ratio"] > 2 * seam["jump_ratio"]
+    # (A one-shot decode of this noise-like image used to click at the wrap, 24-29, because it
+    # clicked at its start; since the decoder's first frame is a real spectrum with chosen signs
+    # it starts quietly, and its wrap jump is 0.3-5.2 over seeds 4-6. The one-shot/loop contrast
+    # is checked on tonal material in tests/test_looping.py.)
     # Looped, the wrap is like the clip's own local sample steps (measured 0.3-1.6 over seeds
     # 4-6 on this noise-like tiny-model spectrogram, 0.1-0.5 on the built-in seed images) and
     # its spectral flux is like that between any two neighbouring frames.
