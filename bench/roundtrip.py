@@ -5,6 +5,12 @@ warm converter), the real-time factor of decoding, the spectral convergence betw
 mel magnitudes and those of the decoded audio, and the mean absolute pixel difference when the
 decoded audio is encoded again. Mono clips are encoded mono, stereo clips stereo.
 
+Also the numbers of issue 9 for the round trip: the image's columns (Riffusion's convention:
+``samples // hop + 1``), the decoded length (``(columns − 1) · hop``) and whether encoding the
+decode gives the same number of columns again; the first and last 10-ms peak of the decode over
+its median 10-ms peak (source in brackets); and the decode's loudness minus the source's at equal
+peak (LU). ``bench/decode.py`` compares the decoders with each other.
+
 Usage: python bench/roundtrip.py [--corpus PATH] [--repeats N]
 """
 
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +28,9 @@ from riffusion import Audio, SpectrogramParams, audio_to_image, image_to_audio
 from riffusion.convert import get_converter
 from riffusion.image import image_to_mel
 from riffusion.spectrogram import spectral_convergence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from decode import edge_ratios, loudness_lufs  # bench/decode.py's definitions
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -53,7 +63,8 @@ def main() -> None:
 
     header = (
         f"{'clip':<58} {'ch':>2} {'encode s':>9} {'decode s':>9} {'RTF':>6} "
-        f"{'spec.conv':>9} {'re-encode Δpx':>13}"
+        f"{'spec.conv':>9} {'re-encode Δpx':>13} | {'cols':>5} {'samples':>8} {'stable':>6} "
+        f"{'edges (source)':>24} {'LU-src':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -71,9 +82,17 @@ def main() -> None:
         convergences.append(convergence)
         again = np.asarray(audio_to_image(decoded, params)).astype(int)
         pixel_error = np.abs(again - np.asarray(image).astype(int)).mean()
+        sr = audio.sample_rate
+        stable = again.shape[1] == image.width
+        first, last = edge_ratios(decoded.waveform, sr)
+        source_first, source_last = edge_ratios(audio.waveform, sr)
+        loudness = loudness_lufs(decoded.waveform, sr) - loudness_lufs(audio.waveform, sr)
         print(
             f"{path.name:<58} {audio.num_channels:>2} {encode_s:>9.3f} {decode_s:>9.3f} "
-            f"{audio.duration_s / decode_s:>6.1f} {convergence:>9.4f} {pixel_error:>13.2f}"
+            f"{audio.duration_s / decode_s:>6.1f} {convergence:>9.4f} {pixel_error:>13.2f} | "
+            f"{image.width:>5} {decoded.num_samples:>8} {'yes' if stable else 'NO':>6} "
+            f"{first:5.2f}/{last:<5.2f} ({source_first:5.2f}/{source_last:<5.2f}) "
+            f"{loudness:+6.2f}"
         )
     print(f"median spectral convergence: {statistics.median(convergences):.4f}")
 
