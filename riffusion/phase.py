@@ -180,7 +180,8 @@ def gradient_phase(
     offset = along_freq - along_freq.gather(-1, anchor)
     needs_anchor = (~continues).any(dim=-1).any(dim=0).tolist()
 
-    # The same integration constants for every item, so a batch decodes like its items.
+    # The same draws for every item (a one-shot clip's signs then follow each item's own
+    # first frame), so a batch decodes like its items.
     generator = torch.Generator(device="cpu").manual_seed(seed)
     uniform = torch.rand(bins, generator=generator).to(device)
     if periodic:

@@ -381,15 +381,14 @@ class SpectrogramConverter:
           phase initialised by integrating the phase gradient implied by the magnitudes (PGHI,
           Průša et al. 2017; the first frame, which the encoder reflect-padded, as the real
           spectrum that padding implies), then ``num_iterations`` (default 48) fast Griffin-Lim
-          iterations
-          with momentum 0.95 at a reduced internal sample rate that still holds every bin below
-          ``max_frequency_hz`` — three quarters on that grid, the last quarter on the grid
-          padded 2x, whose finer bins shape the narrow low mel bands; the final synthesis is at
-          ``params.sample_rate``. ``seed`` picks the integration constants of the phase (the
-          starting phase of each bin's track; in a one-shot clip the sign of each quieter lobe
-          of the first frame), so the output is a deterministic function of ``mel`` and
-          ``seed``. On CPU it runs with one intra-op thread in the calling thread
-          (other threads keep theirs), which keeps it fast when other processes load the cores.
+          iterations with momentum 0.95 at a reduced internal sample rate that still holds
+          every bin below ``max_frequency_hz`` — three quarters on that grid, the last quarter
+          on the grid padded 2x, whose finer bins shape the narrow low mel bands; the final
+          synthesis is at ``params.sample_rate``. ``seed`` picks the integration constants of
+          the phase (the starting phase of each bin's track; in a one-shot clip the sign of each
+          quieter lobe of the first frame), so the output is a deterministic function of ``mel``
+          and ``seed``. On CPU it runs with one intra-op thread in the calling thread (other threads
+          keep theirs), which keeps it fast when other processes load the cores.
         - ``"reference"``: Riffusion's algorithm — torchaudio ``InverseMelScale`` (least squares
           per call), then ``GriffinLim`` with ``num_iterations`` (default 32) iterations, momentum
           0.99 and a random initial phase drawn from ``seed``.

@@ -317,7 +317,9 @@ def test_reference_inverse_needs_more_frames_than_the_reflect_padding():
 
 
 def test_default_iterations_and_seed():
-    # None means the method's default number of iterations; seed 0 by default.
+    # None means the method's default number of iterations; seed 0 by default. The defaults
+    # are the documented 48 (fast; docs/performance.md, third round) and Riffusion's 32.
+    assert (FAST_DEFAULT_ITERATIONS, DEFAULT_ITERATIONS) == (48, 32)
     converter = SpectrogramConverter(SMALL)
     mel = torch.rand(1, 64, 12, generator=torch.Generator().manual_seed(0)) * 1e4
     default = converter.mel_to_waveform(mel)
