@@ -128,6 +128,12 @@ def image_to_audio(
     check_seed("seed", seed)
     image = load_image(image)
     params = params or params_from_image(image)
+    if params.samples_for_width(image.width, periodic=periodic) == 0:
+        raise ImageFormatError(
+            f"an image {image.width} column wide decodes to no samples: a one-shot decode gives "
+            "(width − 1) · hop_length samples (Riffusion's convention), so it needs at least 2 "
+            "columns (periodic=True gives width · hop_length)"
+        )
     if params.samples_for_width(image.width, periodic=periodic) > MAX_AUDIO_SAMPLES:
         raise ImageFormatError(
             f"an image {image.width} columns wide at step_size_ms={params.step_size_ms} and "

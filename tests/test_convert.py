@@ -138,6 +138,11 @@ def test_bad_inputs():
         image_to_audio(Image.new("L", (8, 512), 128), method="magic")  # type: ignore[arg-type]
     with pytest.raises(RiffusionError, match="num_iterations=0"):
         image_to_audio(Image.new("L", (8, 512), 128), num_iterations=0)
+    # One column is no samples one-shot ((1 − 1) · hop), one hop as a loop.
+    with pytest.raises(ImageFormatError, match="1 column wide decodes to no samples"):
+        image_to_audio(Image.new("L", (1, 512), 128))
+    assert image_to_audio(Image.new("L", (1, 512), 128), periodic=True).num_samples == 441
+    assert image_to_audio(Image.new("L", (2, 512), 128)).num_samples == 441
 
 
 def test_impossible_exif_is_reported(tmp_path):
