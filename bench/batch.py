@@ -37,6 +37,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
 )
 
+from machine import machine_line  # noqa: E402
+
 from riffusion.batch import AUDIO_NAME, IMAGE_NAME, RECIPE_NAME, render  # noqa: E402
 from riffusion.testing import make_tiny_model  # noqa: E402
 
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=512, help="spectrogram rows (512: real size)")
     parser.add_argument("--steps", type=int, default=2, help="scheduler steps per job")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
 
     import ray
 

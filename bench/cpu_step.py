@@ -18,6 +18,7 @@ import tempfile
 import time
 
 import torch
+from machine import machine_line
 
 
 def _time_call(unet, runs: int) -> float:
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     from diffusers import UNet2DConditionModel

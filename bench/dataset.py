@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import machine_line
+
 from riffusion.dataset import prepare
 
 CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
@@ -41,6 +43,7 @@ def main() -> int:
     parser.add_argument("--hop-px", type=int, default=None)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
 
     sources = sorted(args.corpus.glob("*.wav"))
     if not sources:

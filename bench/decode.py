@@ -51,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from machine import machine_line  # noqa: E402
 from material import SYNTHETIC_KINDS, synthetic  # noqa: E402
 
 from riffusion import Audio, SpectrogramParams, audio_to_image, image_to_audio  # noqa: E402
@@ -166,10 +167,10 @@ def main() -> None:
         "--seeds", type=int, default=8, help="seeds the quality numbers are averaged over"
     )
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: the quality numbers need at least one seed")
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     params = SpectrogramParams()
     sr = params.sample_rate
     wanted = [part.strip() for part in args.only.split(",")]

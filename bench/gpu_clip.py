@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_line
 from PIL import Image
 
 # A 512-pixel-wide riffusion spectrogram decodes to (512 - 1) * 441 samples (5.11 s), as
@@ -70,6 +71,7 @@ def main() -> int:
     parser.add_argument("--denoising", type=float, default=0.75)
     parser.add_argument("--no-offload-check", action="store_true")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
 
     if not torch.cuda.is_available():
         print("bench/gpu_clip.py: no CUDA device available; nothing to time (exit 0).")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_line
 from PIL import Image
 
 from riffusion.diffusion import RiffusionPipeline
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--denoising", type=float, default=0.75)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -31,6 +31,7 @@ from riffusion.spectrogram import spectral_convergence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode import edge_ratios, loudness_lufs  # bench/decode.py's definitions
+from machine import machine_line
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--repeats", type=int, default=3)
     arguments = parser.parse_args()
+    print(machine_line(), flush=True)
     clips = sorted(arguments.corpus.glob("*.wav"))
     if not clips:
         raise SystemExit(f"no .wav clips in {arguments.corpus}")

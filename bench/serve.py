@@ -37,6 +37,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from machine import machine_line
+
 from riffusion.testing import make_tiny_model
 
 
@@ -101,6 +103,7 @@ def main() -> int:
     parser.add_argument("--max-queue", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the server")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     sys.stdout.reconfigure(line_buffering=True)
 
     model = make_tiny_model(Path(tempfile.mkdtemp(prefix="riffusion-bench-")) / "tiny")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_line
 
 from riffusion import Audio
 from riffusion.dataset import prepare
@@ -127,6 +128,7 @@ def main() -> int:
         help="the SD1.5-size run: auto = on CUDA only; yes = also on the CPU (slow, fp32)",
     )
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     if not 1 <= args.warmup < args.steps:
         parser.error("--warmup must be in [1, steps)")
 

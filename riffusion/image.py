@@ -79,8 +79,13 @@ def mel_to_image(mel: torch.Tensor | np.ndarray, params: SpectrogramParams) -> I
     max_value = float(data.max())
     # Silence: an all-white image, rather than a division by zero.
     scaled = data / max_value if max_value > 0 else torch.zeros_like(data)
-    # Same float32 operations and truncation as Riffusion (numpy astype(uint8) truncates).
-    pixels = (255 - scaled.numpy() ** np.float32(params.power_for_image) * 255).astype(np.uint8)
+    # Riffusion's float32 operations and truncation (numpy astype(uint8) truncates), with the
+    # root taken in float64 and rounded once to float32: numpy's float32 power rounds
+    # differently with and without AVX-512 (one pixel in ~10^6 then moves by a level), while
+    # float64 results differ by ~1e-16, below float32's resolution, so every CPU gets the same,
+    # correctly rounded float32 root.
+    root = (scaled.numpy().astype(np.float64) ** params.power_for_image).astype(np.float32)
+    pixels = (255 - root * np.float32(255)).astype(np.uint8)
     if params.stereo:
         rgb = np.stack([np.zeros_like(pixels[0]), pixels[0], pixels[1]], axis=-1)
     else:
@@ -119,9 +124,17 @@ def image_to_mel(image: Image.Image, params: SpectrogramParams) -> torch.Tensor:
         )
     rgb = to_rgb_array(image)[::-1]
     channels = rgb[..., 1:3] if params.stereo else rgb[..., 0:1]
-    data = torch.from_numpy(np.ascontiguousarray(channels.transpose(2, 0, 1))).float()
-    data = (255 - data) / 255
-    return data ** (1 / params.power_for_image) * params.max_value
+    return torch.from_numpy(_level_magnitudes(params)[channels.transpose(2, 0, 1)])
+
+
+def _level_magnitudes(params: SpectrogramParams) -> np.ndarray:
+    """``(256,)`` float32: the magnitude each grey level decodes to.
+
+    ``((255 − level) / 255) ** (1 / power) · max_value``, in float64 and rounded once, so the
+    same on every CPU (float32 power kernels differ in the last bit).
+    """
+    levels = (255 - np.arange(256, dtype=np.float64)) / 255
+    return (levels ** (1 / params.power_for_image) * params.max_value).astype(np.float32)
 
 
 def check_image_size(image: Image.Image) -> None:

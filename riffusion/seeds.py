@@ -38,11 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from riffusion.audio import Audio
 from riffusion.errors import ParameterError
-from riffusion.image import load_image
+from riffusion.image import load_image, mel_to_image
 from riffusion.params import SpectrogramParams
 
 __all__ = [
@@ -366,14 +367,22 @@ def make_seed_image(name: str) -> Image.Image:
     ``params.width_for_samples(samples, periodic=True)`` = 512 columns: the 513th frame of
     Riffusion's centred encoding would be the next bar's downbeat.
 
+    The magnitudes are computed in float64 (``waveform_to_mel(dtype=torch.float64)``), so the
+    picture is the same on every CPU: float32 STFTs differ in the last bits from one FFT kernel
+    to another, which moves the faintest pixels (more than ~80 dB below the peak) by a level
+    or two. It agrees with :func:`riffusion.audio_to_image` of the same audio within that.
+
     Args:
         name: a built-in seed name (see :func:`seed_images`).
     """
-    from riffusion.convert import audio_to_image
+    from riffusion.convert import get_converter
+    from riffusion.spectrogram import INT16_SCALE
 
     audio = synthesize_seed_audio(name)
     params = SpectrogramParams()
-    image = audio_to_image(audio, params)
+    waveform = torch.from_numpy(audio.waveform.astype(np.float64)) * INT16_SCALE
+    mel = get_converter(params).waveform_to_mel(waveform, dtype=torch.float64)
+    image = mel_to_image(mel, params)
     width = params.width_for_samples(audio.num_samples, periodic=True)
     cropped = image.crop((0, 0, width, image.height))
     cropped.getexif().update(image.getexif())

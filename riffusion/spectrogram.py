@@ -15,8 +15,10 @@ Shapes follow torchaudio: any leading dimensions are allowed, time is last.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torchaudio
 
@@ -93,6 +95,32 @@ def _fit_samples(waveform: torch.Tensor, length: int) -> torch.Tensor:
     return torch.nn.functional.pad(waveform, (0, length - waveform.shape[-1]))
 
 
+def _hz_to_mel(frequency_hz: float, scale: str) -> float:
+    if scale == "htk":
+        return 2595.0 * math.log10(1.0 + frequency_hz / 700.0)
+    # Slaney: linear below 1 kHz, logarithmic above.
+    if frequency_hz < _SLANEY_LOG_HZ:
+        return frequency_hz / _SLANEY_HZ_PER_MEL
+    return _SLANEY_LOG_MEL + math.log(frequency_hz / _SLANEY_LOG_HZ) / _SLANEY_LOG_STEP
+
+
+def _mel_to_hz(mels: np.ndarray, scale: str) -> np.ndarray:
+    if scale == "htk":
+        return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    hertz = _SLANEY_HZ_PER_MEL * mels
+    logarithmic = mels >= _SLANEY_LOG_MEL
+    hertz[logarithmic] = _SLANEY_LOG_HZ * np.exp(
+        _SLANEY_LOG_STEP * (mels[logarithmic] - _SLANEY_LOG_MEL)
+    )
+    return hertz
+
+
+_SLANEY_HZ_PER_MEL = 200.0 / 3
+_SLANEY_LOG_HZ = 1000.0
+_SLANEY_LOG_MEL = _SLANEY_LOG_HZ / _SLANEY_HZ_PER_MEL
+_SLANEY_LOG_STEP = math.log(6.4) / 27.0
+
+
 def mel_filterbank(
     params: SpectrogramParams,
     *,
@@ -102,6 +130,13 @@ def mel_filterbank(
 ) -> torch.Tensor:
     """Triangular mel filterbank ``(num_freqs, n_mels)`` mapping STFT magnitudes to mel bins.
 
+    The filters of torchaudio's ``melscale_fbanks`` (which Riffusion used): the same formulas,
+    evaluated in float64 and rounded once to ``dtype``. torchaudio evaluates them in float32,
+    and its vectorised and scalar kernels round differently: at the triangles' feet, where a
+    filter's value is the difference of two nearby frequencies over the band's width, entries
+    differ by up to 7e-5 from one CPU to another. In float64 they differ by ~1e-16, far below
+    float32's resolution, so the rounded filterbank is the same on every CPU.
+
     Args:
         params: spectrogram parameters (mel range, bins, scale, norm, sample rate).
         num_freqs: linear frequency bins; defaults to ``params.n_fft // 2 + 1``.
@@ -109,16 +144,21 @@ def mel_filterbank(
         dtype: dtype of the returned tensor.
     """
     num_freqs = params.n_fft // 2 + 1 if num_freqs is None else num_freqs
-    filterbank = torchaudio.functional.melscale_fbanks(
-        n_freqs=num_freqs,
-        f_min=float(params.min_frequency_hz),
-        f_max=float(params.max_frequency_hz),
-        n_mels=params.num_frequencies,
-        sample_rate=params.sample_rate,
-        norm=params.mel_scale_norm,
-        mel_scale=params.mel_scale_type,
-    )
-    return filterbank.to(device=device, dtype=dtype)
+    scale = params.mel_scale_type
+    bin_hz = np.linspace(0.0, float(params.sample_rate // 2), num_freqs)
+    lowest = _hz_to_mel(float(params.min_frequency_hz), scale)
+    highest = _hz_to_mel(float(params.max_frequency_hz), scale)
+    corners_hz = _mel_to_hz(np.linspace(lowest, highest, params.num_frequencies + 2), scale)
+    # The outer corners are the range's ends exactly (the mel round trip may miss them by an
+    # ulp, which would leave a rounding-noise weight on the bin at max_frequency_hz).
+    corners_hz[0], corners_hz[-1] = params.min_frequency_hz, params.max_frequency_hz
+    widths = np.diff(corners_hz)  # (n_mels + 1,): each half-triangle's width
+    offsets = corners_hz[None, :] - bin_hz[:, None]  # (num_freqs, n_mels + 2)
+    triangles = np.minimum(-offsets[:, :-2] / widths[:-1], offsets[:, 2:] / widths[1:])
+    filterbank = np.where(triangles > 0, triangles, 0.0)  # no -0.0 where a foot meets a bin
+    if params.mel_scale_norm == "slaney":  # equal area: divide by the band's width
+        filterbank *= 2.0 / (corners_hz[2:] - corners_hz[:-2])
+    return torch.from_numpy(filterbank).to(device=device, dtype=dtype)
 
 
 def spectral_convergence(reference: torch.Tensor, estimate: torch.Tensor) -> float:
@@ -215,7 +255,7 @@ class SpectrogramConverter:
 
     - ``"fast"`` (default): the forward transform runs the STFT in blocks of frames and takes
       ``abs`` and the filterbank product only over the bins the filterbank uses (up to
-      ``max_frequency_hz``), bit-identical to the reference on CPU; the inverse maps mel to
+      ``max_frequency_hz``), equal to the reference to float32 rounding; the inverse maps mel to
       linear magnitudes with a cached operator, initialises the phase from the magnitudes
       (phase-gradient integration) and refines it with fast Griffin-Lim on a band-limited,
       reduced-rate grid. See :meth:`mel_to_waveform`.
@@ -256,10 +296,15 @@ class SpectrogramConverter:
         self._zoom = zoom if remainder == 0 else 0
         self._inverse: tuple[_InverseOperators, _InverseOperators | None] | None = None
         self._reference_forward: tuple[torch.nn.Module, torch.nn.Module] | None = None
+        self._float64_forward: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ---------------------------------------------------------------------------- forward
     def waveform_to_mel(
-        self, waveform: torch.Tensor, *, method: ForwardMethod = "fast"
+        self,
+        waveform: torch.Tensor,
+        *,
+        method: ForwardMethod = "fast",
+        dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
         """Mel magnitudes of a waveform.
 
@@ -268,18 +313,32 @@ class SpectrogramConverter:
                 hop long. Audio shorter than half an FFT frame is zero-padded at the end (the
                 reflect padding of a centred STFT needs that many samples).
             method: ``"fast"`` (default; STFT in blocks of frames, ``abs`` and filterbank only
-                over the bins below ``max_frequency_hz``) or ``"reference"`` (torchaudio
-                ``Spectrogram`` + ``MelScale`` over all ``n_fft // 2 + 1`` bins). On CPU with
-                MKL both give bit-identical magnitudes (so identical images); another BLAS or
-                device may round the band-limited product differently by an ulp.
+                over the bins below ``max_frequency_hz``) or ``"reference"`` (Riffusion's
+                torchaudio ``Spectrogram`` + ``MelScale`` over all ``n_fft // 2 + 1`` bins).
+                The two agree to float32 rounding (the FFTs run in other batches, the sums over
+                other rows, and torchaudio rounds its filterbank differently: see
+                :func:`mel_filterbank`); their images agree on ≥ 99.9 % of the pixels, and
+                differ by at most one grey level elsewhere.
+            dtype: ``torch.float32`` (default; Riffusion's arithmetic) or ``torch.float64``
+                (``method="fast"`` only): window, filterbank and STFT in double precision,
+                whose magnitudes differ by ~1e-16 relative between CPUs and FFT kernels where
+                float32's differ by ~1e-7, so the image made from them is the same on every
+                machine (the built-in seed images are made this way).
 
         Returns:
-            ``(..., n_mels, samples // hop_length + 1)`` float32 magnitudes on
+            ``(..., n_mels, samples // hop_length + 1)`` ``dtype`` magnitudes on
             ``self.device`` (Riffusion's convention, ``params.width_for_samples``: 5.12 s →
             513 frames, 5.11 s → 512).
         """
         _check_waveform(waveform)
         _check_forward_method(method)
+        if dtype not in (torch.float32, torch.float64):
+            raise ParameterError(f"dtype={dtype} must be torch.float32 or torch.float64")
+        if dtype == torch.float64 and method != "fast":
+            raise ParameterError(
+                f"dtype={dtype} needs method='fast'; the reference method is torchaudio's "
+                "float32 path"
+            )
         params = self.params
         frames = num_frames(waveform.shape[-1], params)
         if waveform.shape[-1] < params.hop_length:
@@ -288,7 +347,7 @@ class SpectrogramConverter:
                 f"({params.hop_length} samples = {params.step_size_ms} ms)"
             )
         leading = waveform.shape[:-1]
-        flat = waveform.reshape(-1, waveform.shape[-1]).to(self.device, torch.float32)
+        flat = waveform.reshape(-1, waveform.shape[-1]).to(self.device, dtype)
         minimum = params.n_fft // 2 + 1
         if flat.shape[-1] < minimum:
             flat = torch.nn.functional.pad(flat, (0, minimum - flat.shape[-1]))
@@ -331,17 +390,19 @@ class SpectrogramConverter:
         return mel_scale(spectrogram(flat))
 
     def _fast_waveform_to_mel(self, flat: torch.Tensor, frames: int) -> torch.Tensor:
-        """``(batch, samples)`` → ``(batch, frames, n_mels)``, bit-identical to the reference.
+        """``(batch, samples)`` → ``(batch, frames, n_mels)``, the reference's magnitudes.
 
         The same ``torch.stft`` frames as the reference (reflect padding, centred window), but
         in blocks of :data:`_FRAME_BLOCK` frames, so that the temporaries stay small (fresh
         full-size buffers cost more in page faults than in arithmetic); ``abs`` only of the
         bins the filterbank uses (≤ ``max_frequency_hz``), and the product with only those rows
-        of the filterbank — the rows above are zeros, which add nothing, so the sums and their
-        rounding are the reference's.
+        of the filterbank — the rows above are zeros, which add nothing. Equal to the reference
+        up to rounding: the FFT and BLAS kernels may order their sums differently for other
+        batch shapes, and the filterbank is rounded from float64 (:func:`mel_filterbank`).
         """
         params = self.params
         n_fft, hop = params.n_fft, params.hop_length
+        window, band = self._forward_operators(flat.dtype)
         padded = torch.nn.functional.pad(flat[:, None], (n_fft // 2, n_fft // 2), mode="reflect")
         mel = flat.new_empty(flat.shape[0], frames, params.num_frequencies)
         for item in range(flat.shape[0]):
@@ -353,13 +414,23 @@ class SpectrogramConverter:
                     n_fft=n_fft,
                     hop_length=hop,
                     win_length=params.win_length,
-                    window=self._window,
+                    window=window,
                     center=False,
                     return_complex=True,
                 )
                 magnitudes = stft[: self.num_bins].abs().transpose(0, 1)
-                mel[item, start : start + count] = torch.matmul(magnitudes, self._band)
+                mel[item, start : start + count] = torch.matmul(magnitudes, band)
         return mel
+
+    def _forward_operators(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window and band-limited filterbank in ``dtype`` (float64 ones built on first use)."""
+        if dtype == torch.float32:
+            return self._window, self._band
+        if self._float64_forward is None:
+            window = torch.hann_window(self.params.win_length, dtype=dtype, device=self.device)
+            filterbank = mel_filterbank(self.params, device=self.device, dtype=dtype)
+            self._float64_forward = (window, filterbank[: self.num_bins].contiguous())
+        return self._float64_forward
 
     # ---------------------------------------------------------------------------- inverse
     def mel_to_waveform(

@@ -233,33 +233,36 @@ def test_seam_needs_four_frames():
 
 # ------------------------------------------------------------------------------ tempo
 # Golden estimates of the click tracks of tests/test_looping.py: the hop is 512 samples from
-# 32 kHz up and 256 below. Measured with this implementation (CPU, float32 STFT); any change
-# to the onset envelope (even its log compression, 1000 → 1001, moves them by 1e-7 to 4e-7),
-# the autocorrelation or the parabolic refinement moves them beyond 1e-8. Some cases sit where
-# the refinement is unusual: at 59 BPM the peak is the longest lag (87) and the parabola's
-# offset, 1.03, is clipped to 0.5 (59.0625 = 60 · 86.13 / 87.5); at 30 BPM, 51.2 kHz, 3 s the
-# autocorrelation is convex at the best lag (curvature 0.56), so there is no refinement
-# (60.606 = 60 · 100 / 99); at 300 Hz the 3 s clip is shorter than one 1024-sample FFT frame
-# and is zero-padded to it.
+# 32 kHz up and 256 below. Measured with this implementation (float64 STFT and autocorrelation).
+# Tolerance rel=1e-12: in float64 the estimate moves by at most ~2e-16 relative between FFT
+# kernels (measured: MKL with AVX-512, AVX2 and SSE4.2, ATen's default and AVX-512 kernels), so
+# 1e-12 leaves four orders of margin; any change to the onset envelope moves it far beyond (its
+# log compression 1000 -> 1001 moves the refined cases by 7e-11 to 8e-6), as does a change to
+# the autocorrelation or the parabolic refinement. Some cases sit where the refinement is
+# unusual: at 59 BPM the peak is the longest lag (87) and the parabola's offset, 1.03, is
+# clipped to 0.5 (59.0625 = 60 · 86.13 / 87.5); at 30 BPM, 51.2 kHz, 3 s the autocorrelation is
+# convex at the best lag (curvature 0.56), so there is no refinement (60.606 = 60 · 100 / 99);
+# both are exact. At 300 Hz the 3 s clip is shorter than one 1024-sample FFT frame and is
+# zero-padded to it.
 @pytest.mark.parametrize(
     ("rate", "bpm", "seconds", "expected"),
     [
-        (44100, 120, 8.0, 120.07134174120326),
-        (44100, 200, 8.0, 199.47663405117595),
+        (44100, 120, 8.0, 120.07134173442532),
+        (44100, 200, 8.0, 199.47663408278177),
         (44100, 59, 8.0, 59.0625),
-        (22050, 140, 8.0, 139.8895065518862),
-        (22050, 93.75, 8.0, 93.84579608527257),
-        (32000, 93.75, 8.0, 93.75125423257151),
-        (32000, 140, 8.0, 139.58031878820256),
-        (51200, 60, 8.0, 59.9999087518274),
-        (51200, 200, 8.0, 199.99900170851544),
+        (22050, 140, 8.0, 139.88950657642673),
+        (22050, 93.75, 8.0, 93.8457960790731),
+        (32000, 93.75, 8.0, 93.75125423271672),
+        (32000, 140, 8.0, 139.58031872810037),
+        (51200, 60, 8.0, 59.99990875168904),
+        (51200, 200, 8.0, 199.99900170837344),
         (51200, 30, 3.0, 60.60606060606061),
-        (300, 120, 3.0, 31.31504553841744),
+        (300, 120, 3.0, 31.315044964153028),
     ],
 )
 def test_estimate_tempo_golden(rate, bpm, seconds, expected):
     audio = click_track(bpm, seconds, sample_rate=rate)
-    assert estimate_tempo(audio) == pytest.approx(expected, rel=1e-8)
+    assert estimate_tempo(audio) == pytest.approx(expected, rel=1e-12)
 
 
 def test_estimate_tempo_does_not_depend_on_the_level():

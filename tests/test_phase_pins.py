@@ -668,7 +668,9 @@ def test_griffin_lim_magnitude_errors(magnitudes, message):
 
 # --------------------------------------------------------------- operators and reference
 def test_inverse_operators_of_a_small_converter():
-    params = SpectrogramParams(sample_rate=8000, num_frequencies=32, max_frequency_hz=3000)
+    # The mel range ends just above 3 kHz, so the band's last bin is the one at 3 kHz (a range
+    # ending at 3 kHz exactly puts that bin on the top filter's foot, with no weight).
+    params = SpectrogramParams(sample_rate=8000, num_frequencies=32, max_frequency_hz=3001)
     converter = SpectrogramConverter(params)
     band = converter._filterbank[: converter.num_bins]
     assert (params.n_fft, params.win_length, params.hop_length, band.shape) == (

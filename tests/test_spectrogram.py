@@ -23,6 +23,12 @@ from riffusion.spectrogram import (
     spectral_convergence,
 )
 from tests.conftest import harmonic_tone, music_like
+from tests.tolerances import (
+    FLOAT32_EPS,
+    assert_images_match,
+    assert_mel_matches_reference,
+    torchaudio_filterbank_float64,
+)
 
 SR = 44100
 PARAMS = SpectrogramParams()
@@ -73,16 +79,29 @@ def test_num_frames_and_band_limit() -> None:
     assert num_frames(440, PARAMS) == 1
     filterbank = mel_filterbank(PARAMS)
     assert filterbank.shape == (PARAMS.n_fft // 2 + 1, 512)
-    # 10 kHz at 2.5 Hz per bin: bins 0..4000 carry weight, none above.
-    assert band_limit(filterbank) == 4001
-    assert not filterbank[4001:].any()
+    # 10 kHz at 2.5 Hz per bin: bins 0..3999 carry weight; bin 4000 is exactly 10 kHz, the top
+    # filter's upper foot (weight 0), and none above has any.
+    assert band_limit(filterbank) == 4000
+    assert filterbank[3999].any() and not filterbank[4000:].any()
 
 
 def test_filterbank_matches_torchaudio_and_is_cached(converter: SpectrogramConverter) -> None:
-    expected = torchaudio.functional.melscale_fbanks(
+    # torchaudio's formulas evaluated in float64 are ours to float64 rounding (their bin
+    # frequencies come from a linspace computed from the other end: ~2e-12 Hz apart at 22 kHz,
+    # over the narrowest band's 3.7 Hz half-width, ~1e-12); the float32 filterbank is that
+    # rounded once, so it is exactly the float64 one cast.
+    exact = torchaudio_filterbank_float64(PARAMS)
+    ours = mel_filterbank(PARAMS, dtype=torch.float64)
+    torch.testing.assert_close(ours, exact, rtol=0, atol=1e-11)
+    assert torch.equal(converter._filterbank, ours.float())
+    # torchaudio's own float32 evaluation (Riffusion's) rounds bin and corner frequencies to
+    # float32, an error of up to ulp(22050 Hz) = 2e-3 Hz, which over the narrowest half-width
+    # (3.7 Hz) moves a weight by up to 5.3e-4; measured 4.9e-5.
+    float32 = torchaudio.functional.melscale_fbanks(
         PARAMS.n_fft // 2 + 1, 0.0, 10000.0, 512, SR, None, "htk"
     )
-    assert torch.equal(converter._filterbank, expected)
+    bound = float(np.spacing(np.float32(SR / 2))) / 3.7
+    torch.testing.assert_close(converter._filterbank, float32, rtol=0, atol=bound)
     before = converter._filterbank
     converter.waveform_to_mel(torch.zeros(1, 4410))
     assert converter._filterbank is before
@@ -126,10 +145,26 @@ def test_forward_fast_matches_reference(converter: SpectrogramConverter, make) -
     waveform = torch.from_numpy(make())[None] * INT16_SCALE
     fast = converter.waveform_to_mel(waveform)
     reference = converter.waveform_to_mel(waveform, method="reference")
-    # The same STFT frames and the same sums (the dropped filterbank rows are zeros): on CPU
-    # with MKL the magnitudes are bit-identical, hence so are the images.
-    assert torch.equal(fast, reference)
-    assert mel_to_image(fast, PARAMS).tobytes() == mel_to_image(reference, PARAMS).tobytes()
+    assert_mel_matches_reference(fast, reference)
+    assert_images_match(mel_to_image(fast, PARAMS), mel_to_image(reference, PARAMS))
+
+
+def test_forward_in_float64_is_float32_without_its_rounding(converter: SpectrogramConverter):
+    waveform = torch.from_numpy(music_like(1.0, seed=1))[None] * INT16_SCALE
+    exact = converter.waveform_to_mel(waveform, dtype=torch.float64)
+    assert exact.dtype == torch.float64 and exact.shape == (1, 512, 101)
+    rounded = converter.waveform_to_mel(waveform)
+    # float32's error: the FFT's (unit roundoff · log2 n of the peak) plus the band's sum (one
+    # roundoff per term, at most 53 bins in a band at these parameters); measured 2.3e-7.
+    bound = FLOAT32_EPS / 2 * (math.log2(PARAMS.n_fft) + 53) * float(exact.max())
+    torch.testing.assert_close(rounded.double(), exact, rtol=0, atol=bound)
+    # The float64 picture is the float32 one, within float32's rounding.
+    assert_images_match(mel_to_image(rounded, PARAMS), mel_to_image(exact, PARAMS))
+    with pytest.raises(ParameterError, match="method='fast'") as error:
+        converter.waveform_to_mel(waveform, method="reference", dtype=torch.float64)
+    assert "float64" in str(error.value)
+    with pytest.raises(ParameterError, match="must be torch.float32 or torch.float64"):
+        converter.waveform_to_mel(waveform, dtype=torch.float16)
 
 
 def test_reference_forward_is_torchaudio(converter: SpectrogramConverter) -> None:
@@ -159,7 +194,7 @@ def test_forward_other_params_use_the_general_path() -> None:
     waveform = torch.from_numpy(music_like(0.5, seed=3))[None] * INT16_SCALE
     fast = converter.waveform_to_mel(waveform)
     reference = converter.waveform_to_mel(waveform, method="reference")
-    assert torch.equal(fast, reference)
+    assert_mel_matches_reference(fast, reference)
 
 
 # ---------------------------------------------------------------------------------- inverse

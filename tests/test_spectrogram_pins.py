@@ -29,6 +29,7 @@ from riffusion.spectrogram import (
     spectral_convergence,
 )
 from tests.conftest import music_like
+from tests.tolerances import assert_mel_matches_reference, torchaudio_filterbank_float64
 
 # Small parameters keep torchaudio's reference inverse fast: n_fft 800, window 400 (a zero-
 # padding factor of 2, so the fast inverse has its fine grid), hop 80, 64 mel bands to 3 kHz.
@@ -79,12 +80,12 @@ def _torchaudio_mel(params: SpectrogramParams, waveform: torch.Tensor) -> torch.
 
 
 def _assert_same_mel(mel: torch.Tensor, expected: torch.Tensor, method: str) -> None:
-    """The reference is torchaudio itself; the fast path sums only the band's filterbank rows,
-    which BLAS may round differently by an ulp for some sizes."""
+    """The reference is torchaudio itself (the same code in the same process: equal); the fast
+    path has its own filterbank rounding and sums (tests/tolerances.py)."""
     if method == "reference":
         assert torch.equal(mel, expected)
     else:
-        torch.testing.assert_close(mel, expected, rtol=1e-5, atol=1e-6 * float(expected.max()))
+        assert_mel_matches_reference(mel, expected)
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -103,23 +104,23 @@ def test_num_frames_is_the_params_convention():
 
 
 def test_mel_filterbank_arguments():
-    expected = torchaudio.functional.melscale_fbanks(
-        n_freqs=SLANEY.n_fft // 2 + 1,
-        f_min=60.0,
-        f_max=7000.0,
-        n_mels=80,
-        sample_rate=22050,
-        norm="slaney",
-        mel_scale="slaney",
-    )
-    assert torch.equal(mel_filterbank(SLANEY), expected)
+    # Slaney scale and norm, f_min > 0, another rate: torchaudio's formulas in float64 (the
+    # tolerance is float64 rounding of frequencies over the narrowest band, as for Riffusion's
+    # parameters in test_spectrogram); the float32 filterbank is the float64 one rounded once.
+    expected = torchaudio_filterbank_float64(SLANEY)
+    exact = mel_filterbank(SLANEY, dtype=torch.float64)
+    torch.testing.assert_close(exact, expected, rtol=0, atol=1e-11)
+    assert torch.equal(mel_filterbank(SLANEY), exact.float())
     narrow = mel_filterbank(SLANEY, num_freqs=300, dtype=torch.float64)
     assert narrow.shape == (300, 80) and narrow.dtype == torch.float64
-    expected_narrow = torchaudio.functional.melscale_fbanks(
-        300, 60.0, 7000.0, 80, 22050, "slaney", "slaney"
-    ).double()
-    assert torch.equal(narrow, expected_narrow)
+    expected_narrow = torchaudio_filterbank_float64(SLANEY, num_freqs=300)
+    torch.testing.assert_close(narrow, expected_narrow, rtol=0, atol=1e-11)
     assert mel_filterbank(SMALL, device="cpu").device.type == "cpu"
+    # The range's ends are the outer corners exactly: no weight at or beyond them, and none
+    # negative (not even -0.0).
+    assert (exact >= 0).all() and not torch.signbit(exact).any()
+    bins_hz = torch.linspace(0, 11025, exact.shape[0], dtype=torch.float64)
+    assert not exact[(bins_hz <= 60.0) | (bins_hz >= 7000.0)].any()
 
 
 def test_band_limit_is_the_last_row_with_any_weight():
@@ -172,9 +173,9 @@ def test_converter_state():
     assert converter.params is SMALL and converter.device == torch.device("cpu")
     assert torch.equal(converter._window, torch.hann_window(400))
     assert torch.equal(converter._filterbank, mel_filterbank(SMALL))
-    # 3 kHz at 10 Hz per bin: bins 0..300.
-    assert converter.num_bins == band_limit(converter._filterbank) == 301
-    assert torch.equal(converter._band, converter._filterbank[:301])
+    # 3 kHz at 10 Hz per bin: bins 0..299 (bin 300 is the top filter's foot, weight 0).
+    assert converter.num_bins == band_limit(converter._filterbank) == 300
+    assert torch.equal(converter._band, converter._filterbank[:300])
     assert converter._zoom == 2 and SpectrogramConverter(ODD)._zoom == 0
     assert SpectrogramConverter().params == SpectrogramParams()
     assert SpectrogramConverter(None).params == SpectrogramParams()
