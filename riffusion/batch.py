@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from riffusion.errors import ModelLoadError, ParameterError, RiffusionError
+from riffusion.errors import ModelLoadError, ParameterError, RiffusionError, install_hint
 from riffusion.riffuser import Recipe
 
 __all__ = [
@@ -498,7 +498,7 @@ class _Storage:
                 import fsspec
             except ImportError:
                 raise RiffusionError(
-                    f"writing to {self.root!r} needs fsspec: pip install 'riffusion[ray]'"
+                    f"writing to {self.root!r} needs fsspec: {install_hint('ray')}"
                 ) from None
             try:
                 self._fs, self._base = fsspec.core.url_to_fs(self.root, **self.storage_options)
@@ -1022,7 +1022,7 @@ def _run_ray(
         import ray
         from ray.exceptions import RayActorError, RayError
     except ImportError:
-        raise RiffusionError("engine='ray' needs Ray: pip install 'riffusion[ray]'") from None
+        raise RiffusionError(f"engine='ray' needs Ray: {install_hint('ray')}") from None
     if storage.is_url and storage.root.startswith("memory://"):
         raise ParameterError(
             "memory:// output lives in one process; Ray workers cannot share it (use a folder "

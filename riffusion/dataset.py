@@ -45,7 +45,7 @@ from riffusion._checks import check_integer
 from riffusion._files import atomic_output
 from riffusion.audio import Audio
 from riffusion.convert import audio_to_image
-from riffusion.errors import ParameterError, RiffusionError
+from riffusion.errors import ParameterError, RiffusionError, install_hint
 from riffusion.image import save_image
 from riffusion.params import SpectrogramParams
 
@@ -459,7 +459,7 @@ def _run_ray(
     try:
         import ray
     except ImportError as error:
-        raise RiffusionError("engine='ray' needs Ray: pip install 'riffusion[ray]'") from error
+        raise RiffusionError(f"engine='ray' needs Ray: {install_hint('ray')}") from error
     if not ray.is_initialized():
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(process_file)

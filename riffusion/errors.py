@@ -18,6 +18,7 @@ __all__ = [
     "ModelLoadError",
     "ParameterError",
     "RiffusionError",
+    "install_hint",
 ]
 
 
@@ -51,3 +52,15 @@ class GenerationCancelled(RiffusionError):
     Raised between two denoising steps, so no partial result is returned and the pipeline is
     ready for the next call.
     """
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs an optional extra, for error messages.
+
+    From the clone: ``pip install "riffusion[...]"`` would fetch PyPI's ``riffusion``, an
+    unrelated 2022 project.
+
+    Args:
+        extra: the extra's name in ``pyproject.toml`` (``"server"``, ``"train"``, ``"ray"``).
+    """
+    return f'pip install -e ".[{extra}]" in your riffusion clone'

@@ -661,3 +661,15 @@ def test_progress_is_labelled_by_clip_and_window(capsys):
     with _Console(quiet=True).progress(riffuser, num_clips=2):
         pass
     assert capsys.readouterr().err == ""
+
+
+def test_serve_without_the_server_extra_says_how_to_install_it(monkeypatch, capsys):
+    # A base install has no FastAPI: `riffusion serve` must say how to add it from the clone
+    # (`pip install "riffusion[server]"` would fetch PyPI's unrelated 2022 project).
+    for name in [m for m in sys.modules if m.split(".")[:2] == ["riffusion", "server"]]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # `import fastapi` raises ImportError
+    assert main(["serve", "--local-files-only"]) == 1
+    error = capsys.readouterr().err
+    assert 'pip install -e ".[server]"' in error and "fastapi" in error
+    assert "riffusion[server]" not in error

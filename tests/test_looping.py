@@ -17,6 +17,9 @@ from riffusion.looping import (
 )
 from tests.conftest import SAMPLE_RATE
 
+# Compares floats that pass through CPU-dependent kernels: CI reruns it under other ones.
+pytestmark = pytest.mark.numerics
+
 
 def click_track(bpm: float, duration_s: float, sample_rate: int = SAMPLE_RATE) -> Audio:
     """Decaying noise clicks on every beat, accented on the bar."""

@@ -20,6 +20,9 @@ from riffusion.schedule import StreamStep, stream_schedule
 from riffusion.tempo import estimate_tempo, trim_to_bars
 from tests.test_looping import FakeClip, click_track
 
+# Compares floats that pass through CPU-dependent kernels: CI reruns it under other ones.
+pytestmark = pytest.mark.numerics
+
 
 def _message(call, *args, **kwargs) -> str:
     with pytest.raises(ParameterError) as info:
@@ -276,7 +279,7 @@ def test_estimate_tempo_accepts_exactly_two_seconds_and_any_positive_range():
     assert two_seconds.duration_s == 2.0
     assert estimate_tempo(two_seconds) == pytest.approx(120, rel=0.03)
     assert estimate_tempo(click_track(120, 8.0), min_bpm=0.5) == pytest.approx(
-        120.07134174120326, rel=1e-6
+        120.07134173442532, rel=1e-6
     )
 
 

@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Any
 
+from riffusion.errors import RiffusionError, install_hint
+
 __all__ = ["add_parser", "run"]
 
 DEFAULT_PORT = 3013  # the original riffusion server's port, where the web app looks for it
@@ -99,10 +101,12 @@ def run(args: argparse.Namespace) -> int:
         from riffusion.server import create_app
     except ImportError as error:
         print(
-            f'riffusion: error: serve needs the server extra: pip install "riffusion[server]" '
-            f"({error})",
+            f"riffusion: error: serve needs the server extra: {install_hint('server')} ({error})",
             file=sys.stderr,
         )
+        return 1
+    except RiffusionError as error:  # riffusion.server names FastAPI's absence itself
+        print(f"riffusion: error: {error}", file=sys.stderr)
         return 1
     from riffusion import Riffuser
 

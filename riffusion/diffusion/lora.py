@@ -5,7 +5,7 @@ The weights file is diffusers' format (``pytorch_lora_weights.safetensors`` with
 training scripts); the Kohya/A1111 formats that diffusers converts are accepted too. Loading goes
 through ``StableDiffusionLoraLoaderMixin.lora_state_dict`` / ``load_lora_into_unet`` /
 ``load_lora_into_text_encoder``, so the adapters are ``peft`` layers exactly as in a diffusers
-``StableDiffusionPipeline``. Needs ``peft`` (``pip install 'riffusion[train]'``).
+``StableDiffusionPipeline``. Needs ``peft`` (the ``train`` extra: ``pip install -e ".[train]"``).
 
 At ``scale=0`` the adapters are switched off, so outputs equal the base model's bit for bit.
 """
@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from riffusion.errors import ModelLoadError, ParameterError, RiffusionError
+from riffusion.errors import ModelLoadError, ParameterError, RiffusionError, install_hint
 
 __all__ = [
     "ADAPTER_NAME",
@@ -51,7 +51,7 @@ def _require_peft() -> None:
         import peft  # noqa: F401
     except ImportError as error:
         raise RiffusionError(
-            "LoRA weights need the peft package: pip install 'riffusion[train]'"
+            f"LoRA weights need the peft package: {install_hint('train')}"
         ) from error
 
 

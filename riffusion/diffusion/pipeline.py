@@ -412,7 +412,7 @@ class RiffusionPipeline:
         One LoRA at a time: a LoRA loaded before is removed first. Uses diffusers' own LoRA
         loader (``StableDiffusionLoraLoaderMixin``), so files written by
         :func:`riffusion.training.train_lora` or by diffusers' training scripts both work.
-        Needs ``peft`` (``pip install 'riffusion[train]'``).
+        Needs ``peft`` (the ``train`` extra: ``pip install -e ".[train]"``).
 
         Args:
             path: a ``.safetensors`` file, or a folder holding

@@ -1,7 +1,8 @@
 """``riffusion serve``: the web app's HTTP API and a one-page playground, on FastAPI.
 
-Needs the ``server`` extra (``pip install "riffusion[server]"``). :func:`create_app` builds the
-ASGI application around a loaded :class:`~riffusion.Riffuser`, so other apps can mount it::
+Needs the ``server`` extra (``pip install -e ".[server]"`` in the clone). :func:`create_app`
+builds the ASGI application around a loaded :class:`~riffusion.Riffuser`, so other apps can
+mount it::
 
     from riffusion import Riffuser
     from riffusion.server import create_app

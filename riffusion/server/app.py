@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from riffusion.errors import GenerationCancelled, ParameterError, RiffusionError
+from riffusion.errors import GenerationCancelled, ParameterError, RiffusionError, install_hint
 from riffusion.inputs import (
     ASSET_ID_PATTERN,
     MAX_BODY_BYTES,
@@ -51,7 +51,7 @@ try:
     from starlette.concurrency import run_in_threadpool
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise RiffusionError(
-        f"riffusion serve needs the 'server' extra: pip install \"riffusion[server]\" ({error})"
+        f"riffusion serve needs the 'server' extra: {install_hint('server')} ({error})"
     ) from error
 
 from riffusion.server import media

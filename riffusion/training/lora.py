@@ -35,7 +35,7 @@ import torch
 
 from riffusion._checks import check_integer
 from riffusion._files import atomic_output
-from riffusion.errors import ParameterError, RiffusionError
+from riffusion.errors import ParameterError, RiffusionError, install_hint
 from riffusion.training.data import ImageTextExamples, load_examples
 
 __all__ = [
@@ -133,9 +133,7 @@ def _require(module: str) -> Any:
     try:
         return __import__(module)
     except ImportError as error:
-        raise RiffusionError(
-            f"LoRA training needs {module}: pip install 'riffusion[train]'"
-        ) from error
+        raise RiffusionError(f"LoRA training needs {module}: {install_hint('train')}") from error
 
 
 def training_target(
@@ -264,8 +262,7 @@ def _plot_loss(path: Path, rows: list[dict[str, Any]]) -> Path | None:
         from matplotlib.figure import Figure
     except ImportError:
         warnings.warn(
-            "matplotlib is not installed, so no loss plot was drawn: pip install "
-            "'riffusion[train]'",
+            f"matplotlib is not installed, so no loss plot was drawn: {install_hint('train')}",
             stacklevel=3,
         )
         return None
@@ -423,8 +420,8 @@ def train_lora(
     Raises:
         ParameterError: a bad argument, dataset or mismatched resume state.
         ModelLoadError: the model cannot be loaded.
-        RiffusionError: a missing optional dependency (``pip install 'riffusion[train]'``), or
-            a loss that became NaN/inf.
+        RiffusionError: a missing optional dependency (the ``train`` extra:
+            ``pip install -e ".[train]"``), or a loss that became NaN/inf.
     """
     # ---------------------------------------------------------------- arguments
     rank = check_integer("rank", rank)
