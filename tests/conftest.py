@@ -12,7 +12,11 @@ from riffusion import Audio
 
 # Property-based tests: a quick default profile, and HYPOTHESIS_PROFILE=slow for thousands of
 # cases. No deadline: a shared 2-core machine makes per-example timings meaningless.
-settings.register_profile("default", max_examples=40, deadline=None, derandomize=True)
+# database=None: the derandomised default run has nothing to replay, and writes no .hypothesis
+# folder into whatever directory pytest is started from.
+settings.register_profile(
+    "default", max_examples=40, deadline=None, derandomize=True, database=None
+)
 settings.register_profile("slow", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 

@@ -5,8 +5,10 @@ The tiny random checkpoint is built once per test process and shared by every te
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import pathlib
+import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +27,7 @@ def tiny_model_dir() -> pathlib.Path:
     """Build (once per process) and return the tiny model folder."""
     if "dir" not in _CACHE:
         root = pathlib.Path(tempfile.mkdtemp(prefix="riffusion-tiny-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
         _CACHE["dir"] = make_tiny_model(root / "tiny-model", seed=0)
     return _CACHE["dir"]  # type: ignore[return-value]
 

@@ -131,12 +131,15 @@ def test_uncached_hub_id_with_local_files_only_raises(tmp_path):
 
 
 def test_unreachable_hub_raises_one_line(monkeypatch, tmp_path):
+    import huggingface_hub
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     def offline(*args, **kwargs):
         raise LocalEntryNotFoundError("Got: ConnectError: [Errno 101]\nAn error happened ...")
 
     monkeypatch.setattr("huggingface_hub.snapshot_download", offline)
+    # Online mode, whatever the user's environment says (HF_HUB_OFFLINE=1 has its own message).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(ModelLoadError) as info:
         resolve_model_folder("riffusion/riffusion-model-v1", cache_dir=tmp_path)
     message = _one_line(info.value)
