@@ -64,7 +64,7 @@ FAST_DEFAULT_ITERATIONS = 48
 """Griffin-Lim iterations of the ``"fast"`` decoder when ``num_iterations`` is ``None``: the
 fewest (in steps of 8) at which its mean spectral convergence over seeds 0–3 is below the
 reference's on every 512-column image of the decode bench (at 40 the noise swell seed was level
-with it; see docs/performance.md)."""
+with it; measured in issue 9, in the history of docs/performance.md)."""
 
 MOMENTUM = 0.95
 """Fast Griffin-Lim momentum of the ``"fast"`` inverse (the reference uses 0.99)."""
@@ -113,7 +113,7 @@ def gradient_phase(
     click there); the quieter lobes keep the sign ``seed`` draws. A uniform random start gave
     the lowest partials phases no waveform can have at that edge: Griffin-Lim, slowest to move
     them, left a smeared first 0.1 s on some seeds, and random signs a click on others
-    (docs/performance.md).
+    (issue 9; the history of docs/performance.md).
 
     Args:
         magnitudes: ``(batch, frames, bins)`` non-negative float32; bin ``k`` is at
@@ -174,7 +174,7 @@ def gradient_phase(
     # from its own previous phase. Chaining every onset bin of a frame from one anchor (the
     # nearest continuing bin, or the frame's loudest) lined all partials of an onset up into
     # one phase slope: a click at the first sample, and on an acid bass line and a rock ballad
-    # loudness 2.2 and 1.6 LU under the reference's at equal peak (docs/performance.md).
+    # loudness 2.2 and 1.6 LU under the reference's at equal peak (issue 9).
     anchor = _lobe_peaks(magnitudes.reshape(batch * frames, bins)).reshape(batch, frames, bins)
     # Seeded bins take their anchor's phase plus the frequency integral from the anchor.
     offset = along_freq - along_freq.gather(-1, anchor)
@@ -214,7 +214,8 @@ def _single_intra_op_thread() -> Iterator[None]:
     iterations on ~500 × 1000 bins). Split over several OpenMP threads, every one of them ends
     in a barrier; when other processes keep the cores busy, each barrier waits for a descheduled
     thread's next time slice, and the decode slowed down 15–60x under two CPU-bound processes
-    (one thread: no barrier, and 1.0–1.3x; see docs/performance.md).
+    (one thread: no barrier, and 1.0–1.3x at the time; docs/performance.md has today's
+    loaded/idle ratios).
 
     Scope: with PyTorch's OpenMP backend the intra-op thread count (``omp_set_num_threads``,
     ``mkl_set_num_threads_local``) belongs to the calling thread, so other Python threads that
