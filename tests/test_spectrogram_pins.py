@@ -124,6 +124,10 @@ def test_mel_filterbank_arguments():
     assert (exact >= 0).all() and not torch.signbit(exact).any()
     bins_hz = torch.linspace(0, 11025, exact.shape[0], dtype=torch.float64)
     assert not exact[(bins_hz <= 60.0) | (bins_hz >= 7000.0)].any()
+    # At 1 kHz (HTK) the mel round trip lands 2.3e-13 Hz above the range's end: the bin there
+    # (2.5 Hz bins: bin 400) would keep a rounding-noise weight without the exact corner.
+    top = mel_filterbank(SpectrogramParams(max_frequency_hz=1000), dtype=torch.float64)
+    assert top[399].any() and not top[400:].any() and band_limit(top) == 400
 
 
 def test_band_limit_is_the_last_row_with_any_weight():
