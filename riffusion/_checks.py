@@ -13,9 +13,45 @@ __all__ = [
     "check_integer",
     "check_number",
     "check_seed",
+    "describe",
+    "finite_float",
     "mps_available",
     "unavailable_reason",
 ]
+
+
+def describe(value: Any) -> str:
+    """``repr(value)`` for an error message, at most about 40 characters.
+
+    A 400-digit integer is not echoed back in full, and one beyond Python's 4,300-digit limit
+    for ``str(int)`` (where ``repr`` itself raises) is described by its size.
+
+    Args:
+        value: any value.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"{'-' if value < 0 else ''}(an integer of {value.bit_length()} bits)"
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}…{text[-8:]} ({len(text)} characters)"
+
+
+def finite_float(value: Any) -> float | None:
+    """``value`` as a float if it is a real number (not a bool) that is finite as a float.
+
+    ``None`` for anything else: other types, NaN, infinities, and integers too large for a float
+    (``10**400``, where ``math.isfinite`` itself raises ``OverflowError``). Validation code
+    reads ``number = finite_float(value)`` and then checks ``number`` against its bounds.
+
+    Args:
+        value: any value.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def check_integer(name: str, value: Any, *, minimum: int = 1) -> int:
@@ -31,7 +67,7 @@ def check_integer(name: str, value: Any, *, minimum: int = 1) -> int:
             expected = "a non-negative integer"
         else:
             expected = f"an integer >= {minimum}"
-        raise ParameterError(f"{name}={value!r} must be {expected}")
+        raise ParameterError(f"{name}={describe(value)} must be {expected}")
     return value
 
 
@@ -61,18 +97,18 @@ def check_number(
                 raise TypeError
         except TypeError:
             raise ParameterError(
-                f"{name}={value!r} must be a finite number, got {type(value).__name__}"
+                f"{name}={describe(value)} must be a finite number, got {type(value).__name__}"
             ) from None
     try:
         number = float(value)
     except OverflowError:
-        raise ParameterError(f"{name}={value!r} is too large to be a float") from None
+        raise ParameterError(f"{name}={describe(value)} is too large to be a float") from None
     if not math.isfinite(number):
-        raise ParameterError(f"{name}={value!r} must be a finite number")
+        raise ParameterError(f"{name}={describe(value)} must be a finite number")
     if minimum is not None and number < minimum:
-        raise ParameterError(f"{name}={value!r} must be >= {minimum:g}")
+        raise ParameterError(f"{name}={describe(value)} must be >= {minimum:g}")
     if maximum is not None and number > maximum:
-        raise ParameterError(f"{name}={value!r} must be <= {maximum:g}")
+        raise ParameterError(f"{name}={describe(value)} must be <= {maximum:g}")
     return number
 
 
@@ -87,7 +123,7 @@ def check_seed(name: str, value: Any) -> int:
         ParameterError: e.g. ``seed=-1 must be an integer in [0, 2**63)``.
     """
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
-        raise ParameterError(f"{name}={value!r} must be an integer in [0, 2**63)")
+        raise ParameterError(f"{name}={describe(value)} must be an integer in [0, 2**63)")
     return value
 
 

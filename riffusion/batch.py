@@ -28,7 +28,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import math
 import os
 import re
 import socket
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from riffusion._checks import finite_float
 from riffusion.errors import ModelLoadError, ParameterError, RiffusionError, install_hint
 from riffusion.riffuser import Recipe
 
@@ -250,12 +250,7 @@ def _check_short_values(values: Mapping[str, Any]) -> None:
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ParameterError(f"num_inference_steps={steps!r} must be a positive integer")
     duration = values.get("duration_s")
-    if duration is not None and (
-        isinstance(duration, bool)
-        or not isinstance(duration, int | float)
-        or not math.isfinite(duration)
-        or duration <= 0
-    ):
+    if duration is not None and ((number := finite_float(duration)) is None or number <= 0):
         raise ParameterError(f"duration_s={duration!r} must be a positive number of seconds")
     alpha = values.get("alpha")
     if alpha is not None and (
@@ -888,12 +883,8 @@ def render(
     _check_count("workers", workers, 1)
     _check_count("cpus_per_worker", cpus_per_worker, 1)
     _check_count("max_retries", max_retries, 0)
-    if (
-        isinstance(gpus_per_worker, bool)
-        or not isinstance(gpus_per_worker, int | float)
-        or not math.isfinite(gpus_per_worker)
-        or gpus_per_worker < 0
-    ):
+    gpus = finite_float(gpus_per_worker)
+    if gpus is None or gpus < 0:
         raise ParameterError(f"gpus_per_worker={gpus_per_worker!r} must be a number >= 0")
     if engine == "local" and (workers != 1 or gpus_per_worker):
         raise ParameterError("workers and gpus_per_worker apply to engine='ray' only")

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from riffusion._checks import check_integer
+from riffusion._checks import check_integer, finite_float
 from riffusion._files import atomic_output
 from riffusion.audio import Audio
 from riffusion.convert import audio_to_image
@@ -156,9 +156,10 @@ class PrepareResult:
 
 # ------------------------------------------------------------------------------ helpers
 def _check_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    number = finite_float(value)
+    if number is None:
         raise ParameterError(f"{name}={value!r} must be a finite number")
-    return float(value)
+    return number
 
 
 def _safe_name(source: str) -> str:

@@ -16,7 +16,8 @@ It also holds :class:`PromptInput`, one end of an interpolation (the library's o
 re-exported as ``riffusion.PromptInput`` and ``riffusion.diffusion.PromptInput``), built from an
 :class:`InferencePrompt` at the edge (``PromptInput(**prompt.to_dict())``).
 
-It imports only the standard library and :mod:`riffusion.errors` (no torch, no diffusers).
+It imports only the standard library, :mod:`riffusion.errors` and :mod:`riffusion._checks` (no
+torch, no diffusers).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from riffusion._checks import describe, finite_float
 from riffusion.errors import ParameterError
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "PromptInput",
     "check_alpha",
     "check_asset_id",
+    "unicode_problem",
 ]
 
 MAX_NUM_INFERENCE_STEPS = 200
@@ -88,12 +91,13 @@ def _is_number(value: Any) -> bool:
 def _number(value: Any, field: str, *, low: float, high: float | None = None) -> float:
     if not _is_number(value):
         raise InputError(field, f"{value!r} must be a number")
-    if not math.isfinite(value):
-        raise InputError(field, f"{value!r} must be finite")
-    if value < low or (high is not None and value > high):
+    number = finite_float(value)
+    if number is None:
+        raise InputError(field, f"{describe(value)} must be finite")
+    if number < low or (high is not None and number > high):
         span = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
-        raise InputError(field, f"{value!r} must be in {span}")
-    return float(value)
+        raise InputError(field, f"{describe(value)} must be in {span}")
+    return number
 
 
 def _integer(value: Any, field: str, *, low: int, high: int) -> int:
@@ -103,15 +107,37 @@ def _integer(value: Any, field: str, *, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(field, f"{value!r} must be an integer")
     if not low <= value < high:
-        raise InputError(field, f"{value!r} must be an integer in [{low}, {high - 1}]")
+        raise InputError(field, f"{describe(value)} must be an integer in [{low}, {high - 1}]")
     return value
+
+
+def unicode_problem(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode text (a lone UTF-16 surrogate), or ``None``.
+
+    JSON can carry ``"\\ud800"`` and Python keeps it in a ``str``, but such a string has no
+    UTF-8 form: a tokenizer or a JSON encoder fails on it deep inside. Checked at the edge.
+
+    Args:
+        text: the string to check.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return (
+            f"holds a lone UTF-16 surrogate (U+{ord(text[error.start]):04X} at index "
+            f"{error.start}); send valid Unicode text"
+        )
+    return None
 
 
 def _text(value: Any, field: str, *, allow_empty: bool) -> str:
     if not isinstance(value, str):
-        raise InputError(field, f"{value!r} must be a string")
+        raise InputError(field, f"{describe(value)} must be a string")
     if "\x00" in value:
         raise InputError(field, "must not contain NUL characters")
+    problem = unicode_problem(value)
+    if problem is not None:
+        raise InputError(field, problem)
     if len(value) > MAX_PROMPT_CHARS:
         raise InputError(field, f"is {len(value)} characters long; at most {MAX_PROMPT_CHARS}")
     if not allow_empty and not value.strip():
@@ -327,9 +353,10 @@ def check_alpha(alpha: Any, *, name: str = "alpha") -> float:
     Raises:
         ParameterError: If ``alpha`` is not a finite real number in [0, 1].
     """
-    if not _is_number(alpha) or not math.isfinite(alpha) or not 0.0 <= alpha <= 1.0:
-        raise ParameterError(f"{name}={alpha!r} must be a real number in [0, 1]")
-    return float(alpha)
+    number = finite_float(alpha)
+    if number is None or not 0.0 <= number <= 1.0:
+        raise ParameterError(f"{name}={describe(alpha)} must be a real number in [0, 1]")
+    return number
 
 
 _REQUIRED: Any = object()
@@ -382,19 +409,27 @@ class PromptInput:
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
-            raise ParameterError(f"prompt={self.prompt!r} must be a str")
+            raise ParameterError(f"prompt={describe(self.prompt)} must be a str")
         if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
-            raise ParameterError(f"negative_prompt={self.negative_prompt!r} must be a str or None")
+            raise ParameterError(
+                f"negative_prompt={describe(self.negative_prompt)} must be a str or None"
+            )
+        for name in ("prompt", "negative_prompt"):
+            text = getattr(self, name)
+            problem = None if text is None else unicode_problem(text)
+            if problem is not None:
+                raise ParameterError(f"{name}={describe(text)} {problem}")
         if (
             isinstance(self.seed, bool)
             or not isinstance(self.seed, int)
             or not 0 <= self.seed < MAX_SEED
         ):
-            raise ParameterError(f"seed={self.seed!r} must be an int in [0, 2**63)")
+            raise ParameterError(f"seed={describe(self.seed)} must be an int in [0, 2**63)")
         object.__setattr__(self, "denoising", check_alpha(self.denoising, name="denoising"))
-        if not _is_number(self.guidance) or not math.isfinite(self.guidance) or self.guidance < 0:
-            raise ParameterError(f"guidance={self.guidance!r} must be a finite number >= 0")
-        object.__setattr__(self, "guidance", float(self.guidance))
+        guidance = finite_float(self.guidance)
+        if guidance is None or guidance < 0:
+            raise ParameterError(f"guidance={describe(self.guidance)} must be a finite number >= 0")
+        object.__setattr__(self, "guidance", guidance)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the riffusion JSON object: ``prompt``, ``seed``, ``negative_prompt``,

@@ -6,13 +6,13 @@ Audio-level only (no diffusion): it sits above :mod:`riffusion.convert` and belo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from riffusion._checks import finite_float
 from riffusion.audio import Audio
 from riffusion.convert import image_to_audio
 from riffusion.errors import ParameterError
@@ -55,11 +55,8 @@ def stitch(clips_or_audio: Sequence[Any], *, crossfade_s: float = 0.05) -> Audio
         raise ParameterError("clips_or_audio must be a list of Audio or Clip values")
     if len(clips_or_audio) == 0:
         raise ParameterError("clips_or_audio is empty; give at least one clip")
-    if (
-        not isinstance(crossfade_s, int | float)
-        or not math.isfinite(crossfade_s)
-        or crossfade_s < 0
-    ):
+    crossfade = finite_float(crossfade_s)
+    if crossfade is None or crossfade < 0:
         raise ParameterError(f"crossfade_s={crossfade_s!r} must be a finite number >= 0")
     audios = [_as_audio(item) for item in clips_or_audio]
     sample_rate = audios[0].sample_rate

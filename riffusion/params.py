@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from riffusion._checks import finite_float
 from riffusion.errors import ImageFormatError, ParameterError
 from riffusion.limits import (
     MAX_FFT_SIZE,
@@ -21,6 +22,10 @@ from riffusion.limits import (
 )
 
 __all__ = ["ExifTag", "SpectrogramParams"]
+
+_MAX_DURATION_MS = 3_600_000.0
+"""Longest step, window or padded duration (an hour, in ms): bounds the sample counts computed
+from them before anything is allocated (the FFT size has its own, tighter limit)."""
 
 
 class ExifTag(IntEnum):
@@ -36,10 +41,6 @@ class ExifTag(IntEnum):
     MAX_FREQUENCY = 11060
     POWER_FOR_IMAGE = 11070
     MAX_VALUE = 11080
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,13 @@ class SpectrogramParams:
             "max_value",
         ):
             value = getattr(self, name)
-            if not _is_number(value) or not math.isfinite(value) or value <= 0:
+            number = finite_float(value)
+            if number is None or number <= 0:
                 raise ParameterError(f"{name}={value!r} must be a positive finite number")
+            if name.endswith("_ms") and number > _MAX_DURATION_MS:
+                raise ParameterError(
+                    f"{name}={value!r} must be at most {_MAX_DURATION_MS:g} ms (an hour)"
+                )
         if not isinstance(self.num_frequencies, int) or isinstance(self.num_frequencies, bool):
             raise ParameterError(
                 f"num_frequencies={self.num_frequencies!r} must be a positive integer"
@@ -108,7 +114,8 @@ class SpectrogramParams:
             )
         for name in ("min_frequency_hz", "max_frequency_hz"):
             value = getattr(self, name)
-            if not _is_number(value) or not math.isfinite(value) or value < 0:
+            number = finite_float(value)
+            if number is None or number < 0:
                 raise ParameterError(f"{name}={value!r} must be a finite number >= 0 (Hz)")
         if self.hop_length < 1:
             raise ParameterError(

@@ -12,7 +12,6 @@ import dataclasses
 import html
 import io
 import json
-import math
 import os
 import zlib
 from collections.abc import Callable
@@ -22,17 +21,17 @@ from typing import Any
 
 from PIL import Image
 
-from riffusion._checks import check_integer
+from riffusion._checks import check_integer, describe, finite_float
 from riffusion._files import atomic_output
 from riffusion.audio import Audio
 from riffusion.errors import ParameterError, RiffusionError
 from riffusion.image import save_image as write_image
-from riffusion.inputs import PromptInput
+from riffusion.inputs import PromptInput, unicode_problem
 from riffusion.params import SpectrogramParams
 from riffusion.seeds import DEFAULT_SEED_IMAGE, check_image_id
 from riffusion.spectrogram import check_decoder_name
 
-__all__ = ["Adapter", "Clip", "Progress", "ProgressCallback", "Recipe"]
+__all__ = ["Adapter", "Clip", "Progress", "ProgressCallback", "Recipe", "check_scheduler_config"]
 
 _WINDOW_PX = 512  # one model window: (512 − 1) · hop = 225,351 samples = 5.11 s at the defaults
 _WINDOW_S = SpectrogramParams().samples_for_width(_WINDOW_PX) / SpectrogramParams().sample_rate
@@ -52,16 +51,85 @@ def _check_steps(num_inference_steps: Any) -> int:
 
 
 def _check_duration(duration_s: Any) -> float:
-    if (
-        not isinstance(duration_s, int | float)
-        or isinstance(duration_s, bool)
-        or not math.isfinite(duration_s)
-        or not 0 < duration_s <= _MAX_DURATION_S
-    ):
+    number = finite_float(duration_s)
+    if number is None or not 0 < number <= _MAX_DURATION_S:
         raise ParameterError(
             f"duration_s={duration_s!r} must be a number in (0, {_MAX_DURATION_S:g}] seconds"
         )
-    return float(duration_s)
+    return number
+
+
+_MAX_SCHEDULER_KEYS = 64
+_MAX_TRAIN_TIMESTEPS = 10_000
+# Scheduler settings that size arrays or loops, with their bounds: anything else must be a
+# plain scalar. diffusers allocates per training timestep (betas, alphas, sigmas), so a
+# recipe's num_train_timesteps of 2e9 would ask for tens of gigabytes.
+_SIZED_SCHEDULER_KEYS = {
+    "num_train_timesteps": (1, _MAX_TRAIN_TIMESTEPS),
+    "steps_offset": (0, _MAX_TRAIN_TIMESTEPS),
+    "solver_order": (1, 3),
+    "original_inference_steps": (1, _MAX_TRAIN_TIMESTEPS),
+}
+_MAX_SCHEDULER_NUMBER = 1e6
+
+
+def check_scheduler_config(config: Any) -> dict[str, Any] | None:
+    """``config`` if it is a recipe's scheduler overrides that can not exhaust memory or time.
+
+    At most 64 entries with string keys. The settings that size arrays or loops are integers
+    within bounds (``num_train_timesteps`` and ``steps_offset`` up to 10,000, ``solver_order``
+    1–3, ``original_inference_steps`` up to 10,000); ``trained_betas`` is ``None`` or at most
+    10,000 numbers in (0, 1); every other value is ``None``, a bool, a finite number of
+    magnitude at most 1e6, or a string of at most 64 characters. A share string from a
+    stranger passes through here before diffusers sees it.
+
+    Args:
+        config: ``None`` or a dict of scheduler config entries.
+
+    Raises:
+        ParameterError: naming the entry, its value and what was expected.
+    """
+    if config is None:
+        return None
+    if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
+        raise ParameterError(f"scheduler_config={describe(config)} must be a dict with string keys")
+    if len(config) > _MAX_SCHEDULER_KEYS:
+        raise ParameterError(
+            f"scheduler_config has {len(config)} entries; at most {_MAX_SCHEDULER_KEYS}"
+        )
+    for key, value in config.items():
+        where = f"scheduler_config[{key[:64]!r}]={describe(value)}"
+        if key in _SIZED_SCHEDULER_KEYS:
+            low, high = _SIZED_SCHEDULER_KEYS[key]
+            if value is None and key == "original_inference_steps":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ParameterError(f"{where} must be an integer in [{low}, {high}]")
+        elif key == "trained_betas":
+            if value is not None and (
+                not isinstance(value, list)
+                or not 0 < len(value) <= _MAX_TRAIN_TIMESTEPS
+                or not all((b := finite_float(v)) is not None and 0 < b < 1 for v in value)
+            ):
+                raise ParameterError(
+                    f"{where} must be null or a list of at most {_MAX_TRAIN_TIMESTEPS} numbers "
+                    "in (0, 1)"
+                )
+        elif not _plain_setting(value):
+            raise ParameterError(
+                f"{where} must be null, a bool, a finite number of magnitude at most "
+                f"{_MAX_SCHEDULER_NUMBER:g} or a string of at most 64 characters"
+            )
+    return config
+
+
+def _plain_setting(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, str):
+        return len(value) <= 64 and unicode_problem(value) is None
+    number = finite_float(value)
+    return number is not None and abs(number) <= _MAX_SCHEDULER_NUMBER
 
 
 def _check_scheduler_name(name: Any) -> None:
@@ -118,11 +186,7 @@ class Adapter:
             raise ParameterError(f"adapter path={self.path!r} must be a non-empty file path")
         _check_fingerprint("adapter fingerprint", self.fingerprint)
         if self.kind == "lora":
-            if (
-                isinstance(self.scale, bool)
-                or not isinstance(self.scale, int | float)
-                or not math.isfinite(self.scale)
-            ):
+            if finite_float(self.scale) is None:
                 raise ParameterError(f"LoRA scale={self.scale!r} must be a finite number")
             if self.token is not None:
                 raise ParameterError(f"a LoRA has no token (got {self.token!r})")
@@ -224,29 +288,13 @@ class Recipe:
         if not isinstance(self.model, str) or not self.model.strip():
             raise ParameterError(f"model={self.model!r} must be a non-empty hub id or folder")
         _check_scheduler_name(self.scheduler)
-        if self.scheduler_config is not None:
-            if not isinstance(self.scheduler_config, dict) or not all(
-                isinstance(key, str) for key in self.scheduler_config
-            ):
-                raise ParameterError(
-                    f"scheduler_config={self.scheduler_config!r} must be a dict with string keys"
-                )
-            try:
-                json.dumps(self.scheduler_config, allow_nan=False)
-            except (TypeError, ValueError) as error:
-                raise ParameterError(
-                    f"scheduler_config={self.scheduler_config!r} must hold JSON values: {error}"
-                ) from error
+        check_scheduler_config(self.scheduler_config)
         if not isinstance(self.start, PromptInput):
             raise ParameterError(f"start={self.start!r} must be a PromptInput")
         if self.end is not None and not isinstance(self.end, PromptInput):
             raise ParameterError(f"end={self.end!r} must be a PromptInput or None")
-        if (
-            not isinstance(self.alpha, int | float)
-            or isinstance(self.alpha, bool)
-            or not math.isfinite(self.alpha)
-            or not 0.0 <= self.alpha <= 1.0
-        ):
+        alpha = finite_float(self.alpha)
+        if alpha is None or not 0.0 <= alpha <= 1.0:
             raise ParameterError(f"alpha={self.alpha!r} must be a number in [0, 1]")
         check_integer("num_inference_steps", self.num_inference_steps)
         if self.num_inference_steps > _MAX_STEPS:

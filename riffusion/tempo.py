@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-from riffusion._checks import check_integer
+from riffusion._checks import check_integer, finite_float
 from riffusion.audio import Audio
 from riffusion.errors import ParameterError
 
@@ -111,7 +111,8 @@ def trim_to_bars(audio: Audio, *, bpm: float | None = None, beats_per_bar: int =
     check_integer("beats_per_bar", beats_per_bar)
     if bpm is None:
         bpm = estimate_tempo(audio)
-    if not isinstance(bpm, int | float) or not math.isfinite(bpm) or bpm <= 0:
+    tempo = finite_float(bpm)
+    if tempo is None or tempo <= 0:
         raise ParameterError(f"bpm={bpm!r} must be a positive number")
     bar_samples = beats_per_bar * 60.0 / bpm * audio.sample_rate
     bars = int(audio.num_samples // bar_samples)

@@ -43,6 +43,9 @@ def _body(**changes):
     return body
 
 
+LOCAL = "http://127.0.0.1:3013"  # the Host the server answers (not TestClient's "testserver")
+
+
 @pytest.fixture(scope="module")
 def riffuser():
     with single_thread_riffuser() as riffuser:
@@ -51,7 +54,7 @@ def riffuser():
 
 @pytest.fixture(scope="module")
 def client(riffuser):
-    with TestClient(create_app(riffuser)) as client:
+    with TestClient(create_app(riffuser), base_url=LOCAL) as client:
         yield client
 
 
@@ -168,7 +171,7 @@ def test_seed_image_dir_serves_pngs_by_stem(riffuser, tmp_path):
 
     load_seed_image("breakbeat").save(tmp_path / "vibes.png")
     (tmp_path / "not an id.png").write_bytes(b"")
-    with TestClient(create_app(riffuser, seed_image_dir=tmp_path)) as client:
+    with TestClient(create_app(riffuser, seed_image_dir=tmp_path), base_url=LOCAL) as client:
         ids = [s["id"] for s in client.get("/seed_images").json()]
         assert "vibes" in ids and "not an id" not in ids
         vibes = client.post("/run_inference/", json=_body(alpha=0, seed_image_id="vibes"))
@@ -333,7 +336,7 @@ def test_nothing_is_written_outside_a_temporary_folder(client, tmp_path, monkeyp
 # ------------------------------------------------------------------ queue and cancellation
 def test_full_queue_answers_503_with_retry_after(riffuser):
     release = threading.Event()
-    with TestClient(create_app(riffuser, max_queue=0)) as client:
+    with TestClient(create_app(riffuser, max_queue=0), base_url=LOCAL) as client:
         worker = client.app.state.worker
         blocker = worker.submit(lambda job: release.wait(30))
         try:
@@ -375,7 +378,7 @@ async def _call_with_disconnect(app, body: bytes, disconnect_when):
         "raw_path": b"/run_inference/",
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
+        "headers": [(b"content-type", b"application/json"), (b"host", b"127.0.0.1:3013")],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
     }
@@ -403,7 +406,7 @@ def test_a_disconnected_client_stops_its_generation_at_the_next_step(riffuser):
     assert 1 <= job.steps_done <= 3
     assert sent[0]["status"] == 499
     # The pipeline is fine afterwards: the next request is the normal generation.
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         assert client.post("/run_inference/", json=_body()).status_code == 200
 
 
@@ -437,8 +440,11 @@ def test_a_disconnected_client_is_dropped_from_the_queue(riffuser):
 # --------------------------------------------------------------------------- CLI and CORS
 def test_cors_is_off_unless_an_origin_is_given(riffuser, client):
     origin = {"Origin": "http://elsewhere.example"}
-    assert "access-control-allow-origin" not in client.get("/health", headers=origin).headers
-    with TestClient(create_app(riffuser, cors_origin="http://localhost:3000")) as allowed:
+    refused = client.get("/health", headers=origin)
+    assert refused.status_code == 403 and refused.json()["field"] == "Origin"
+    assert "access-control-allow-origin" not in refused.headers
+    app = create_app(riffuser, cors_origins=["http://localhost:3000"])
+    with TestClient(app, base_url=LOCAL) as allowed:
         preflight = allowed.options(
             "/run_inference/",
             headers={
@@ -448,8 +454,10 @@ def test_cors_is_off_unless_an_origin_is_given(riffuser, client):
             },
         )
         assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
-        other = allowed.get("/health", headers=origin)
-        assert "access-control-allow-origin" not in other.headers
+        answer = allowed.get("/health", headers={"Origin": "http://localhost:3000"})
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == "http://localhost:3000"
+        assert allowed.get("/health", headers=origin).status_code == 403
 
 
 def test_serve_command_binds_localhost_3013_by_default(monkeypatch, capsys):
@@ -459,15 +467,17 @@ def test_serve_command_binds_localhost_3013_by_default(monkeypatch, capsys):
 
     served = {}
 
-    def fake_run(app, *, host, port, log_level):
-        served.update(app=app, host=host, port=port)
+    def fake_run(server):
+        config = server.config
+        served.update(app=config.app, host=config.host, port=config.port, http=config.http)
 
-    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
     status = main(
         ["serve", "--model", str(tiny_model_dir()), "--device", "cpu", "--max-queue", "3"]
     )
     assert status == 0
     assert (served["host"], served["port"]) == ("127.0.0.1", 3013)
+    assert served["http"].__name__ == "GuardedH11Protocol"  # slow clients are timed out
     assert served["app"].state.worker.max_queue == 3
     assert "http://127.0.0.1:3013/" in capsys.readouterr().err
     served["app"].state.worker.close()

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from riffusion._checks import finite_float
 from riffusion.cli._base import (
     _URL_PREFIX,
     Commands,
@@ -364,7 +364,7 @@ def _read_recipes(text: str) -> tuple[list[Recipe], float, int]:
             raise ParameterError(f"recipe file {text!r}: 'clips' must be a non-empty list")
         crossfade_s = data.get("crossfade_s", 0.0)
         repeat = data.get("repeat", 1)
-        if not isinstance(crossfade_s, int | float) or not math.isfinite(crossfade_s):
+        if finite_float(crossfade_s) is None:
             raise ParameterError(f"recipe file {text!r}: crossfade_s={crossfade_s!r} is invalid")
         if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
             raise ParameterError(f"recipe file {text!r}: repeat={repeat!r} is invalid")

@@ -7,6 +7,8 @@ command line stays quick.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import secrets
 import sys
 from typing import Any
 
@@ -84,9 +86,26 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--cors-origin",
-        default=None,
+        action="append",
+        default=[],
         metavar="ORIGIN",
-        help="let pages from ORIGIN call the API (e.g. http://localhost:3000); default: CORS off",
+        help="let pages from ORIGIN call the API (e.g. http://localhost:3000); repeatable; "
+        "requests from any other origin but the server's own get 403",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="accept this name in the Host header (besides loopback names and IP addresses; "
+        "e.g. behind a reverse proxy); repeatable",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        metavar="KEY|generate",
+        help="require KEY on every request (Authorization: Bearer KEY, or open /?token=KEY); "
+        "'generate' makes one and prints the link",
     )
     parser.add_argument("--local-files-only", action="store_true", help="never download the model")
     parser.set_defaults(handler=lambda args, console=None: run(args))
@@ -109,7 +128,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"riffusion: error: {error}", file=sys.stderr)
         return 1
     from riffusion import Riffuser
+    from riffusion.server.connections import serve_config
+    from riffusion.server.security import is_loopback_host
 
+    api_key = secrets.token_urlsafe(24) if args.api_key == "generate" else args.api_key
+    allowed_hosts = list(args.allowed_host)
+    if not _is_address(args.host) and not is_loopback_host(args.host):
+        allowed_hosts.append(args.host)  # the name it was told to bind answers too
     print(f"riffusion: loading {args.model} ...", file=sys.stderr, flush=True)
     riffuser = Riffuser.from_pretrained(
         args.model, device=args.device, local_files_only=args.local_files_only
@@ -119,13 +144,31 @@ def run(args: argparse.Namespace) -> int:
         riffuser,
         seed_image_dir=args.seed_image_dir,
         max_queue=args.max_queue,
-        cors_origin=args.cors_origin,
+        cors_origins=args.cors_origin,
+        allowed_hosts=allowed_hosts,
+        api_key=api_key,
     )
+    address = f"http://{args.host}:{args.port}/" + (f"?token={api_key}" if api_key else "")
     print(
-        f"riffusion: serving {args.model} on {riffuser.pipeline.device}: "
-        f"open http://{args.host}:{args.port}/",
+        f"riffusion: serving {args.model} on {riffuser.pipeline.device}: open {address}",
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if api_key is None and not is_loopback_host(args.host):
+        print(
+            f"riffusion: warning: {args.host} is reachable from other machines and no "
+            "--api-key is set: anyone who can reach it can generate and upload. Add "
+            "--api-key generate (or --api-key KEY).",
+            file=sys.stderr,
+            flush=True,
+        )
+    uvicorn.Server(serve_config(app, host=args.host, port=args.port)).run()
     return 0
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

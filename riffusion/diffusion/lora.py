@@ -12,11 +12,11 @@ At ``scale=0`` the adapters are switched off, so outputs equal the base model's 
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
 
+from riffusion._checks import finite_float
 from riffusion.errors import ModelLoadError, ParameterError, RiffusionError, install_hint
 
 __all__ = [
@@ -41,9 +41,10 @@ def check_lora_scale(scale: Any) -> float:
     Raises:
         ParameterError: e.g. ``scale=nan must be a finite number (0 = off, 1 = as trained)``.
     """
-    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
+    number = finite_float(scale)
+    if number is None:
         raise ParameterError(f"scale={scale!r} must be a finite number (0 = off, 1 = as trained)")
-    return float(scale)
+    return number
 
 
 def _require_peft() -> None:

@@ -28,6 +28,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from riffusion.server import media
+from riffusion.server.security import AccessGuard, check_api_key, check_origin
 from riffusion.server.worker import DeviceWorker, Job, QueueFull
 
 __all__ = ["MAX_RECENT_CLIPS", "MAX_RECIPE_DURATION_S", "create_app"]
@@ -79,10 +81,22 @@ class _HTTPError(Exception):
         self.status, self.message, self.field, self.headers = status, message, field, headers
 
 
+def _strings(argument: str, values: Any) -> list[str]:
+    if isinstance(values, str) or not all(isinstance(value, str) for value in values):
+        raise ParameterError(f"{argument}={values!r} must be a list of strings")
+    return list(values)
+
+
 def _error_response(
     status: int, message: str, field: str | None = None, headers: dict | None = None
 ) -> JSONResponse:
-    return JSONResponse({"error": message, "field": field}, status_code=status, headers=headers)
+    # A message may quote what the client sent, lone surrogates included: escape what UTF-8
+    # cannot encode, so that answering the error can not fail in turn.
+    body = {
+        "error": message.encode("utf-8", "backslashreplace").decode("utf-8"),
+        "field": None if field is None else field.encode("utf-8", "backslashreplace").decode(),
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 # ----------------------------------------------------------------------------------- assets
@@ -207,7 +221,9 @@ def create_app(
     *,
     seed_image_dir: str | os.PathLike[str] | None = None,
     max_queue: int = 8,
-    cors_origin: str | None = None,
+    cors_origins: Sequence[str] = (),
+    allowed_hosts: Sequence[str] = (),
+    api_key: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
 ) -> FastAPI:
@@ -219,7 +235,12 @@ def create_app(
             (``og_beat.png`` → id ``og_beat``, overriding the built-in of that name).
         max_queue: most requests waiting for the device (the running one not counted);
             beyond it, 503 with ``Retry-After``.
-        cors_origin: an origin allowed to call the API from a browser (``None``: CORS off).
+        cors_origins: origins (``"http://localhost:3000"``) whose pages may call the API from
+            a browser; any other ``Origin`` but the server's own is refused (403).
+        allowed_hosts: host names accepted in ``Host`` besides loopback names and IP
+            addresses (DNS-rebinding protection: others get 403).
+        api_key: when set, every request but static assets needs it (``Authorization: Bearer
+            KEY``, or the cookie ``/?token=KEY`` sets); at least 8 characters.
         max_body_bytes: largest JSON body (413 beyond).
         max_upload_bytes: largest uploaded audio file (413 beyond).
 
@@ -232,8 +253,13 @@ def create_app(
 
     if not isinstance(riffuser, Riffuser):
         raise ParameterError(f"riffuser must be a riffusion.Riffuser, got {type(riffuser)}")
+    origins = [
+        check_origin("cors_origins", origin) for origin in _strings("cors_origins", cors_origins)
+    ]
+    hosts = _strings("allowed_hosts", allowed_hosts)
+    check_api_key("api_key", api_key)
+    assets = _Assets(seed_image_dir)  # checks the folder before the worker thread starts
     worker = DeviceWorker(max_queue)
-    assets = _Assets(seed_image_dir)
     default_scheduler = riffuser.scheduler_name
     recent: collections.OrderedDict[str, Any] = collections.OrderedDict()
 
@@ -253,15 +279,22 @@ def create_app(
     app.state.worker = worker
     app.state.riffuser = riffuser
     app.state.assets = assets
-    if cors_origin:
+    if origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=[cors_origin],
+            allow_origins=origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type"],
+            allow_headers=["Content-Type", "Authorization"],
         )
+    # Outermost: foreign hosts and origins are refused before anything else runs.
+    app.add_middleware(
+        AccessGuard,
+        allowed_hosts=hosts,
+        allowed_origins=origins,
+        api_key=api_key,
+    )
 
     @app.exception_handler(_HTTPError)
     async def _http_error(request: Request, error: _HTTPError) -> JSONResponse:

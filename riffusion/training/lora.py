@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from riffusion._checks import check_integer
+from riffusion._checks import check_integer, finite_float
 from riffusion._files import atomic_output
 from riffusion.errors import ParameterError, RiffusionError, install_hint
 from riffusion.training.data import ImageTextExamples, load_examples
@@ -109,14 +108,10 @@ class TrainingResult:
 
 # ------------------------------------------------------------------------------ checks
 def _check_positive_number(name: str, value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    number = finite_float(value)
+    if number is None or number <= 0:
         raise ParameterError(f"{name}={value!r} must be a positive finite number")
-    return float(value)
+    return number
 
 
 def _check_prompts(prompts: Any) -> tuple[str, ...]:
