@@ -6,13 +6,18 @@ import contextlib
 import functools
 import hashlib
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from riffusion.errors import ParameterError, RiffusionError
 
-__all__ = ["atomic_output", "check_output_path", "file_fingerprint"]
+__all__ = ["atomic_output", "check_allowed_file", "check_output_path", "file_fingerprint"]
+
+# Most file systems allow 255 bytes per name; atomic_output's temporary name adds up to 11
+# characters around the stem and suffix.
+_MAX_NAME_BYTES = 240
 
 
 def check_output_path(
@@ -34,11 +39,19 @@ def check_output_path(
     if isinstance(text, bytes) or not text or "\x00" in text:
         raise error(f"{what} path {text!r} must be a non-empty text path without NUL bytes")
     path = Path(text)
-    if path.is_dir():
+    try:
+        is_folder, folder_exists = path.is_dir(), path.parent.is_dir()
+    except OSError as failure:  # a name too long for the file system, a loop of links, ...
+        raise error(f"{what} path {text[:200]!r} is not usable: {failure.strerror}") from None
+    if is_folder:
         raise error(f"{what} path {text!r} is a folder; give a file name inside it")
-    directory = path.parent
-    if not directory.is_dir():
-        raise error(f"output folder {str(directory)!r} does not exist (for {what} {text!r})")
+    if not folder_exists:
+        raise error(f"output folder {str(path.parent)!r} does not exist (for {what} {text!r})")
+    if len(os.fsencode(path.name)) > _MAX_NAME_BYTES:
+        raise error(
+            f"{what} file name {path.name[:40]!r}… is {len(os.fsencode(path.name))} bytes long; "
+            f"at most {_MAX_NAME_BYTES} (file systems refuse longer names)"
+        )
     return path
 
 
@@ -107,3 +120,60 @@ def _fingerprint(path: str, size: int, modified_ns: int) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def check_allowed_file(
+    path: object,
+    *,
+    allowed_dirs: Iterable[str | os.PathLike[str]],
+    max_bytes: int,
+    what: str,
+    error: type[RiffusionError] = ParameterError,
+) -> Path:
+    """``path`` resolved, if it is a regular file of at most ``max_bytes`` under an allowed folder.
+
+    For file names that come from someone else (a recipe, a share string): the name is resolved
+    (links followed) and compared with the allowed folders *before* the file system is asked
+    anything about it, so a name outside them reveals nothing (not even whether it exists).
+    Inside them, the file is opened without blocking and checked to be a regular file (not a
+    FIFO or a device, which would block or never end) of a bounded size.
+
+    Args:
+        path: the file name (``str`` or ``os.PathLike``).
+        allowed_dirs: folders whose files may be read; none allows nothing.
+        max_bytes: largest file accepted.
+        what: how the message names the file ("LoRA weights").
+        error: the exception class to raise.
+
+    Raises:
+        error: outside the allowed folders, missing, not a regular file, or too large.
+    """
+    if not isinstance(path, str | os.PathLike) or isinstance(path, bytes):
+        raise error(f"{what} path must be a str or pathlib.Path, got {type(path).__name__}")
+    text = os.fspath(path)
+    if not isinstance(text, str) or "\x00" in text:
+        raise error(f"{what} path {text!r} must be a text path without NUL bytes")
+    folders = [os.path.realpath(os.fspath(folder)) for folder in allowed_dirs]
+    real = os.path.realpath(text)
+    if not any(os.path.commonpath([real, folder]) == folder for folder in folders):
+        allowed = ", ".join(repr(folder) for folder in folders) or "none"
+        raise error(
+            f"{what} {text!r} is outside the folders allowed to be read ({allowed}); allow its "
+            "folder (adapter_dirs=[...], or --adapter-dir on the command line) to use it"
+        )
+    try:
+        handle = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as failure:
+        raise error(f"cannot read {what} {text!r}: {failure.strerror}") from None
+    try:
+        status = os.fstat(handle)
+    finally:
+        os.close(handle)
+    if not stat.S_ISREG(status.st_mode):
+        raise error(f"{what} {text!r} is not a regular file")
+    if status.st_size > max_bytes:
+        raise error(
+            f"{what} {text!r} is {status.st_size} bytes; at most {max_bytes} are read "
+            "(riffusion.limits.MAX_ADAPTER_BYTES)"
+        )
+    return Path(real)

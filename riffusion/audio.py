@@ -18,10 +18,16 @@ import soundfile
 import torch
 import torchaudio
 
-from riffusion._checks import check_integer, check_number
+from riffusion._checks import check_integer, check_number, describe
 from riffusion._files import atomic_output, check_output_path
 from riffusion.errors import AudioFileError, ParameterError
-from riffusion.limits import MAX_AUDIO_SAMPLES, MAX_CHANNELS, MAX_DURATION_S, MAX_SAMPLE_RATE
+from riffusion.limits import (
+    MAX_AUDIO_BYTES,
+    MAX_AUDIO_SAMPLES,
+    MAX_CHANNELS,
+    MAX_DURATION_S,
+    MAX_SAMPLE_RATE,
+)
 
 __all__ = ["Audio"]
 
@@ -174,6 +180,7 @@ class Audio:
         *,
         sample_rate: int | None = None,
         num_channels: int | None = None,
+        max_bytes: int = MAX_AUDIO_BYTES,
     ) -> Audio:
         """Read an audio file (WAV, FLAC, OGG, MP3, ... — anything libsndfile reads).
 
@@ -181,10 +188,14 @@ class Audio:
             source: a path, an open binary file, or the file's bytes.
             sample_rate: resample to this rate (in Hz); ``None`` keeps the file's rate.
             num_channels: convert to this many channels (1 or 2); ``None`` keeps the file's.
+            max_bytes: most bytes of decoded float32 samples (all channels): checked from the
+                header before decoding, then while decoding (default
+                :data:`riffusion.limits.MAX_AUDIO_BYTES`; a server reading uploads sets less).
 
         Raises:
-            AudioFileError: missing, unreadable, corrupt, unsupported or empty file.
+            AudioFileError: missing, unreadable, corrupt, unsupported, empty or too large file.
         """
+        check_integer("max_bytes", max_bytes)
         name = "<bytes>"
         if sample_rate is not None:
             _check_sample_rate("sample_rate", sample_rate)
@@ -197,10 +208,18 @@ class Audio:
             name = str(path)
             if "\x00" in name:
                 raise AudioFileError(f"audio file name {name!r} contains a NUL byte")
-            if not path.exists():
-                raise AudioFileError(f"audio file {name!r} does not exist")
-            if path.is_dir():
+            try:
+                exists, is_folder, is_file = path.exists(), path.is_dir(), path.is_file()
+            except OSError as error:  # a name too long, a loop of links, ...
+                raise AudioFileError(
+                    f"audio file {name[:200]!r} cannot be opened: {error.strerror}"
+                ) from None
+            if not exists:
+                raise AudioFileError(f"audio file {name[:200]!r} does not exist")
+            if is_folder:
                 raise AudioFileError(f"audio file {name!r} is a folder, not a file")
+            if not is_file:  # a FIFO or a device would block or never end
+                raise AudioFileError(f"audio file {name!r} is not a regular file")
             if path.stat().st_size == 0:
                 raise AudioFileError(f"audio file {name!r} is empty (0 bytes)")
         elif hasattr(source, "read"):
@@ -211,12 +230,14 @@ class Audio:
                 f"{type(source).__name__}; e.g. Audio.load('song.wav')"
             )
         try:
-            data, rate = _read_bounded(source, name)
+            data, rate = _read_bounded(source, name, max_bytes)
         except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as error:
             if isinstance(error, AudioFileError):
                 raise
+            # libsndfile's message names the file object by its repr (a memory address).
+            reason = str(error).replace(repr(source), repr(name))
             raise AudioFileError(
-                f"cannot read audio from {name!r}: {error} (supported formats: "
+                f"cannot read audio from {name!r}: {reason} (supported formats: "
                 f"{', '.join(sorted(soundfile.available_formats()))})"
             ) from error
         if data.shape[0] == 0:
@@ -279,7 +300,7 @@ class Audio:
         except AudioFileError:
             data, mime = self.to_bytes("OGG"), "audio/ogg"
         return (
-            f"<div><audio controls src=\"data:{mime};base64,{base64.b64encode(data).decode()}\">"
+            f'<div><audio controls src="data:{mime};base64,{base64.b64encode(data).decode()}">'
             f"</audio><br><small>{self.duration_s:.2f} s, {self.sample_rate} Hz, "
             f"{self.num_channels} channel{'s' if self.num_channels != 1 else ''}</small></div>"
         )
@@ -327,6 +348,7 @@ class Audio:
         if sample_rate == self.sample_rate:
             return self
         expected = math.ceil(self.num_samples * sample_rate / self.sample_rate)
+        _check_bytes(self.num_channels, expected, f"resampling to sample_rate={sample_rate}")
         if expected > MAX_AUDIO_SAMPLES:
             raise ParameterError(
                 f"resampling {self.num_samples} samples from {self.sample_rate} Hz to "
@@ -342,25 +364,31 @@ class Audio:
         return Audio(resampled, sample_rate=sample_rate)
 
     def with_channels(self, num_channels: int) -> Audio:
-        """The audio with ``num_channels`` channels: mono is averaged, mono→N is duplicated.
+        """The audio with ``num_channels`` channels.
+
+        To one channel the channels are averaged; from one channel it is duplicated; from more
+        channels to fewer (but more than one) the first ``num_channels`` are kept (a 5.1 file's
+        first two are front left and right).
 
         Args:
-            num_channels: channels of the result, an int >= 1; from mono any count, otherwise
-                1 (average) or the same count.
+            num_channels: channels of the result, an int >= 1; from several channels to more
+                than one, at most as many as there are.
         """
         check_integer("num_channels", num_channels)
         if num_channels > MAX_CHANNELS:
             raise ParameterError(f"num_channels={num_channels} must be at most {MAX_CHANNELS}")
         if num_channels == self.num_channels:
             return self
-        mono = self.waveform.mean(axis=0, keepdims=True)
         if num_channels == 1:
-            return Audio(mono, sample_rate=self.sample_rate)
+            return Audio(self.waveform.mean(axis=0, keepdims=True), sample_rate=self.sample_rate)
         if self.num_channels == 1:
-            return Audio(np.repeat(mono, num_channels, axis=0), sample_rate=self.sample_rate)
+            _check_bytes(num_channels, self.num_samples, f"num_channels={num_channels}")
+            return Audio(np.repeat(self.waveform, num_channels, axis=0), self.sample_rate)
+        if num_channels < self.num_channels:
+            return Audio(self.waveform[:num_channels], sample_rate=self.sample_rate)
         raise ParameterError(
             f"cannot convert {self.num_channels} channels to num_channels={num_channels}; "
-            "only to 1 (mix down) or from 1 (duplicate)"
+            "only to fewer channels or from 1 (duplicate)"
         )
 
     def to_mono(self) -> Audio:
@@ -380,7 +408,9 @@ class Audio:
         if peak == 0:
             return self
         gain = 10 ** (peak_dbfs / 20) / peak
-        return Audio(self.waveform * gain, sample_rate=self.sample_rate)
+        # In float64: for a tiny peak (1e-40) the gain itself overflows float32.
+        scaled = (self.waveform.astype(np.float64) * gain).astype(np.float32)
+        return Audio(scaled, sample_rate=self.sample_rate)
 
     def loudness_lufs(self) -> float:
         """Integrated loudness (ITU-R BS.1770-4, in LUFS); ``-inf`` for silence.
@@ -447,6 +477,7 @@ class Audio:
             num_samples: samples per channel of the result, an int >= 0.
         """
         check_integer("num_samples", num_samples)
+        _check_bytes(self.num_channels, num_samples, f"num_samples={num_samples}")
         if num_samples > MAX_AUDIO_SAMPLES:
             raise ParameterError(
                 f"num_samples={num_samples} is more than {MAX_AUDIO_SAMPLES} "
@@ -458,8 +489,22 @@ class Audio:
         return Audio(np.concatenate([self.waveform, padding], axis=1), sample_rate=self.sample_rate)
 
 
-def _read_bounded(source: object, name: str) -> tuple[np.ndarray, int]:
-    """Read a whole file with soundfile after checking its header against the limits."""
+def _check_bytes(channels: int, samples: int, what: str) -> None:
+    """Refuse a waveform of ``channels × samples`` float32 beyond :data:`MAX_AUDIO_BYTES`."""
+    if 4 * channels * samples > MAX_AUDIO_BYTES:
+        raise ParameterError(
+            f"{what} makes {channels} × {describe(samples)} float32 samples, more than "
+            f"{MAX_AUDIO_BYTES / 2**30:g} GiB (riffusion.limits.MAX_AUDIO_BYTES)"
+        )
+
+
+def _read_bounded(source: object, name: str, max_bytes: int) -> tuple[np.ndarray, int]:
+    """Read a whole file with soundfile, within ``max_bytes`` of float32 samples.
+
+    The header's rate, channels and length are checked before anything is decoded, and the
+    budget again while decoding, block by block: a header may understate the length (or not
+    know it), and a small compressed file can expand a thousandfold.
+    """
     with soundfile.SoundFile(source) as handle:
         rate, frames, channels = handle.samplerate, handle.frames, handle.channels
         if not 0 < rate <= MAX_SAMPLE_RATE:
@@ -476,8 +521,29 @@ def _read_bounded(source: object, name: str) -> tuple[np.ndarray, int]:
                 f"audio file {name!r} declares {frames} frames ({frames / rate:.0f} s); at most "
                 f"{MAX_DURATION_S:.0f} s and {MAX_AUDIO_SAMPLES} frames are read at once"
             )
-        data = handle.read(dtype="float32", always_2d=True)
-    return data, int(rate)
+        if 4 * frames * channels > max_bytes:
+            raise AudioFileError(
+                f"audio file {name!r} declares {frames} frames × {channels} channels "
+                f"({frames / rate:.1f} s at {rate} Hz), {4 * frames * channels / 2**20:.0f} MiB "
+                f"decoded; at most {max_bytes / 2**20:.0f} MiB are read"
+            )
+        blocks, size = [], 0
+        block_frames = max(1, (4 << 20) // (4 * channels))  # 4 MiB at a time
+        while True:
+            block = handle.read(block_frames, dtype="float32", always_2d=True)
+            if block.shape[0] == 0:
+                break
+            size += block.nbytes
+            if size > max_bytes:
+                raise AudioFileError(
+                    f"audio file {name!r} decodes to more than {max_bytes / 2**20:.0f} MiB "
+                    f"(its header declared {frames} frames); at most "
+                    f"{max_bytes / 2**20:.0f} MiB are read"
+                )
+            blocks.append(block)
+    if not blocks:
+        return np.zeros((0, channels), np.float32), int(rate)
+    return np.concatenate(blocks), int(rate)
 
 
 # Above this many polyphase filter taps (new/g × old/g for g = gcd of the rates), torchaudio's

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import io
 import json
@@ -35,7 +36,7 @@ import time
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -364,7 +365,12 @@ def load_jobs(
         else:
             path = Path(name)
             if not path.is_file():
-                raise ParameterError(f"jobs file {name!r} does not exist")
+                raise ParameterError(f"jobs file {name!r} does not exist or is not a regular file")
+            if path.stat().st_size > _MAX_JOBS_FILE_BYTES:
+                raise ParameterError(
+                    f"jobs file {name!r} is {path.stat().st_size} bytes; at most "
+                    f"{_MAX_JOBS_FILE_BYTES} (split it into several batches)"
+                )
             try:
                 lines = path.read_text(encoding="utf-8").splitlines()
             except UnicodeDecodeError as error:
@@ -648,6 +654,8 @@ class RenderWorker:
             rendered bytes on CPU depend on it, so both engines use the same count.
         storage_options: fsspec options of ``output_dir`` (credentials, endpoint, ...).
         local_files_only: never download the model.
+        adapter_dirs: folders the recipes' LoRA and textual-inversion files may be read from
+            (none by default: recipes with adapters fail; see ``Riffuser.use_adapters``).
         before_attempt: called in the worker as ``before_attempt(job_id, attempt)`` before
             each attempt; an exception it raises fails that attempt. For instrumentation and
             fault-injection tests; ``None`` in normal use.
@@ -663,9 +671,12 @@ class RenderWorker:
         num_threads: int | None = 1,
         storage_options: Mapping[str, Any] | None = None,
         local_files_only: bool = False,
+        adapter_dirs: Sequence[str] = (),
         before_attempt: Callable[[str, int], None] | None = None,
     ) -> None:
         from riffusion.riffuser import Riffuser
+
+        self.adapter_dirs = [os.fspath(folder) for folder in adapter_dirs]
 
         self.storage = (
             output_dir
@@ -701,7 +712,7 @@ class RenderWorker:
                 scheduler=current.scheduler_name,
             )
         # The recipe's LoRA and textual inversions, loaded from their recorded files.
-        return self.riffuser.use_adapters(recipe.adapters)
+        return self.riffuser.use_adapters(recipe.adapters, adapter_dirs=self.adapter_dirs)
 
     def __call__(self, job: Mapping[str, Any]) -> dict[str, Any]:
         """Render one attempt of a job and write its files.
@@ -753,8 +764,29 @@ class RenderWorker:
             )
         except Exception as error:  # reported in the manifest; the worker goes on
             result["error"] = f"{type(error).__name__}: {' '.join(str(error).split())}"
-            result["retry"] = not isinstance(error, ParameterError)
+            result["retry"] = _retryable(error)
         return result
+
+
+_MAX_JOBS_FILE_BYTES = 256 * 1024 * 1024  # about a million jobs
+
+# A full disk, a read-only or forbidden folder: another attempt would fail the same way.
+_PERMANENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _retryable(error: BaseException) -> bool:
+    """Whether a failed job may succeed when tried again: not a bad value, not an adapter file
+    that is missing, changed or not allowed, not a full disk."""
+    if isinstance(error, ParameterError | ModelLoadError):
+        return False
+    cause: BaseException | None = error
+    for _ in range(16):  # the chain of causes; bounded, as a chain can loop
+        if cause is None:
+            break
+        if isinstance(cause, OSError) and cause.errno in _PERMANENT_ERRNOS:
+            return False
+        cause = cause.__cause__ or cause.__context__
+    return True
 
 
 # --------------------------------------------------------------------------------- results
@@ -838,6 +870,7 @@ def render(
     max_retries: int = 2,
     storage_options: Mapping[str, Any] | None = None,
     local_files_only: bool = False,
+    adapter_dirs: Sequence[str | os.PathLike[str]] = (),
     on_result: Callable[[ManifestEntry], None] | None = None,
     before_attempt: Callable[[str, int], None] | None = None,
     flush_interval_s: float = 5.0,
@@ -866,6 +899,7 @@ def render(
         local_files_only: never download the model.
         on_result: called in this process with each job's manifest entry: first those of the
             jobs skipped as finished, then each new one as it lands (for progress bars).
+        adapter_dirs: folders the recipes' adapter files may be read from (none by default).
         before_attempt: see :class:`RenderWorker` (fault-injection tests).
         flush_interval_s: rewrite the manifest at most this often while running (it is
             always written at the end, also after an error or interruption).
@@ -931,6 +965,7 @@ def render(
         "dtype": dtype,
         "num_threads": cpus_per_worker,
         "local_files_only": local_files_only,
+        "adapter_dirs": [os.path.abspath(os.fspath(folder)) for folder in adapter_dirs],
         "before_attempt": before_attempt,
     }
     try:

@@ -9,6 +9,7 @@ These are the functions most users want::
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import numpy as np
@@ -21,7 +22,12 @@ from riffusion.errors import ImageFormatError, ParameterError
 from riffusion.image import image_to_mel, load_image, mel_to_image, params_from_image
 from riffusion.limits import MAX_AUDIO_SAMPLES
 from riffusion.params import SpectrogramParams
-from riffusion.spectrogram import INT16_SCALE, InverseMethod, SpectrogramConverter
+from riffusion.spectrogram import (
+    INT16_SCALE,
+    InverseMethod,
+    SpectrogramConverter,
+    check_decode_size,
+)
 
 __all__ = ["audio_to_image", "get_converter", "image_to_audio"]
 
@@ -88,9 +94,22 @@ def audio_to_image(
             f"audio of {audio.duration_s * 1000:.2f} ms is shorter than one spectrogram column "
             f"({params.step_size_ms} ms)"
         )
-    waveform = torch.from_numpy(audio.waveform.copy()) * INT16_SCALE
-    mel = converter.waveform_to_mel(waveform)
+    # In float64, then rounded: the scale of a denormal peak is itself beyond float32's range.
+    scaled = audio.waveform.astype(np.float64) * _level_scale(audio.peak)
+    mel = converter.waveform_to_mel(torch.from_numpy(scaled.astype(np.float32)))
     return mel_to_image(mel, params)
+
+
+def _level_scale(peak: float) -> float:
+    """Riffusion's 16-bit scale, times a power of two that brings an extreme peak near 1.
+
+    The image is normalised by its largest magnitude, and float arithmetic scaled by a power
+    of two rounds exactly the same: the picture does not change, but a peak of 1e35 (float32
+    allows it) no longer overflows the STFT's sums, nor does 1e-40 vanish below them.
+    """
+    if peak == 0 or 2.0**-20 <= peak <= 1.0:
+        return INT16_SCALE
+    return INT16_SCALE * 2.0 ** -math.ceil(math.log2(peak))
 
 
 def image_to_audio(
@@ -126,6 +145,10 @@ def image_to_audio(
         channels. A white image decodes to silence.
     """
     check_seed("seed", seed)
+    if params is not None and not isinstance(params, SpectrogramParams):
+        raise ParameterError(
+            f"params must be a riffusion.SpectrogramParams or None, got {type(params).__name__}"
+        )
     image = load_image(image)
     params = params or params_from_image(image)
     if params.samples_for_width(image.width, periodic=periodic) == 0:
@@ -141,6 +164,13 @@ def image_to_audio(
             f"{params.samples_for_width(image.width, periodic=periodic)} samples, more than "
             f"{MAX_AUDIO_SAMPLES} (riffusion.limits.MAX_AUDIO_SAMPLES)"
         )
+    check_decode_size(
+        image.width,
+        params.num_channels,
+        params,
+        method,
+        what=f"an image {image.width} columns wide",
+    )
     mel = image_to_mel(image, params)
     if float(mel.max()) == 0.0:
         length = params.samples_for_width(mel.shape[-1], periodic=periodic)

@@ -223,8 +223,18 @@ def load_image(source: str | os.PathLike[str] | Image.Image) -> Image.Image:
     path = Path(os.fsdecode(source))
     if "\x00" in str(path):
         raise ImageFormatError(f"image file name {str(path)!r} contains a NUL byte")
+    try:
+        is_folder, exists = path.is_dir(), path.exists()
+    except OSError as error:  # a name too long, a component that is a file, ...
+        raise ImageFormatError(
+            f"image file {str(path)[:200]!r} cannot be opened: {error.strerror}"
+        ) from None
+    if is_folder:
+        raise ImageFormatError(f"image file {str(path)!r} is a folder, not a file")
+    if not exists:
+        raise ImageFormatError(f"image file {str(path)[:200]!r} does not exist")
     if not path.is_file():
-        raise ImageFormatError(f"image file {str(path)!r} does not exist")
+        raise ImageFormatError(f"image file {str(path)!r} is not a regular file")
     try:
         with Image.open(path) as opened:
             # The header alone tells the size: refuse huge images before decoding a pixel.

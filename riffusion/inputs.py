@@ -38,6 +38,7 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MAX_SEED",
     "MAX_UPLOAD_BYTES",
+    "MAX_UPLOAD_DECODED_BYTES",
     "InferenceInput",
     "InferenceOutput",
     "InferencePrompt",
@@ -63,6 +64,11 @@ MAX_BODY_BYTES = 64 * 1024
 
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
 """Largest uploaded audio file (in bytes) turned into a seed image."""
+
+MAX_UPLOAD_DECODED_BYTES = 32 * 1024 * 1024
+"""Most bytes an uploaded file may decode to (float32 samples of all channels: 95 s of
+44.1 kHz stereo). Checked from the file's header before decoding and again while decoding, so
+a small compressed file that expands to an hour of audio is refused in milliseconds."""
 
 ASSET_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """Seed image and mask ids: letters, digits, ``_`` and ``-``. Never a path: no ``/``, ``.``,

@@ -16,6 +16,7 @@ from riffusion._checks import finite_float
 from riffusion.audio import Audio
 from riffusion.convert import image_to_audio
 from riffusion.errors import ParameterError
+from riffusion.limits import MAX_DURATION_S
 from riffusion.params import SpectrogramParams
 
 __all__ = ["periodic_image_to_audio", "seam_discontinuity", "stitch"]
@@ -56,8 +57,11 @@ def stitch(clips_or_audio: Sequence[Any], *, crossfade_s: float = 0.05) -> Audio
     if len(clips_or_audio) == 0:
         raise ParameterError("clips_or_audio is empty; give at least one clip")
     crossfade = finite_float(crossfade_s)
-    if crossfade is None or crossfade < 0:
-        raise ParameterError(f"crossfade_s={crossfade_s!r} must be a finite number >= 0")
+    if crossfade is None or crossfade < 0 or crossfade > MAX_DURATION_S:
+        raise ParameterError(
+            f"crossfade_s={crossfade_s!r} must be a finite number >= 0 (at most "
+            f"{MAX_DURATION_S:g} s)"
+        )
     audios = [_as_audio(item) for item in clips_or_audio]
     sample_rate = audios[0].sample_rate
     channels = max(audio.num_channels for audio in audios)

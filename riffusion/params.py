@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -154,6 +155,13 @@ class SpectrogramParams:
                 f"min_frequency_hz={self.min_frequency_hz} must be below "
                 f"max_frequency_hz={self.max_frequency_hz}"
             )
+        bin_hz = self.sample_rate / self.n_fft
+        if self.max_frequency_hz - self.min_frequency_hz < bin_hz:
+            raise ParameterError(
+                f"min_frequency_hz={self.min_frequency_hz} to max_frequency_hz="
+                f"{self.max_frequency_hz} is narrower than one STFT bin ({bin_hz:g} Hz = "
+                f"sample_rate / n_fft): no mel band would hold any energy"
+            )
         nyquist = self.sample_rate / 2
         if self.max_frequency_hz > nyquist:
             raise ParameterError(
@@ -285,6 +293,12 @@ class SpectrogramParams:
         Raises:
             ImageFormatError: a tag holds a value that is not a number or gives invalid params.
         """
+        if base is not None and not isinstance(base, SpectrogramParams):
+            raise ParameterError(
+                f"base must be a SpectrogramParams or None, got {type(base).__name__}"
+            )
+        if not isinstance(exif, Mapping):
+            raise ParameterError(f"exif must be a mapping of tag ids, got {type(exif).__name__}")
         base = base if base is not None else cls()
         fields: dict[str, Any] = {}
         mapping = {

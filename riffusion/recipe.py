@@ -21,7 +21,7 @@ from typing import Any
 
 from PIL import Image
 
-from riffusion._checks import check_integer, describe, finite_float
+from riffusion._checks import check_integer, check_seed, describe, finite_float
 from riffusion._files import atomic_output
 from riffusion.audio import Audio
 from riffusion.errors import ParameterError, RiffusionError
@@ -319,8 +319,7 @@ class Recipe:
         check_decoder_name("decode_method", self.decode_method)
         if self.kind == "loop" and self.decode_method != "fast":
             raise ParameterError("decode_method must be 'fast' for a loop (periodic decoding)")
-        if isinstance(self.decode_seed, bool) or not isinstance(self.decode_seed, int):
-            raise ParameterError(f"decode_seed={self.decode_seed!r} must be an integer")
+        check_seed("decode_seed", self.decode_seed)
         if not isinstance(self.params, SpectrogramParams):
             raise ParameterError(f"params={self.params!r} must be SpectrogramParams")
         if not isinstance(self.version, str) or not self.version:

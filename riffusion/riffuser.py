@@ -17,7 +17,7 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from riffusion._checks import check_integer
-from riffusion._files import file_fingerprint
+from riffusion._checks import MAX_SEED, check_integer
+from riffusion._files import check_allowed_file, file_fingerprint
 from riffusion.audio import Audio
 from riffusion.convert import audio_to_image, image_to_audio
 from riffusion.diffusion import DEFAULT_MODEL, RiffusionPipeline
@@ -35,6 +35,7 @@ from riffusion.diffusion.masks import time_range_mask
 from riffusion.errors import ModelLoadError, ParameterError
 from riffusion.image import load_image
 from riffusion.inputs import PromptInput
+from riffusion.limits import MAX_ADAPTER_BYTES
 from riffusion.params import SpectrogramParams
 from riffusion.recipe import (
     _URL_PREFIX,
@@ -56,7 +57,7 @@ from riffusion.seeds import (
     resolve_mask_id,
     resolve_seed_id,
 )
-from riffusion.spectrogram import InverseMethod, check_decoder_name
+from riffusion.spectrogram import InverseMethod, check_decode_size, check_decoder_name
 
 # Recipe, Clip and Progress live in riffusion.recipe; re-exported here for compatibility.
 __all__ = ["DEFAULT_SEED", "Clip", "Progress", "ProgressCallback", "Recipe", "Riffuser"]
@@ -163,7 +164,20 @@ def _as_prompt_input(value: Any, seed: int, name: str) -> PromptInput:
 
 
 # ------------------------------------------------------------------------------- helpers
-def _check_adapter_file(adapter: Adapter) -> None:
+def _check_adapter_file(adapter: Adapter, adapter_dirs: Sequence[Any]) -> None:
+    """The recipe's adapter file, if it is an allowed regular file with the recorded bytes.
+
+    A recipe may come from a stranger: its paths are read only inside ``adapter_dirs``
+    (:func:`riffusion._files.check_allowed_file`), never outside, not even to say whether the
+    file exists.
+    """
+    check_allowed_file(
+        adapter.path,
+        allowed_dirs=adapter_dirs,
+        max_bytes=MAX_ADAPTER_BYTES,
+        what=f"{adapter.kind} weights",
+        error=ModelLoadError,
+    )
     found = _adapter_fingerprint(adapter.kind, adapter.path)
     if found != adapter.fingerprint:
         raise ModelLoadError(
@@ -197,6 +211,16 @@ def _model_id(model: Any) -> str:
         return str(Path(text).resolve()) if Path(text).exists() else text
     except (OSError, ValueError):  # not a usable path (NUL, too long): an id
         return text
+
+
+def _check_seed_walk(seed: int, windows: int) -> None:
+    """Window ``k`` of a long clip uses ``seed + k``: refuse, before generating, a walk past
+    2**63 − 1 (which would fail after the first window, its work thrown away)."""
+    if seed + windows - 1 > MAX_SEED:
+        raise ParameterError(
+            f"seed={seed} walks to seed + {windows - 1} over the {windows} windows of this "
+            f"clip, past 2**63 - 1; use a seed of at most {MAX_SEED - windows + 1}"
+        )
 
 
 def _random_seed() -> int:
@@ -515,7 +539,9 @@ class Riffuser:
         return self
 
     @classmethod
-    def from_recipe(cls, recipe: Recipe | str, **kwargs: Any) -> Riffuser:
+    def from_recipe(
+        cls, recipe: Recipe | str, *, adapter_dirs: Sequence[Any] = (), **kwargs: Any
+    ) -> Riffuser:
         """A fresh :class:`Riffuser` for the model and parameters a recipe was made with.
 
         ``Riffuser.from_recipe(recipe).render(recipe)`` remakes the clip in another process
@@ -525,6 +551,8 @@ class Riffuser:
 
         Args:
             recipe: a :class:`Recipe`, its JSON or its URL string.
+            adapter_dirs: folders the recipe's adapter files may be read from (see
+                :meth:`use_adapters`); none by default.
             **kwargs: passed to :meth:`from_pretrained` (``device``, ``dtype``,
                 ``local_files_only`` …).
         """
@@ -535,9 +563,11 @@ class Riffuser:
         riffuser.params = recipe.params
         riffuser.decode_method = recipe.decode_method
         riffuser.decode_seed = recipe.decode_seed
-        return riffuser.use_adapters(recipe.adapters)
+        return riffuser.use_adapters(recipe.adapters, adapter_dirs=adapter_dirs)
 
-    def use_adapters(self, adapters: Iterable[Adapter]) -> Riffuser:
+    def use_adapters(
+        self, adapters: Iterable[Adapter], *, adapter_dirs: Sequence[Any] = ()
+    ) -> Riffuser:
         """Make the loaded LoRA and textual inversions the given ones (a recipe's ``adapters``).
 
         What is missing is loaded from the recorded files, after checking that each file still
@@ -545,16 +575,28 @@ class Riffuser:
         Textual inversions can only be added (a token cannot be taken back out of the
         tokenizer), so the ones loaded must come first in ``adapters``, in the same order.
 
+        A recipe may come from someone else, so its file names are trusted only inside
+        ``adapter_dirs``: a file outside them is refused without being looked at, and one inside
+        must be a regular file of at most :data:`riffusion.limits.MAX_ADAPTER_BYTES`.
+        Adapters already loaded (same fingerprint) need no file.
+
         Args:
             adapters: :class:`~riffusion.recipe.Adapter` objects, e.g. ``recipe.adapters``.
+            adapter_dirs: folders whose files may be loaded (``[]`` by default: nothing is read).
 
         Returns:
             ``self``.
 
         Raises:
-            ModelLoadError: a file is missing, unreadable, or not the recorded one.
+            ModelLoadError: a file outside ``adapter_dirs``, missing, unreadable, not a regular
+                file, too large, or not the recorded one.
             ParameterError: a loaded textual inversion is not among ``adapters``.
         """
+        if isinstance(adapter_dirs, str | os.PathLike) or not isinstance(adapter_dirs, Iterable):
+            raise ParameterError(
+                f"adapter_dirs={adapter_dirs!r} must be a list of folders, e.g. ['loras/']"
+            )
+        adapter_dirs = list(adapter_dirs)
         if isinstance(adapters, Adapter | str) or not isinstance(adapters, Iterable):
             raise ParameterError(
                 f"adapters={adapters!r} must be a sequence of riffusion.recipe.Adapter objects"
@@ -576,7 +618,7 @@ class Riffuser:
                     f"{[a.token for a in wanted[: len(loaded)]]}; use a fresh Riffuser"
                 )
             for adapter in wanted[len(loaded) :]:
-                _check_adapter_file(adapter)
+                _check_adapter_file(adapter, adapter_dirs)
                 self.pipeline.load_textual_inversion(adapter.path, token=adapter.token)
             lora = next((a for a in adapters if a.kind == "lora"), None)
             current = next((a for a in present if a.kind == "lora"), None)
@@ -585,7 +627,7 @@ class Riffuser:
                 return self
             assert lora.scale is not None  # Adapter checks it
             if current is None or current.fingerprint != lora.fingerprint:
-                _check_adapter_file(lora)
+                _check_adapter_file(lora, adapter_dirs)
                 self.pipeline.load_lora(lora.path, lora.scale)
             elif current.scale != lora.scale:
                 self.pipeline.set_lora_scale(lora.scale)
@@ -970,9 +1012,17 @@ class Riffuser:
         num_samples = round(recipe.duration_s * self.params.sample_rate)
         # The narrowest image that decodes to at least num_samples: (columns − 1)·hop ≥ n.
         columns = max(2, math.ceil(num_samples / self.params.hop_length) + 1)
-        self._expect_windows(
-            1 + max(0, math.ceil((columns - _WINDOW_PX) / (_WINDOW_PX - _CONTEXT_PX)))
+        # Before any window is generated: the whole image is decoded at once at the end.
+        check_decode_size(
+            columns,
+            self.params.num_channels,
+            self.params,
+            recipe.decode_method,
+            what=f"a clip of duration_s={recipe.duration_s:g}",
         )
+        windows_needed = 1 + max(0, math.ceil((columns - _WINDOW_PX) / (_WINDOW_PX - _CONTEXT_PX)))
+        _check_seed_walk(start.seed, windows_needed)
+        self._expect_windows(windows_needed)
         image, info = self._generate(
             start,
             None,
@@ -1094,15 +1144,25 @@ class Riffuser:
     ) -> Clip:
         """Transform the spectrogram ``source`` of the (resampled, mono) input audio."""
         columns = source.width
+        check_decode_size(
+            columns,
+            self.params.num_channels,
+            self.params,
+            recipe.decode_method,
+            what=f"input audio of {recipe.duration_s:g} s",
+        )
         # The UNet halves the latent grid three times: keep widths a multiple of 64 pixels.
         padded_width = max(64, math.ceil(columns / 64) * 64)
         window_width = min(_WINDOW_PX, padded_width)
         canvas = Image.new("RGB", (padded_width, source.height), "white")
         canvas.paste(source, (0, 0))
-        step = window_width - _OVERLAP_PX
-        lefts = list(range(0, max(1, padded_width - window_width), step))
-        if lefts[-1] + window_width < padded_width:
-            lefts.append(padded_width - window_width)
+        if padded_width <= window_width:  # one window holds it all (short input)
+            lefts = [0]
+        else:
+            lefts = list(range(0, padded_width - window_width, window_width - _OVERLAP_PX))
+            if lefts[-1] + window_width < padded_width:
+                lefts.append(padded_width - window_width)
+        _check_seed_walk(recipe.start.seed, len(lefts))
         self._expect_windows(len(lefts))
         total = np.zeros((source.height, padded_width, 3), np.float32)
         weights = np.zeros((1, padded_width, 1), np.float32)
@@ -1249,6 +1309,16 @@ class Riffuser:
         if max_clips is not None:
             check_integer("max_clips", max_clips, minimum=0)
         check_integer("buffer_ahead", buffer_ahead, minimum=0)
+        unknown = sorted(set(options) - {"num_inference_steps", "seed_image", "mask_image"})
+        if unknown:
+            raise ParameterError(
+                f"stream() got unknown option(s) {unknown}; it takes num_inference_steps, "
+                "seed_image and mask_image for every clip"
+            )
+        if "num_inference_steps" in options:
+            _check_steps(options["num_inference_steps"])
+        self._seed_image(options.get("seed_image", DEFAULT_SEED))  # checked now, once
+        self._mask_image(options.get("mask_image"))
         schedule = stream_schedule(
             prompts, steps_per_transition=steps_per_transition, endless=endless
         )

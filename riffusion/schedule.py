@@ -83,11 +83,14 @@ def stream_schedule(
         prompts = [prompts]
     if isinstance(prompts, dict) or not isinstance(prompts, Iterable):
         raise ParameterError(
-            f"prompts={prompts!r} must be a prompt or a list of prompts (PromptInput, str or "
-            "dict)"
+            f"prompts={prompts!r} must be a prompt or a list of prompts (PromptInput, str or dict)"
         )
-    if isinstance(prompts, Sequence) and len(prompts) == 0:
-        raise ParameterError("prompts is empty; give at least one prompt")
+    if isinstance(prompts, Sequence):
+        if len(prompts) == 0:
+            raise ParameterError("prompts is empty; give at least one prompt")
+        # A list can be checked now, at the call, rather than when the schedule reaches an item.
+        for item in prompts:
+            _as_prompt_input(item, seed)
     return _walk_schedule(iter(prompts), steps_per_transition, seed, endless)
 
 

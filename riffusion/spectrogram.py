@@ -24,6 +24,7 @@ import torchaudio
 
 from riffusion._checks import check_device
 from riffusion.errors import ParameterError
+from riffusion.limits import MAX_DECODE_BYTES
 from riffusion.params import SpectrogramParams
 from riffusion.phase import (
     DEFAULT_ITERATIONS,
@@ -49,7 +50,9 @@ __all__ = [
     "InverseMethod",
     "SpectrogramConverter",
     "band_limit",
+    "check_decode_size",
     "check_decoder_name",
+    "decode_bytes",
     "gradient_phase",
     "mel_filterbank",
     "num_frames",
@@ -154,7 +157,10 @@ def mel_filterbank(
     corners_hz[0], corners_hz[-1] = params.min_frequency_hz, params.max_frequency_hz
     widths = np.diff(corners_hz)  # (n_mels + 1,): each half-triangle's width
     offsets = corners_hz[None, :] - bin_hz[:, None]  # (num_freqs, n_mels + 2)
-    triangles = np.minimum(-offsets[:, :-2] / widths[:-1], offsets[:, 2:] / widths[1:])
+    # Bands narrower than float64 can tell apart (a mel range below one STFT bin, refused by
+    # SpectrogramParams, or many bands in a few Hz) have width 0: their weights are 0.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        triangles = np.minimum(-offsets[:, :-2] / widths[:-1], offsets[:, 2:] / widths[1:])
     filterbank = np.where(triangles > 0, triangles, 0.0)  # no -0.0 where a foot meets a bin
     if params.mel_scale_norm == "slaney":  # equal area: divide by the band's width
         filterbank *= 2.0 / (corners_hz[2:] - corners_hz[:-2])
@@ -280,8 +286,7 @@ class SpectrogramConverter:
     ) -> None:
         if params is not None and not isinstance(params, SpectrogramParams):
             raise ParameterError(
-                f"params must be a riffusion.SpectrogramParams or None, got "
-                f"{type(params).__name__}"
+                f"params must be a riffusion.SpectrogramParams or None, got {type(params).__name__}"
             )
         self.params = params if params is not None else SpectrogramParams()
         self.device = check_device("device", device)
@@ -510,6 +515,8 @@ class SpectrogramConverter:
                 f"reflect-pads {self.params.n_fft // 2} samples); use at least "
                 f"{self.params.n_fft // 2 // self.params.hop_length + 2} frames or method='fast'"
             )
+        channels = math.prod(mel.shape[:-2])
+        check_decode_size(mel.shape[-1], channels, self.params, method)
         length = self.params.samples_for_width(mel.shape[-1], periodic=periodic)
         if length == 0:
             raise ParameterError(
@@ -627,6 +634,65 @@ class SpectrogramConverter:
         return fine.output.synthesize(spectrum, length=length, periodic=periodic)
 
 
+# ------------------------------------------------------------------- decode memory budget
+def decode_bytes(frames: int, channels: int, params: SpectrogramParams, method: str) -> int:
+    """Estimated working memory (in bytes) of decoding ``frames`` columns of ``channels``.
+
+    The fast decoder keeps about 20 complex spectra of its fine grid (the window's DFT,
+    2x zero-padded, up to ``max_frequency_hz``) and a few windows of samples per column; the
+    reference decoder about 8 complex spectra of the full FFT. Measured at Riffusion's
+    parameters: 271 KiB (fast) and 460 KiB (reference) per column and channel, against these
+    estimates' 381 KiB and 551 KiB. A registered decoder may say its own cost with a
+    ``bytes_per_frame(params)`` method; otherwise the reference's is assumed.
+
+    Args:
+        frames: image columns.
+        channels: 1 or 2.
+        params: the spectrogram parameters.
+        method: the decoder's name.
+    """
+    decoder = get_decoder(method)
+    own = getattr(decoder, "bytes_per_frame", None)
+    per_frame = own(params) if callable(own) else _reference_bytes_per_frame(params)
+    return int(frames) * int(channels) * int(per_frame)
+
+
+def _fast_bytes_per_frame(params: SpectrogramParams) -> int:
+    fine_bins = int(params.max_frequency_hz * 2 * params.win_length / params.sample_rate) + 1
+    return 20 * 8 * fine_bins + 16 * params.win_length
+
+
+def _reference_bytes_per_frame(params: SpectrogramParams) -> int:
+    return 8 * 8 * (params.n_fft // 2 + 1)
+
+
+def check_decode_size(
+    frames: int, channels: int, params: SpectrogramParams, method: str, *, what: str = "mel"
+) -> None:
+    """Refuse a decode whose working memory would exceed :data:`MAX_DECODE_BYTES`.
+
+    Args:
+        frames: image columns.
+        channels: 1 or 2.
+        params: the spectrogram parameters.
+        method: the decoder's name.
+        what: how the message names the input (``"an image 65536 columns wide"``).
+
+    Raises:
+        ParameterError: naming the size, the estimate and the limit.
+    """
+    needed = decode_bytes(frames, channels, params, method)
+    if needed > MAX_DECODE_BYTES:
+        per_channel = decode_bytes(1, 1, params, method)
+        widest = MAX_DECODE_BYTES // (per_channel * channels)
+        raise ParameterError(
+            f"{what} ({frames} columns, {channels} channel(s)) needs about "
+            f"{needed / 2**30:.1f} GiB to decode with method={method!r}; at most "
+            f"{MAX_DECODE_BYTES / 2**30:g} GiB (riffusion.limits.MAX_DECODE_BYTES), i.e. "
+            f"{widest} columns at these parameters"
+        )
+
+
 # ------------------------------------------------------------------------ built-in decoders
 class _BuiltInDecoder:
     """``"fast"`` or ``"reference"`` as a registered :class:`~riffusion.phase.Decoder`: decodes
@@ -636,6 +702,16 @@ class _BuiltInDecoder:
         self.method = method
         self.supports_periodic = supports_periodic
         self._converters: dict[tuple[Any, str], SpectrogramConverter] = {}
+
+    def bytes_per_frame(self, params: SpectrogramParams) -> int:
+        """Working memory per column and channel (see :func:`decode_bytes`).
+
+        Args:
+            params: the spectrogram parameters.
+        """
+        if self.method == "fast":
+            return _fast_bytes_per_frame(params)
+        return _reference_bytes_per_frame(params)
 
     def decode(
         self,

@@ -455,8 +455,11 @@ def test_channel_conversions_by_hand():
     assert mono.with_channels(64).num_channels == 64
     assert _error(ParameterError, mono.with_channels, 65) == "num_channels=65 must be at most 64"
     assert _error(ParameterError, stereo.with_channels, 3) == (
-        "cannot convert 2 channels to num_channels=3; only to 1 (mix down) or from 1 (duplicate)"
+        "cannot convert 2 channels to num_channels=3; only to fewer channels or from 1 (duplicate)"
     )
+    # More than two channels to two: the first two (a 5.1 file's front left and right).
+    assert three.with_channels(2).waveform.tolist() == three.waveform[:2].tolist()
+    assert three.with_channels(2).num_channels == 2
     assert _error(ParameterError, stereo.with_channels, 2.0) == (
         "num_channels=2.0 must be a positive integer"
     )

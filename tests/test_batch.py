@@ -291,6 +291,27 @@ class Flaky:
             raise ParameterError("a permanent problem")
 
 
+def test_only_failures_that_may_pass_next_time_are_retried():
+    import errno
+
+    from riffusion.batch import _retryable
+    from riffusion.errors import ModelLoadError, RiffusionError
+
+    def chained(cause: BaseException) -> RiffusionError:
+        try:
+            raise RiffusionError("cannot write the outputs") from cause
+        except RiffusionError as error:
+            return error
+
+    assert _retryable(RuntimeError("transient")) and _retryable(OSError(errno.EIO, "I/O error"))
+    assert not _retryable(ParameterError("bad value"))
+    assert not _retryable(ModelLoadError("lora weights outside the allowed folders"))
+    assert not _retryable(OSError(errno.ENOSPC, "No space left on device"))
+    assert not _retryable(chained(OSError(errno.ENOSPC, "No space left on device")))
+    assert not _retryable(chained(PermissionError(errno.EACCES, "Permission denied")))
+    assert _retryable(chained(OSError(errno.EIO, "I/O error")))
+
+
 def test_failed_jobs_are_retried_then_reported_without_stopping_the_others(
     tiny_model, local_run, tmp_path
 ):

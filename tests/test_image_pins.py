@@ -279,7 +279,10 @@ def test_load_image_passes_images_through_and_names_bad_sources(tmp_path):
         "image file name 'a\\x00b.png' contains a NUL byte"
     )
     assert _error(ImageFormatError, load_image, tmp_path) == (
-        f"image file {str(tmp_path)!r} does not exist"
+        f"image file {str(tmp_path)!r} is a folder, not a file"
+    )
+    assert _error(ImageFormatError, load_image, tmp_path / "missing.png") == (
+        f"image file {str(tmp_path / 'missing.png')!r} does not exist"
     )
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not an image at all")

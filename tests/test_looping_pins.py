@@ -122,11 +122,15 @@ def test_stitch_refuses_a_single_audio_and_bad_crossfades():
     message = "clips_or_audio must be a list of Audio or Clip values"
     assert _message(stitch, audio) == message
     assert _message(stitch, iter([audio, audio])) == message
-    for crossfade in (float("nan"), float("inf"), -0.01, "0.1", None):
+    for crossfade in (float("nan"), float("inf"), -0.01, "0.1", None, 3600.001, 1e308):
         assert (
             _message(stitch, [audio, audio], crossfade_s=crossfade)
-            == f"crossfade_s={crossfade!r} must be a finite number >= 0"
+            == f"crossfade_s={crossfade!r} must be a finite number >= 0 (at most 3600 s)"
         )
+    # At the bound, a crossfade is a number again: refused here for being longer than the clips.
+    assert "not shorter than the shortest clip" in _message(
+        stitch, [audio, audio], crossfade_s=3600
+    )
 
 
 # ---------------------------------------------------------------------- periodic decoding

@@ -378,7 +378,7 @@ def test_recipes_record_textual_inversions_and_render_them_again(tmp_path):
     )
     assert clip.recipe.adapters == (expected,)
     recipe = Recipe.from_url(clip.recipe.to_url())
-    again = Riffuser.from_recipe(recipe, device="cpu")
+    again = Riffuser.from_recipe(recipe, device="cpu", adapter_dirs=[tmp_path])
     again.pipeline.set_progress_bar_config(disable=True)
     assert again.pipeline.textual_inversions == ((path, "<riff-style>"),)
     assert again.render(recipe).audio == clip.audio
@@ -395,4 +395,8 @@ def test_recipes_record_textual_inversions_and_render_them_again(tmp_path):
         ParameterError, match=r"textual_inversion .*\] but this Riffuser has \[none\]"
     ):
         plain.render(recipe)
-    assert plain.use_adapters(recipe.adapters).render(recipe).audio == clip.audio
+    with pytest.raises(ModelLoadError, match="outside the folders allowed"):
+        plain.use_adapters(recipe.adapters)  # a share string names a file: not read unasked
+    assert plain.use_adapters(recipe.adapters, adapter_dirs=[tmp_path]).render(recipe).audio == (
+        clip.audio
+    )

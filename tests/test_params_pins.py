@@ -67,7 +67,7 @@ def test_replace_validates_and_keeps_other_fields():
             "max_frequency_hz": 0.5,
         },
         {"max_frequency_hz": 22050},  # exactly Nyquist
-        {"min_frequency_hz": 0.0, "max_frequency_hz": 0.5},
+        {"min_frequency_hz": 0.0, "max_frequency_hz": 2.5},  # exactly one STFT bin wide
         {"step_size_ms": 400},  # hop == n_fft
         {"window_duration_ms": 400},  # window == padded window
         {"mel_scale_norm": "slaney", "mel_scale_type": "slaney"},
@@ -144,6 +144,15 @@ def test_boundaries_are_accepted(changes):
             "min_frequency_hz=5000 must be below max_frequency_hz=5000",
         ),
         (
+            {"min_frequency_hz": 100.0, "max_frequency_hz": 102.4},
+            "min_frequency_hz=100.0 to max_frequency_hz=102.4 is narrower than one STFT bin "
+            "(2.5 Hz = sample_rate / n_fft): no mel band would hold any energy",
+        ),
+        (
+            {"step_size_ms": 3_600_000.5, "padded_duration_ms": 3_600_001},
+            "step_size_ms=3600000.5 must be at most 3.6e+06 ms (an hour)",
+        ),
+        (
             {"max_frequency_hz": 22050.5},
             "max_frequency_hz=22050.5 is above the Nyquist frequency 22050.0 Hz of "
             "sample_rate=44100",
@@ -163,6 +172,14 @@ def test_invalid_values_exact_messages(changes, message):
 @pytest.mark.parametrize("value", [0, -1.0, float("inf"), float("nan"), True, "1", None])
 def test_positive_finite_fields(name, value):
     assert _message(**{name: value}) == f"{name}={value!r} must be a positive finite number"
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400), 1e308])
+def test_extreme_durations_are_refused_before_any_length_is_computed(value):
+    # 10**400 overflows float(); 1e308 ms times 44.1 samples per ms overflows the hop.
+    message = _message(step_size_ms=value)
+    assert message.startswith("step_size_ms=")
+    assert "must be a positive finite number" in message or "must be at most" in message
 
 
 def test_positive_finite_fields_accept_small_positive_values():

@@ -141,9 +141,11 @@ def test_resample_between_coprime_rates_is_bounded_and_correct():
 
 
 def test_resample_refuses_outputs_beyond_the_limit():
+    # 1e6 samples at 1 Hz to 384 kHz: 3.84e11 samples, far beyond the byte budget.
     audio = Audio(np.zeros((1, 1_000_000), np.float32), sample_rate=1)
-    with pytest.raises(ParameterError, match="MAX_AUDIO_SAMPLES"):
+    with pytest.raises(ParameterError, match="MAX_AUDIO_BYTES") as error:
         audio.resample(384_000)
+    assert "sample_rate=384000" in str(error.value)
 
 
 def test_many_channels_are_valid_and_transposed_input_is_named():

@@ -485,6 +485,36 @@ def test_serve_command_binds_localhost_3013_by_default(monkeypatch, capsys):
     assert main(["serve", "--max-queue", "-1"]) == 2
 
 
+def test_serve_command_warns_beyond_loopback_and_prints_a_generated_key(monkeypatch, capsys):
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    from riffusion.cli import main
+
+    apps = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server: apps.append(server.config.app))
+    model = ["--model", str(tiny_model_dir()), "--device", "cpu"]
+    assert main(["serve", *model, "--host", "0.0.0.0"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 0.0.0.0 is reachable from other machines" in err and "--api-key" in err
+    apps.pop().state.worker.close()
+    assert main(["serve", *model, "--host", "0.0.0.0", "--api-key", "generate"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" not in err
+    token = err.split("?token=")[1].split()[0]
+    assert len(token) >= 24
+    app = apps.pop()
+    with TestClient(app, base_url=LOCAL) as client:
+        assert client.get("/health").status_code == 401
+        assert client.get(f"/?token={token}").status_code == 200
+    # A name it was told to bind is accepted as a Host (with the key).
+    assert main(["serve", *model, "--host", "music.lan", "--api-key", "k3y-for-tests"]) == 0
+    capsys.readouterr()
+    with TestClient(apps.pop(), base_url="http://music.lan:3013") as client:
+        headers = {"Authorization": "Bearer k3y-for-tests"}
+        assert client.get("/health", headers=headers).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("seed_id", "mask_id", "ours_seed", "ours_mask"),
     [

@@ -237,6 +237,26 @@ def test_resume_continues_the_same_run(dataset, tiny_model, tmp_path):
     assert "default_0" in reference.text_encoder.peft_config
 
 
+def test_a_damaged_training_state_is_a_clear_error(dataset, tiny_model, tmp_path):
+    from riffusion.training.lora import STATE_DIR
+
+    first = _train(dataset, tiny_model, tmp_path / "run", steps=1, seed=3)
+    state = first.output_dir / STATE_DIR
+    # The optimizer moments cut short: a torch.load error, reported with the file it read.
+    optimizer = state / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[:100])
+    with pytest.raises(RiffusionError, match=r"damaged \(optimizer\.pt: ") as info:
+        _train(dataset, tiny_model, tmp_path / "run", steps=2, seed=3, resume=True)
+    assert "delete that folder" in str(info.value)
+    (state / "unet_lora.safetensors").write_bytes(b"junk")
+    with pytest.raises(RiffusionError, match=r"damaged \(unet_lora\.safetensors: "):
+        _train(dataset, tiny_model, tmp_path / "run", steps=2, seed=3, resume=True)
+    for text in ("{not json", "[]", '{"step": -1, "config": {}}'):
+        (state / "state.json").write_text(text)
+        with pytest.raises(RiffusionError, match=r"damaged \(state\.json: "):
+            _train(dataset, tiny_model, tmp_path / "run", steps=2, seed=3, resume=True)
+
+
 def test_mixed_precision_and_checkpointing_match_float32(dataset, tiny_model, tmp_path):
     plain = _train(dataset, tiny_model, tmp_path / "plain", steps=2, batch_size=3)
     checkpointed = _train(
@@ -336,8 +356,12 @@ def test_recipes_record_the_lora_and_render_it_again(overfit, tiny_model):
     recipe = Recipe.from_json(clip.recipe.to_json())
     assert recipe == clip.recipe
 
+    # A recipe's files are read only from folders the caller allows: none by default.
+    allowed = [overfit.weights.parent]
+    with pytest.raises(ModelLoadError, match="outside the folders allowed to be read"):
+        Riffuser.from_recipe(recipe, device="cpu")
     # A fresh Riffuser loads the LoRA at the recorded scale and makes the same clip.
-    again = Riffuser.from_recipe(recipe, device="cpu")
+    again = Riffuser.from_recipe(recipe, device="cpu", adapter_dirs=allowed)
     again.pipeline.set_progress_bar_config(disable=True)
     assert again.pipeline.lora == (str(overfit.weights), 0.7)
     assert again.render(recipe).audio == clip.audio
@@ -348,9 +372,10 @@ def test_recipes_record_the_lora_and_render_it_again(overfit, tiny_model):
     # A Riffuser without it takes the recipe's adapters with use_adapters, and drops them.
     plain = Riffuser.from_pretrained(tiny_model, device="cpu")
     plain.pipeline.set_progress_bar_config(disable=True)
-    assert plain.use_adapters(recipe.adapters) is plain
+    assert plain.use_adapters(recipe.adapters, adapter_dirs=allowed) is plain
     assert plain.render(recipe).audio == clip.audio
     plain.pipeline.set_lora_scale(0.2)  # the same weights at another scale: rescaled
+    # Already loaded: rescaled without reading the file (no folder needed).
     assert plain.use_adapters(recipe.adapters).pipeline.lora == (str(overfit.weights), 0.7)
     assert plain.use_adapters(()).pipeline.lora is None
     # Without the LoRA, or with other weights under the same path: clear errors.
@@ -361,7 +386,7 @@ def test_recipes_record_the_lora_and_render_it_again(overfit, tiny_model):
         recipe, adapters=(dataclasses.replace(recipe.adapters[0], fingerprint="0" * 16),)
     )
     with pytest.raises(ModelLoadError, match="the file changed since the clip was made"):
-        Riffuser.from_recipe(changed, device="cpu")
+        Riffuser.from_recipe(changed, device="cpu", adapter_dirs=allowed)
 
 
 @pytest.mark.parametrize(
@@ -411,5 +436,7 @@ def test_render_command_loads_the_recipes_lora(overfit, tiny_model, tmp_path):
     clip = riffuser.text_to_audio("low tone", seed=4, num_inference_steps=2)
     clip.save(tmp_path / "made.wav", save_recipe=True)
     argv = ["render", str(tmp_path / "made.json"), "-o", str(tmp_path / "again.wav")]
-    assert main([*argv, "--device", "cpu", "-q"]) == 0
+    # The LoRA lies outside the recipe's folder: only --adapter-dir lets the command read it.
+    assert main([*argv, "--device", "cpu", "-q"]) == 1
+    assert main([*argv, "--device", "cpu", "-q", "--adapter-dir", str(overfit.weights.parent)]) == 0
     assert Audio.load(tmp_path / "again.wav") == Audio.load(tmp_path / "made.wav")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -198,6 +199,14 @@ def add_render(command: Commands) -> None:
     group.add_argument("--seed-image", metavar="FILE", help="the custom seed image it used")
     group.add_argument("--mask-image", metavar="FILE", help="the custom mask image it used")
     group.add_argument(
+        "--adapter-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="let the recipe load LoRA and textual-inversion files from DIR (repeatable); a "
+        "recipe file's own folder is allowed too, a recipe string's nothing else",
+    )
+    group.add_argument(
         "--save-image",
         action="store_true",
         help="also write the spectrogram beside the output (same name, .png)",
@@ -345,6 +354,9 @@ def _loop(args: argparse.Namespace, console: _Console) -> int:
     return _write_clips(args, console, output, [clip], command="loop", repeat=args.repeat)
 
 
+_MAX_RECIPE_FILE_BYTES = 16 * 1024 * 1024
+
+
 def _read_recipes(text: str) -> tuple[list[Recipe], float, int]:
     """Parse ``render``'s argument: a riffusion:1: URL, a Recipe JSON file or an envelope."""
     from riffusion.riffuser import Recipe
@@ -353,7 +365,12 @@ def _read_recipes(text: str) -> tuple[list[Recipe], float, int]:
         return [Recipe.from_url(text)], 0.0, 1
     path = Path(text)
     if not path.is_file():
-        raise ParameterError(f"recipe file {text!r} does not exist")
+        raise ParameterError(f"recipe file {text!r} does not exist or is not a regular file")
+    if path.stat().st_size > _MAX_RECIPE_FILE_BYTES:
+        raise ParameterError(
+            f"recipe file {text!r} is {path.stat().st_size} bytes; at most "
+            f"{_MAX_RECIPE_FILE_BYTES} (a recipe is a few hundred)"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -395,11 +412,15 @@ def _render(args: argparse.Namespace, console: _Console) -> int:
         seed_image = _seed_image(args.seed_image)
     if args.mask_image is not None:
         mask_image = _mask_image(args.mask_image)
+    # A recipe names files: only those under folders the user chose are read.
+    adapter_dirs = list(args.adapter_dir)
+    if not args.recipe.startswith(_URL_PREFIX):
+        adapter_dirs.append(os.path.dirname(os.path.abspath(args.recipe)))
     riffuser = _load_riffuser(args, console, model=args.model or recipes[0].model)
     console.status(f"Rendering {len(recipes)} clip(s)…")
     with console.progress(riffuser, len(recipes)):
         clips = [
-            riffuser.use_adapters(recipe.adapters).render(
+            riffuser.use_adapters(recipe.adapters, adapter_dirs=adapter_dirs).render(
                 recipe, seed_image=seed_image, mask_image=mask_image, audio=audio
             )
             for recipe in recipes

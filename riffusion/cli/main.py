@@ -20,6 +20,7 @@ from riffusion.cli._base import (
     _Formatter,
     _one_line,
     _Parser,
+    _quiet_libraries,
 )
 from riffusion.errors import RiffusionError
 
@@ -113,13 +114,35 @@ def _error_message(error: BaseException) -> str:
     return _one_line(str(error)) or type(error).__name__
 
 
+# --quiet for everything the command starts, worker processes included: tqdm's bars (tqdm reads
+# TQDM_* variables for its defaults), the hub's, and transformers' and diffusers' logging.
+_QUIET_ENVIRONMENT = {
+    "TQDM_DISABLE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DIFFUSERS_VERBOSITY": "error",
+}
+
+
 @contextmanager
 def _warnings_silenced(quiet: bool) -> Iterator[None]:
-    # catch_warnings restores the filters, which matters when main() runs inside another program.
+    # catch_warnings restores the filters, and the environment is put back, which matters when
+    # main() runs inside another program.
+    saved = {name: os.environ.get(name) for name in _QUIET_ENVIRONMENT}
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
-        yield
+            os.environ.update(_QUIET_ENVIRONMENT)
+            if {"diffusers", "transformers"} & set(sys.modules):
+                _quiet_libraries()  # already imported: their settings are read at import
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -112,6 +113,14 @@ def add_parser(
         help="device of each worker: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' (default: auto)",
     )
     model.add_argument("--local-files-only", action="store_true", help="never download the model")
+    model.add_argument(
+        "--adapter-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="let the recipes load LoRA and textual-inversion files from DIR (repeatable); "
+        "the jobs file's own folder is allowed too",
+    )
     parser.add_argument(
         "--storage-option",
         type=_option,
@@ -166,6 +175,10 @@ def run(args: argparse.Namespace) -> int:
             max_retries=args.max_retries,
             storage_options=dict(args.storage_option) or None,
             local_files_only=args.local_files_only,
+            adapter_dirs=[
+                *args.adapter_dir,
+                *([os.path.dirname(os.path.abspath(args.jobs))] if args.jobs != "-" else []),
+            ],
             on_result=(lambda entry: bar.update()) if bar is not None else None,
         )
     finally:

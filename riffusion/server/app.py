@@ -39,6 +39,7 @@ from riffusion.inputs import (
     MAX_NUM_INFERENCE_STEPS,
     MAX_PROMPT_CHARS,
     MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_DECODED_BYTES,
     InferenceInput,
     InferenceOutput,
     InputError,
@@ -56,6 +57,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from riffusion.server import media
+from riffusion.server.connections import BODY_TIMEOUT_S
 from riffusion.server.security import AccessGuard, check_api_key, check_origin
 from riffusion.server.worker import DeviceWorker, Job, QueueFull
 
@@ -69,6 +71,28 @@ MAX_RECENT_CLIPS = 32
 MAX_RECIPE_DURATION_S = 30.0
 """Longest clip a recipe sent to ``/api/clip`` may ask for (in seconds)."""
 MAX_UPLOADS = 16
+# Scheduler settings a recipe sent to the server may carry (the library bounds their values):
+# none of them sizes an array or a loop.
+_RECIPE_SCHEDULER_KEYS = frozenset(
+    {
+        "algorithm_type",
+        "beta_end",
+        "beta_schedule",
+        "beta_start",
+        "clip_sample",
+        "euler_at_final",
+        "final_sigmas_type",
+        "lower_order_final",
+        "prediction_type",
+        "set_alpha_to_one",
+        "skip_prk_steps",
+        "solver_order",
+        "steps_offset",
+        "timestep_spacing",
+        "use_karras_sigmas",
+        "use_lu_lambdas",
+    }
+)
 _DISCONNECT_POLL_S = 0.05
 _CLIENT_CLOSED = 499  # nginx's "client closed request"; nobody reads it, logs do
 
@@ -163,8 +187,11 @@ class _Assets:
     def seed_source(self, seed_id: Any, field: str = "seed_image_id") -> Any:
         """What to pass as ``seed_image=`` for an id (checked; never a path from the request)."""
         check_asset_id(seed_id, field, self.seed_ids())
-        if seed_id in self.uploads:
-            return self.uploads[seed_id]
+        upload = self.uploads.get(seed_id)  # .get: an upload may be dropped meanwhile
+        if upload is not None:
+            return upload
+        if seed_id.startswith("upload-"):
+            raise InputError(field, f"{seed_id!r} was dropped (only the last uploads are kept)")
         if seed_id in self._files:
             from riffusion.image import load_image
 
@@ -183,13 +210,26 @@ class _Assets:
             while len(self.custom) > 4 * MAX_UPLOADS:
                 self.custom.popitem(last=False)
 
-    def add_upload(self, audio: Any, digest: str) -> str:
-        upload_id = f"upload-{digest}"
+    def add_upload(self, upload_id: str, audio: Any) -> None:
         self.uploads[upload_id] = audio
         self.uploads.move_to_end(upload_id)
         while len(self.uploads) > MAX_UPLOADS:
-            self.uploads.popitem(last=False)
-        return upload_id
+            dropped, _ = self.uploads.popitem(last=False)
+            self._thumbnails.pop(("seed", dropped), None)
+
+    def upload_thumbnail(self, upload_id: str, audio: Any, riffuser: Any) -> str:
+        """The thumbnail of an upload not yet registered (cached for when it is)."""
+        from riffusion.convert import audio_to_image
+
+        image = audio_to_image(audio, riffuser.params)
+        thumbnail = self._small(image)
+        self._thumbnails[("seed", upload_id)] = thumbnail
+        return thumbnail
+
+    @staticmethod
+    def _small(image: Any) -> str:
+        small = image.convert("RGB").resize((128, 128))
+        return media.data_url("image/jpeg", media.image_bytes(small, "JPEG"))
 
     def thumbnail(self, kind: str, asset_id: str, riffuser: Any) -> str:
         key = (kind, asset_id)
@@ -210,8 +250,7 @@ class _Assets:
                     image = audio_to_image(source, riffuser.params)
                 else:
                     image = source
-            small = image.convert("RGB").resize((128, 128))
-            self._thumbnails[key] = media.data_url("image/jpeg", media.image_bytes(small, "JPEG"))
+            self._thumbnails[key] = self._small(image)
         return self._thumbnails[key]
 
 
@@ -315,9 +354,21 @@ def create_app(
     async def read_body(request: Request, limit: int) -> bytes:
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            raise _HTTPError(413, f"the body is {length} bytes; at most {limit} are accepted")
+            shown = length[:20]
+            raise _HTTPError(413, f"the body is {shown} bytes; at most {limit} are accepted")
         chunks, size = [], 0
-        async for chunk in request.stream():
+        deadline = time.monotonic() + BODY_TIMEOUT_S
+        stream = request.stream().__aiter__()
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(remaining, 0.0))
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                raise _HTTPError(
+                    408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s"
+                ) from None
             size += len(chunk)
             if size > limit:
                 raise _HTTPError(413, f"the body is over {limit} bytes")
@@ -413,12 +464,16 @@ def create_app(
         items = [dict(item) for item in assets.seeds.values()]
         items += [
             {"id": key, "description": "uploaded audio", "bpm": None, "source": "upload"}
-            for key in assets.uploads
+            for key in list(assets.uploads)
         ]
         for item in items:
-            item["thumbnail"] = await run_in_threadpool(
-                assets.thumbnail, "seed", item["id"], riffuser
-            )
+            try:
+                item["thumbnail"] = await run_in_threadpool(
+                    assets.thumbnail, "seed", item["id"], riffuser
+                )
+            except (RiffusionError, OSError) as error:  # one bad picture must not hide the list
+                logger.warning("no thumbnail for seed image %r: %s", item["id"], error)
+                item["thumbnail"] = None
         return items
 
     @app.get("/masks")
@@ -550,6 +605,13 @@ def create_app(
             raise InputError("recipe", str(error)) from None
         if recipe.kind == "audio_to_audio":
             raise InputError("recipe.kind", "audio_to_audio recipes need their input audio")
+        refused = sorted(set(recipe.scheduler_config or {}) - _RECIPE_SCHEDULER_KEYS)
+        if refused:
+            raise InputError(
+                "recipe.scheduler_config",
+                f"{refused[0][:64]!r} is not accepted by this server; it takes "
+                f"{', '.join(sorted(_RECIPE_SCHEDULER_KEYS))}",
+            )
         if recipe.model != riffuser.model:
             raise InputError(
                 "recipe.model", f"{recipe.model!r} is not the served model {riffuser.model!r}"
@@ -614,25 +676,39 @@ def create_app(
 
     @app.post("/api/seed_image")
     async def upload_seed_image(request: Request) -> dict[str, Any]:
-        from riffusion.audio import Audio
-        from riffusion.errors import AudioFileError
-
         body = await read_body(request, max_upload_bytes)
         if not body:
             raise InputError("body", "send the audio file's bytes as the request body")
+        digest = hashlib.sha256(body).hexdigest()[:16]
+
+        def work(job: Job) -> dict[str, Any]:
+            # On the device worker, like a generation: decoding is bounded work, but work, and
+            # parallel uploads must queue (and get 503) like everything else.
+            return decode_upload(body, digest)
+
+        answer, _ = await run_on_device(request, work)
+        return answer
+
+    def decode_upload(body: bytes, digest: str) -> dict[str, Any]:
+        from riffusion.audio import Audio
+        from riffusion.errors import AudioFileError
+
         try:
-            audio = await run_in_threadpool(Audio.load, io.BytesIO(body))
+            audio = Audio.load(io.BytesIO(body), max_bytes=MAX_UPLOAD_DECODED_BYTES)
         except AudioFileError as error:
             raise InputError("body", str(error)) from None
         if audio.duration_s < 0.5:
             raise InputError("body", f"the audio lasts {audio.duration_s:.2f} s; at least 0.5 s")
-        digest = hashlib.sha256(body).hexdigest()[:16]
-        upload_id = assets.add_upload(audio, digest)
+        upload_id = f"upload-{digest}"
+        # Everything that can fail is done before the upload is registered: a failed upload
+        # leaves nothing behind.
+        thumbnail = assets.upload_thumbnail(upload_id, audio, riffuser)
+        assets.add_upload(upload_id, audio)
         return {
             "id": upload_id,
             "description": "uploaded audio",
             "duration_s": audio.duration_s,
-            "thumbnail": await run_in_threadpool(assets.thumbnail, "seed", upload_id, riffuser),
+            "thumbnail": thumbnail,
         }
 
     return app

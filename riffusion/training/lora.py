@@ -24,7 +24,7 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,6 +229,40 @@ def _find_state(output_dir: Path) -> Path | None:
         if (candidate / "state.json").is_file():
             return candidate
     return None
+
+
+def _read_state(state_dir: Path) -> dict[str, Any]:
+    """``state.json`` of a saved training state: ``{"step": int, "config": dict}``."""
+    path = state_dir / "state.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise _corrupt_state(state_dir, "state.json", error) from None
+    if (
+        not isinstance(saved, dict)
+        or isinstance(saved.get("step"), bool)
+        or not isinstance(saved.get("step"), int)
+        or saved["step"] < 0
+        or not isinstance(saved.get("config"), dict)
+    ):
+        raise _corrupt_state(state_dir, "state.json", "no step count and settings in it")
+    return saved
+
+
+def _load_state_file(state_dir: Path, name: str, load: Callable[[Path], Any]) -> Any:
+    """``load(state_dir / name)``; a missing or damaged file is a clear error, not a traceback."""
+    try:
+        return load(state_dir / name)
+    except Exception as error:  # safetensors, torch.load and peft each raise their own types
+        raise _corrupt_state(state_dir, name, error) from None
+
+
+def _corrupt_state(state_dir: Path, name: str, error: object) -> RiffusionError:
+    reason = " ".join(str(error).split())[:300]
+    return RiffusionError(
+        f"the training state in {str(state_dir)!r} is damaged ({name}: {reason}); delete that "
+        "folder to start over, or use a new output_dir"
+    )
 
 
 def _read_log(path: Path, up_to_step: int) -> list[dict[str, str]]:
@@ -494,11 +528,11 @@ def train_lora(
     if state_dir is not None and not resume:
         raise ParameterError(
             f"output_dir={str(output)!r} already holds a training state (step "
-            f"{json.loads((state_dir / 'state.json').read_text())['step']}); pass resume=True "
-            "to continue it, or use a new folder"
+            f"{_read_state(state_dir)['step']}); pass resume=True to continue it, or use a "
+            "new folder"
         )
     if state_dir is not None:
-        saved = json.loads((state_dir / "state.json").read_text())
+        saved = _read_state(state_dir)
         differences = {
             key: (saved["config"].get(key), value)
             for key, value in config.items()
@@ -568,10 +602,16 @@ def train_lora(
         from peft.utils import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        set_peft_model_state_dict(unet, load_file(state_dir / "unet_lora.safetensors"))
+        _load_state_file(
+            state_dir,
+            "unet_lora.safetensors",
+            lambda path: set_peft_model_state_dict(unet, load_file(path)),
+        )
         if train_text_encoder:
-            set_peft_model_state_dict(
-                text_encoder, load_file(state_dir / "text_encoder_lora.safetensors")
+            _load_state_file(
+                state_dir,
+                "text_encoder_lora.safetensors",
+                lambda path: set_peft_model_state_dict(text_encoder, load_file(path)),
             )
 
     target = accelerator.device
@@ -591,14 +631,22 @@ def train_lora(
         raise RiffusionError("internal: the LoRA adapters have no trainable parameters")
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate)
     if state_dir is not None:
-        optimizer.load_state_dict(
-            torch.load(state_dir / "optimizer.pt", map_location="cpu", weights_only=True)
+        _load_state_file(
+            state_dir,
+            "optimizer.pt",
+            lambda path: optimizer.load_state_dict(
+                torch.load(path, map_location="cpu", weights_only=True)
+            ),
         )
     prepared = accelerator.prepare(*trained, optimizer)
     optimizer = prepared[-1]
     scaler = getattr(accelerator, "scaler", None)
     if state_dir is not None and scaler is not None and (state_dir / "scaler.pt").is_file():
-        scaler.load_state_dict(torch.load(state_dir / "scaler.pt", weights_only=True))
+        _load_state_file(
+            state_dir,
+            "scaler.pt",
+            lambda path: scaler.load_state_dict(torch.load(path, weights_only=True)),
+        )
 
     # A pipeline over the same modules: the library's image encoder and the validation sampler.
     pipeline = RiffusionPipeline(
