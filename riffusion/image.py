@@ -137,6 +137,11 @@ def _level_magnitudes(params: SpectrogramParams) -> np.ndarray:
     return (levels ** (1 / params.power_for_image) * params.max_value).astype(np.float32)
 
 
+def _check_image_type(image: object) -> None:
+    if not isinstance(image, Image.Image):
+        raise ParameterError(f"image must be a PIL.Image.Image, got {type(image).__name__}")
+
+
 def check_image_size(image: Image.Image) -> None:
     """Refuse empty images and images beyond the documented limits, before decoding pixels.
 
@@ -147,6 +152,7 @@ def check_image_size(image: Image.Image) -> None:
         ImageFormatError: width or height is 0, or above
             :data:`~riffusion.limits.MAX_IMAGE_WIDTH` / :data:`~riffusion.limits.MAX_IMAGE_HEIGHT`.
     """
+    _check_image_type(image)
     width, height = image.size
     if width == 0 or height == 0:
         raise ImageFormatError(f"image of size {width}×{height} is empty")
@@ -168,6 +174,7 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     Args:
         image: a PIL image in any mode (``L``, ``RGB``, ``RGBA``, ``P``, ``I;16``, ``I``, ``F``).
     """
+    _check_image_type(image)
     mode = image.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float64)
@@ -203,6 +210,7 @@ def params_from_image(
     Raises:
         ImageFormatError: a tag holds an impossible value.
     """
+    _check_image_type(image)
     exif: dict[int, Any] = dict(image.getexif())
     return SpectrogramParams.from_exif(exif, base=default)
 

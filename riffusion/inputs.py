@@ -126,6 +126,8 @@ def unicode_problem(text: str) -> str | None:
     Args:
         text: the string to check.
     """
+    if not isinstance(text, str):
+        raise ParameterError(f"text must be a str, got {type(text).__name__}")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:

@@ -137,6 +137,8 @@ def seam_discontinuity(
         wrap on a downbeat, an onset like the clip's others). Values near 1 (or below) mean the
         seam is like any other moment of the clip.
     """
+    if not isinstance(audio, Audio):
+        raise ParameterError(f"audio must be a riffusion.Audio, got {type(audio).__name__}")
     waveform = audio.to_mono().waveform[0].astype(np.float64)
     local = max(2, round(local_s * audio.sample_rate))
     steps = np.concatenate([np.diff(waveform[-local:]), np.diff(waveform[:local])])

@@ -233,9 +233,15 @@ def register_seed_images(folder: str | os.PathLike[str]) -> list[str]:
     Raises:
         ParameterError: ``folder`` is not a directory, or holds no usable image.
     """
+    if isinstance(folder, bytes) or not isinstance(folder, str | os.PathLike):
+        raise ParameterError(f"folder must be a str or pathlib.Path, got {type(folder).__name__}")
     root = Path(folder)
-    if not root.is_dir():
-        raise ParameterError(f"folder={os.fspath(folder)!r} is not a directory")
+    try:
+        is_folder = root.is_dir()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        is_folder = False
+    if not is_folder:
+        raise ParameterError(f"folder={str(folder)[:200]!r} is not a directory")
     found = {
         path.stem: path.resolve()
         for path in sorted(root.iterdir())
@@ -260,11 +266,16 @@ def unregister_seed_images(ids: list[str] | None = None) -> None:
     Args:
         ids: registered ids to forget; ``None`` forgets every registered id.
     """
+    if ids is not None and (
+        isinstance(ids, str) or not isinstance(ids, list | tuple | set | frozenset)
+    ):
+        raise ParameterError(f"ids={ids!r} must be a list of ids or None")
     with _REGISTRY_LOCK:
         if ids is None:
             _REGISTERED.clear()
         for name in ids or []:
-            _REGISTERED.pop(name, None)
+            if isinstance(name, str):
+                _REGISTERED.pop(name, None)
 
 
 def registered_images() -> dict[str, Path]:
@@ -395,6 +406,8 @@ def image_fingerprint(image: Image.Image) -> str:
     Args:
         image: a PIL image (its mode, size and pixels are hashed).
     """
+    if not isinstance(image, Image.Image):
+        raise ParameterError(f"image must be a PIL.Image.Image, got {type(image).__name__}")
     rgb = np.asarray(image.convert("RGB"))
     digest = hashlib.sha256()
     digest.update(f"{rgb.shape}".encode())
@@ -469,7 +482,7 @@ def synthesize_seed_audio(name: str) -> Audio:
     Args:
         name: a built-in seed name (see :func:`seed_images`).
     """
-    if name not in _SEEDS:
+    if not isinstance(name, str) or name not in _SEEDS:
         raise ParameterError(f"unknown seed image {name!r}; built-in ones are {', '.join(_SEEDS)}")
     rng = np.random.default_rng(_RNG_SEEDS[name])
     total = round(_DURATION_S * _SAMPLE_RATE)
@@ -538,7 +551,7 @@ def make_mask(name: str, *, width: int = 512, height: int = 512) -> Image.Image:
         width: width of the mask in pixels (image columns), an int >= 1.
         height: height in pixels (mel rows), an int >= 1.
     """
-    if name not in _MASKS:
+    if not isinstance(name, str) or name not in _MASKS:
         raise ParameterError(f"unknown mask image {name!r}; built-in ones are {', '.join(_MASKS)}")
     mask = np.full((height, width), 255, np.uint8)
     if name == "keep_first_half":

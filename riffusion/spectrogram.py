@@ -146,6 +146,8 @@ def mel_filterbank(
         device: device of the returned tensor.
         dtype: dtype of the returned tensor.
     """
+    if not isinstance(params, SpectrogramParams):
+        raise ParameterError(f"params must be a SpectrogramParams, got {type(params).__name__}")
     num_freqs = params.n_fft // 2 + 1 if num_freqs is None else num_freqs
     scale = params.mel_scale_type
     bin_hz = np.linspace(0.0, float(params.sample_rate // 2), num_freqs)
@@ -246,6 +248,11 @@ def band_limit(filterbank: torch.Tensor) -> int:
         filterbank: mel filterbank, float tensor of shape ``(num_freqs, n_mels)``
             (``n_fft // 2 + 1`` STFT bins by mel bands).
     """
+    if not isinstance(filterbank, torch.Tensor) or filterbank.ndim != 2:
+        raise ParameterError(
+            f"filterbank must be a 2-D torch.Tensor (bins × mel bands), got "
+            f"{type(filterbank).__name__}"
+        )
     rows = torch.nonzero(filterbank.abs().sum(dim=-1)).flatten()
     return int(rows.max()) + 1 if rows.numel() else 1
 

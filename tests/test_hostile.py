@@ -412,3 +412,84 @@ def test_hostile_output_names(tmp_path_factory, name, suffix):
     image = audio_to_image(audio)
     with contextlib.suppress(RiffusionError):
         save_image(image, folder / (name + ".png"))
+
+
+# --------------------------------------------------------------- every public function
+_LAYERS = [
+    "riffusion",
+    "riffusion.audio",
+    "riffusion.convert",
+    "riffusion.image",
+    "riffusion.inputs",
+    "riffusion.joins",
+    "riffusion.params",
+    "riffusion.prompts",
+    "riffusion.recipe",
+    "riffusion.schedule",
+    "riffusion.seeds",
+    "riffusion.spectrogram",
+    "riffusion.tempo",
+]
+# Loaders of whole models (their own tests cover their arguments) and type aliases.
+_NOT_SWEPT = {"Riffuser", "RiffusionPipeline", "make_tiny_model", "make_tiny_single_file"}
+_FIRST_ARGUMENTS = [
+    10**400,
+    -1,
+    1e308,
+    float("nan"),
+    None,
+    "x",
+    b"x",
+    [1],
+    {},
+    True,
+    "\ud800",
+    "/dev/zero",
+    object(),
+]
+
+
+def _public_callables():
+    import importlib
+    import inspect
+
+    seen = set()
+    for module_name in _LAYERS:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            value = getattr(module, name)
+            if (
+                name in _NOT_SWEPT
+                or id(value) in seen
+                or not callable(value)
+                or (inspect.isclass(value) and issubclass(value, BaseException | int))
+                or getattr(value, "__module__", "") in ("typing", "collections.abc")
+            ):
+                continue
+            try:
+                parameters = inspect.signature(value).parameters.values()
+            except (TypeError, ValueError):
+                continue
+            positional = (
+                inspect.Parameter.POSITIONAL_ONLY,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            )
+            if not any(parameter.kind in positional for parameter in parameters):
+                continue  # takes no argument to be hostile with
+            seen.add(id(value))
+            yield f"{module_name}.{name}", value
+
+
+@pytest.mark.parametrize(("name", "function"), list(_public_callables()), ids=lambda x: str(x))
+def test_every_public_function_takes_a_hostile_first_argument(name, function):
+    """Called with one hostile value first (the rest left at their defaults), a public function
+    of the lower layers returns, or raises a RiffusionError; a TypeError only for a missing
+    required argument (Python's own complaint about the call itself)."""
+    for value in _FIRST_ARGUMENTS:
+        try:
+            function(value)
+        except RiffusionError:
+            pass
+        except TypeError as error:
+            assert "required" in str(error) and "argument" in str(error), (name, value, error)
+            return
