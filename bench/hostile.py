@@ -19,41 +19,24 @@ import collections
 import concurrent.futures
 import io
 import json
-import os
 import socket
-import subprocess
-import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import soundfile
+import tiny_server
 from machine import machine_line
 
-from riffusion.testing import make_tiny_model
+from riffusion.inputs import REQUEST_NUMBER_FIELDS
+from riffusion.testing import web_app_request
 
 ATTACKER = "https://attacker.example"
 
 
 def _body(**changes):
-    body = {
-        "alpha": 0.0,
-        "num_inference_steps": 1,
-        "seed_image_id": "og_beat",
-        "mask_image_id": None,
-        "start": {"prompt": "jazz", "seed": 1, "denoising": 0.75, "guidance": 7},
-        "end": {"prompt": "jazz", "seed": 2, "denoising": 0.75, "guidance": 7},
-    }
-    for key, value in changes.items():
-        target = body
-        *path, last = key.split(".")
-        for part in path:
-            target = target[part]
-        target[last] = value
-    return body
+    quick = {"alpha": 0.0, "num_inference_steps": 1}
+    return web_app_request(**{**quick, **changes})
 
 
 def _request(url: str, data: bytes | None = None, headers: dict | None = None) -> object:
@@ -84,16 +67,6 @@ def _flac(seconds: int, channels: int) -> bytes:
 
 
 def _classes(url: str, base_recipe: dict) -> dict[str, list]:
-    numeric = [
-        "alpha",
-        "num_inference_steps",
-        "start.seed",
-        "start.denoising",
-        "start.guidance",
-        "end.seed",
-        "end.denoising",
-        "end.guidance",
-    ]
     values = [10**400, -1, 2**63, 1e300, -1e300, "1", None, True, [1], {"x": 1}]
     recipe_fields = {
         "num_inference_steps": 10**400,
@@ -114,7 +87,7 @@ def _classes(url: str, base_recipe: dict) -> dict[str, list]:
     strings = ["\ud800", "a\udfffb", "a\x00b", "\u202eevil", "x" * 10_000, "🎸" * 300, ""]
     jobs: dict[str, list] = collections.defaultdict(list)
     for route in ("/run_inference/", "/api/clip"):
-        for field in numeric:
+        for field in REQUEST_NUMBER_FIELDS:
             for value in values:
                 jobs["oversized fields"].append((route, _body(**{field: value}), None))
         for text in strings:
@@ -165,96 +138,54 @@ def _slowloris(port: int, count: int) -> tuple[int, int]:
     return timed_out, refused
 
 
-def _peak_rss_mib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) // 1024
-    return -1
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crowd", type=int, default=96, help="parallel generation requests")
     parser.add_argument("--slow", type=int, default=200, help="half-open connections")
     args = parser.parse_args()
     print(machine_line(), flush=True)
-    with tempfile.TemporaryDirectory(prefix="riffusion-hostile-") as folder:
-        model = make_tiny_model(Path(folder) / "tiny")
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-        probe.close()
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "riffusion",
-                "serve",
-                "--model",
-                str(model),
-                "--device",
-                "cpu",
-                "--port",
-                str(port),
-                "--max-queue",
-                "4",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+    server, url, _ = tiny_server.start(max_queue=4)
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        made = urllib.request.urlopen(
+            urllib.request.Request(
+                f"{url}/api/clip",
+                json.dumps(
+                    {"start": {"prompt": "x", "seed": 3}, "num_inference_steps": 1}
+                ).encode(),
+                {"Content-Type": "application/json"},
+            ),
+            timeout=120,
         )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while _request(f"{url}/health") != 200:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the server did not start")
-                time.sleep(0.5)
-            made = urllib.request.urlopen(
-                urllib.request.Request(
-                    f"{url}/api/clip",
-                    json.dumps(
-                        {"start": {"prompt": "x", "seed": 3}, "num_inference_steps": 1}
-                    ).encode(),
-                    {"Content-Type": "application/json"},
-                ),
-                timeout=120,
-            )
-            base_recipe = json.loads(made.read())["recipe"]
-            results: dict[str, collections.Counter] = {}
-            for name, jobs in _classes(url, base_recipe).items():
-                counter = collections.Counter()
-                for route, body, headers in jobs:
-                    counter[_json(url + route, body, headers)] += 1
-                results[name] = counter
-            uploads = collections.Counter()
-            for data in (_flac(3600, 2), _flac(600, 8), b"not audio" * 1000, b"", _flac(2, 1)):
-                uploads[_request(f"{url}/api/seed_image", data)] += 1
-            with concurrent.futures.ThreadPoolExecutor(8) as pool:
-                bombs = [_flac(1800, 2)] * 8
-                for status in pool.map(lambda d: _request(f"{url}/api/seed_image", d), bombs):
-                    uploads[status] += 1
-            uploads[_request(f"{url}/seed_images")] += 1
-            results["uploads"] = uploads
-            with concurrent.futures.ThreadPoolExecutor(16) as pool:
-                crowd = collections.Counter(
-                    pool.map(
-                        lambda i: _json(f"{url}/run_inference/", _body(**{"start.seed": i})),
-                        range(args.crowd),
-                    )
+        base_recipe = json.loads(made.read())["recipe"]
+        results: dict[str, collections.Counter] = {}
+        for name, jobs in _classes(url, base_recipe).items():
+            counter = collections.Counter()
+            for route, body, headers in jobs:
+                counter[_json(url + route, body, headers)] += 1
+            results[name] = counter
+        uploads = collections.Counter()
+        for data in (_flac(3600, 2), _flac(600, 8), b"not audio" * 1000, b"", _flac(2, 1)):
+            uploads[_request(f"{url}/api/seed_image", data)] += 1
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            bombs = [_flac(1800, 2)] * 8
+            for status in pool.map(lambda d: _request(f"{url}/api/seed_image", d), bombs):
+                uploads[status] += 1
+        uploads[_request(f"{url}/seed_images")] += 1
+        results["uploads"] = uploads
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            crowd = collections.Counter(
+                pool.map(
+                    lambda i: _json(f"{url}/run_inference/", _body(**{"start.seed": i})),
+                    range(args.crowd),
                 )
-            results["crowd (16 parallel, max-queue 4)"] = crowd
-            timed_out, refused = _slowloris(port, args.slow)
-            alive = _request(f"{url}/health") == 200 and server.poll() is None
-            peak = _peak_rss_mib(server.pid)
-        finally:
-            server.terminate()
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            )
+        results["crowd (16 parallel, max-queue 4)"] = crowd
+        timed_out, refused = _slowloris(port, args.slow)
+        alive = _request(f"{url}/health") == 200 and server.poll() is None
+        peak = round(tiny_server.peak_rss_mib(server.pid))
+    finally:
+        tiny_server.stop(server)
     total = collections.Counter()
     print(f"{'class':<34} {'requests':>8}  statuses")
     for name, counter in results.items():

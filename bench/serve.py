@@ -26,47 +26,25 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
+import tiny_server
 from machine import machine_line
 
-from riffusion.testing import make_tiny_model
-
-
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process (in MiB), from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from riffusion.testing import web_app_request
 
 
 def body(steps: int, index: int) -> bytes:
-    return json.dumps(
-        {
-            "alpha": 0.25 * (index % 5),
-            "num_inference_steps": steps,
-            "seed_image_id": "og_beat",
-            "mask_image_id": None,
-            "start": {"prompt": "jazz piano", "seed": index, "denoising": 0.75, "guidance": 7},
-            "end": {"prompt": "rock drums", "seed": index + 1, "denoising": 0.75, "guidance": 7},
-        }
-    ).encode()
+    request = web_app_request(
+        alpha=0.25 * (index % 5),
+        num_inference_steps=steps,
+        **{"start.seed": index, "end.seed": index + 1},
+    )
+    return json.dumps(request).encode()
 
 
 def post(url: str, payload: bytes) -> tuple[int, float, dict[str, float]]:
@@ -106,39 +84,8 @@ def main() -> int:
     print(machine_line(), flush=True)
     sys.stdout.reconfigure(line_buffering=True)
 
-    model = make_tiny_model(Path(tempfile.mkdtemp(prefix="riffusion-bench-")) / "tiny")
-    port = free_port()
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "riffusion",
-            "serve",
-            "--model",
-            str(model),
-            "--device",
-            "cpu",
-            "--port",
-            str(port),
-            "--max-queue",
-            str(args.max_queue),
-        ],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base, health = tiny_server.start(max_queue=args.max_queue, threads=args.threads)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                    health = json.load(response)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the server did not start") from None
-                time.sleep(0.25)
         print(f"server: {health['model']} on {health['device']}, torch threads {args.threads}")
         post(f"{base}/run_inference/", body(args.steps, 0))  # warm-up
         # 1. overhead, sequential
@@ -152,7 +99,7 @@ def main() -> int:
         generate_s = statistics.median(generations)
         overhead_s = statistics.median(overheads)
         share = overhead_s / generate_s
-        rss_before = rss_mib(server.pid)
+        rss_before = tiny_server.rss_mib(server.pid)
         print(
             f"sequential ({args.sequential} x {args.steps} steps): latency p50 "
             f"{statistics.median(latencies):.3f} s, generation {generate_s:.3f} s, overhead "
@@ -191,7 +138,7 @@ def main() -> int:
                 f"load round {round_index + 1} ({args.clients} clients x {args.requests}, "
                 f"{args.load_steps} steps, max-queue {args.max_queue}): statuses {by_code} in "
                 f"{wall:.1f} s; latency of 200s p50 {p50:.3f} s, p95 {p95:.3f} s; server RSS "
-                f"{rss_mib(server.pid):.0f} MiB"
+                f"{tiny_server.rss_mib(server.pid):.0f} MiB"
             )
         unexpected = {code: n for code, n in counts.items() if code not in (200, 503)}
         alive = server.poll() is None
@@ -200,8 +147,7 @@ def main() -> int:
             return 1
         return 0
     finally:
-        server.terminate()
-        server.wait(30)
+        tiny_server.stop(server)
 
 
 if __name__ == "__main__":

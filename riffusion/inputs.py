@@ -39,6 +39,7 @@ __all__ = [
     "MAX_SEED",
     "MAX_UPLOAD_BYTES",
     "MAX_UPLOAD_DECODED_BYTES",
+    "REQUEST_NUMBER_FIELDS",
     "InferenceInput",
     "InferenceOutput",
     "InferencePrompt",
@@ -348,6 +349,19 @@ class InferenceOutput:
     def to_dict(self) -> dict[str, Any]:
         """The JSON answer."""
         return {"image": self.image, "audio": self.audio, "duration_s": self.duration_s}
+
+
+def _number_fields(cls: type, prefix: str = "") -> list[str]:
+    return [f"{prefix}{f.name}" for f in fields(cls) if f.type in ("int", "float", int, float)]
+
+
+REQUEST_NUMBER_FIELDS: tuple[str, ...] = (
+    *_number_fields(InferenceInput),
+    *_number_fields(InferencePrompt, "start."),
+    *_number_fields(InferencePrompt, "end."),
+)
+"""The numeric fields of a ``POST /run_inference/`` body, dotted into the end points
+(``"alpha"``, ``"num_inference_steps"``, ``"start.seed"``, …): what a server must bound."""
 
 
 # ------------------------------------------------------------------- interpolation end point

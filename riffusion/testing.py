@@ -27,6 +27,7 @@ __all__ = [
     "bytes_to_unicode",
     "make_tiny_model",
     "make_tiny_single_file",
+    "web_app_request",
 ]
 
 #: The architecture of ``riffusion/riffusion-model-v1`` (Stable Diffusion 1.5): keyword arguments
@@ -112,6 +113,36 @@ _MERGES: tuple[tuple[str, str], ...] = (
     ("a", "t</w>"),
     ("o", "r"),
 )
+
+
+def web_app_request(**changes: Any) -> dict[str, Any]:
+    """The JSON body of the original web app's ``POST /run_inference/``, for tests and benches.
+
+    Defaults to what the app sends on its first transition (alpha 0.25, 50 steps, ``og_beat``,
+    no mask, "jazz piano" seed 5 to "rock drums" seed 6, denoising 0.75, guidance 7). Keyword
+    arguments replace fields; a dotted name reaches into an end point
+    (``web_app_request(**{"start.seed": 9}, num_inference_steps=2)``).
+
+    Args:
+        **changes: field (or ``"start.field"`` / ``"end.field"``) → value.
+    """
+    body: dict[str, Any] = {
+        "alpha": 0.25,
+        "num_inference_steps": 50,
+        "seed_image_id": "og_beat",
+        "mask_image_id": None,
+        "start": {"prompt": "jazz piano", "seed": 5, "denoising": 0.75, "guidance": 7},
+        "end": {"prompt": "rock drums", "seed": 6, "denoising": 0.75, "guidance": 7},
+    }
+    for key, value in changes.items():
+        target = body
+        *parents, last = key.split(".")
+        for part in parents:
+            if not isinstance(target.get(part), dict):
+                raise ParameterError(f"{key!r} reaches into {part!r}, which is not an object")
+            target = target[part]
+        target[last] = value
+    return body
 
 
 def bytes_to_unicode() -> dict[int, str]:

@@ -17,21 +17,20 @@ from riffusion.inputs import (
     InputError,
     check_asset_id,
 )
+from riffusion.testing import web_app_request
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _data(**changes):
-    data = {
+    defaults = {
         "alpha": 0.5,
-        "num_inference_steps": 50,
-        "seed_image_id": "og_beat",
-        "mask_image_id": None,
-        "start": {"prompt": "a", "seed": 1, "denoising": 0.75, "guidance": 7},
-        "end": {"prompt": "b", "seed": 2, "denoising": 0.75, "guidance": 7},
+        "start.prompt": "a",
+        "start.seed": 1,
+        "end.prompt": "b",
+        "end.seed": 2,
     }
-    data.update(changes)
-    return data
+    return web_app_request(**{**defaults, **changes})
 
 
 def test_parses_the_web_apps_json_with_javascript_numbers():

@@ -25,22 +25,14 @@ from riffusion import PromptInput
 from riffusion.inputs import MAX_NUM_INFERENCE_STEPS, MAX_PROMPT_CHARS
 from riffusion.server import create_app
 from riffusion.server.media import image_bytes
+from riffusion.testing import web_app_request
 from tests.diffusion_fixtures import single_thread_riffuser, tiny_model_dir
 
 STEPS = 2
 
 
 def _body(**changes):
-    body = {
-        "alpha": 0.25,
-        "num_inference_steps": STEPS,
-        "seed_image_id": "og_beat",
-        "mask_image_id": None,
-        "start": {"prompt": "jazz piano", "seed": 5, "denoising": 0.75, "guidance": 7},
-        "end": {"prompt": "rock drums", "seed": 6, "denoising": 0.75, "guidance": 7},
-    }
-    body.update(changes)
-    return body
+    return web_app_request(**{"num_inference_steps": STEPS, **changes})
 
 
 LOCAL = "http://127.0.0.1:3013"  # the Host the server answers (not TestClient's "testserver")

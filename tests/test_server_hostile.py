@@ -29,8 +29,10 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from riffusion import ParameterError
+from riffusion.inputs import REQUEST_NUMBER_FIELDS
 from riffusion.server import create_app
 from riffusion.server.connections import RepeatFilter, serve_config
+from riffusion.testing import web_app_request
 from tests.diffusion_fixtures import single_thread_riffuser
 
 LOCAL = "http://127.0.0.1:3013"
@@ -38,21 +40,8 @@ ATTACKER = "https://attacker.example"
 
 
 def _body(**changes):
-    body = {
-        "alpha": 0.0,
-        "num_inference_steps": 1,
-        "seed_image_id": "og_beat",
-        "mask_image_id": None,
-        "start": {"prompt": "jazz", "seed": 1, "denoising": 0.75, "guidance": 7},
-        "end": {"prompt": "jazz", "seed": 2, "denoising": 0.75, "guidance": 7},
-    }
-    for key, value in changes.items():
-        target = body
-        *path, last = key.split(".")
-        for part in path:
-            target = target[part]
-        target[last] = value
-    return body
+    quick = {"alpha": 0.0, "num_inference_steps": 1, "start.prompt": "jazz", "end.prompt": "jazz"}
+    return web_app_request(**{**quick, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -161,19 +150,7 @@ def test_server_arguments_are_checked(riffuser):
 _OVERSIZED = [10**400, -1, 2**63, 1e300, -1e300]
 
 
-@pytest.mark.parametrize(
-    "field",
-    [
-        "alpha",
-        "num_inference_steps",
-        "start.seed",
-        "start.denoising",
-        "start.guidance",
-        "end.seed",
-        "end.denoising",
-        "end.guidance",
-    ],
-)
+@pytest.mark.parametrize("field", REQUEST_NUMBER_FIELDS)
 @pytest.mark.parametrize("route", ["/run_inference/", "/api/clip"])
 def test_every_numeric_field_refuses_oversized_values(client, route, field):
     for value in _OVERSIZED:
