@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from riffusion._checks import finite_float
+from riffusion.defaults import DEFAULT_MODEL
 from riffusion.errors import ModelLoadError, ParameterError, RiffusionError, install_hint
 from riffusion.riffuser import Recipe
 
@@ -96,7 +97,6 @@ _SHORT_KEYS = frozenset(
     }
 )
 _SHORT_KINDS = ("text_to_audio", "loop", "riffuse")
-_DEFAULT_MODEL = "riffusion/riffusion-model-v1"  # riffusion.diffusion.DEFAULT_MODEL
 
 
 # ------------------------------------------------------------------------------------ jobs
@@ -218,7 +218,7 @@ def _short_form_recipe(data: Mapping[str, Any], model: str | None) -> Recipe:
     )
     values: dict[str, Any] = {
         "kind": kind,
-        "model": str(data.get("model") or model or _DEFAULT_MODEL),
+        "model": str(data.get("model") or model or DEFAULT_MODEL),
         "scheduler": data.get("scheduler", "default"),
         "start": start,
     }
@@ -931,7 +931,7 @@ def render(
                 f"the recipes name {len(models)} models ({', '.join(sorted(models))}); "
                 "pass model= to render them all with one"
             )
-        model_name = models.pop() if models else _DEFAULT_MODEL
+        model_name = models.pop() if models else DEFAULT_MODEL
     storage = _Storage(output_dir, storage_options)
     storage.prepare()
     manifest = _Manifest(storage, flush_interval_s)

@@ -13,6 +13,7 @@ import html
 import io
 import json
 import os
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,20 +25,30 @@ from PIL import Image
 from riffusion._checks import check_integer, check_seed, describe, finite_float
 from riffusion._files import atomic_output
 from riffusion.audio import Audio
+from riffusion.defaults import (
+    DEFAULT_SEED_IMAGE,
+    MAX_CLIP_DURATION_S,
+    MAX_INFERENCE_STEPS,
+    RECIPE_URL_PREFIX,
+    SCHEDULER_NAMES,
+    WINDOW_WIDTH,
+)
 from riffusion.errors import ParameterError, RiffusionError
 from riffusion.image import save_image as write_image
 from riffusion.inputs import PromptInput, unicode_problem
 from riffusion.params import SpectrogramParams
-from riffusion.seeds import DEFAULT_SEED_IMAGE, check_image_id
+from riffusion.seeds import check_image_id
 from riffusion.spectrogram import check_decoder_name
 
 __all__ = ["Adapter", "Clip", "Progress", "ProgressCallback", "Recipe", "check_scheduler_config"]
 
-_WINDOW_PX = 512  # one model window: (512 − 1) · hop = 225,351 samples = 5.11 s at the defaults
-_WINDOW_S = SpectrogramParams().samples_for_width(_WINDOW_PX) / SpectrogramParams().sample_rate
-_MAX_STEPS = 1000  # the checkpoint's training timesteps: more steps than that cannot run
-_MAX_DURATION_S = 600.0
-_URL_PREFIX = "riffusion:1:"
+_WINDOW_S = SpectrogramParams().samples_for_width(WINDOW_WIDTH) / SpectrogramParams().sample_rate
+# A share string is at most a few kilobytes of JSON: more, once inflated, is not a recipe
+# (and a small deflate stream can inflate to gigabytes).
+_MAX_RECIPE_JSON_BYTES = 1 << 20
+# A diffusers scheduler class assigned to pipeline.scheduler directly, recorded by class name;
+# the class itself is looked up when the recipe is rendered (without loading diffusers here).
+_SCHEDULER_CLASS = re.compile(r"[A-Z][A-Za-z0-9]{0,63}Scheduler")
 
 
 def _library_version() -> str:
@@ -52,9 +63,9 @@ def _check_steps(num_inference_steps: Any) -> int:
 
 def _check_duration(duration_s: Any) -> float:
     number = finite_float(duration_s)
-    if number is None or not 0 < number <= _MAX_DURATION_S:
+    if number is None or not 0 < number <= MAX_CLIP_DURATION_S:
         raise ParameterError(
-            f"duration_s={duration_s!r} must be a number in (0, {_MAX_DURATION_S:g}] seconds"
+            f"duration_s={duration_s!r} must be a number in (0, {MAX_CLIP_DURATION_S:g}] seconds"
         )
     return number
 
@@ -133,18 +144,12 @@ def _plain_setting(value: Any) -> bool:
 
 
 def _check_scheduler_name(name: Any) -> None:
-    import diffusers
-
-    from riffusion.diffusion.schedulers import SCHEDULER_NAMES
-
-    if isinstance(name, str) and name in SCHEDULER_NAMES:
+    if isinstance(name, str) and (name in SCHEDULER_NAMES or _SCHEDULER_CLASS.fullmatch(name)):
         return
-    cls = getattr(diffusers, name, None) if isinstance(name, str) and name.isidentifier() else None
-    if not isinstance(cls, type) or not issubclass(cls, diffusers.SchedulerMixin):
-        raise ParameterError(
-            f"scheduler={name!r} must be one of {list(SCHEDULER_NAMES)} or a diffusers "
-            "scheduler class name"
-        )
+    raise ParameterError(
+        f"scheduler={name!r} must be one of {list(SCHEDULER_NAMES)} or a diffusers "
+        "scheduler class name"
+    )
 
 
 def _check_fingerprint(name: str, value: Any) -> None:
@@ -297,9 +302,10 @@ class Recipe:
         if alpha is None or not 0.0 <= alpha <= 1.0:
             raise ParameterError(f"alpha={self.alpha!r} must be a number in [0, 1]")
         check_integer("num_inference_steps", self.num_inference_steps)
-        if self.num_inference_steps > _MAX_STEPS:
+        if self.num_inference_steps > MAX_INFERENCE_STEPS:
             raise ParameterError(
-                f"num_inference_steps={self.num_inference_steps} must be at most {_MAX_STEPS}"
+                f"num_inference_steps={self.num_inference_steps} must be at most "
+                f"{MAX_INFERENCE_STEPS}"
             )
         for name in ("seed_image", "mask_image"):
             value = getattr(self, name)
@@ -379,6 +385,37 @@ class Recipe:
         except (KeyError, TypeError) as error:
             raise ParameterError(f"recipe is incomplete or malformed: {error}") from error
 
+    @classmethod
+    def parse(cls, recipe: Recipe | str | bytes | dict[str, Any]) -> Recipe:
+        """A recipe from any form it is shared in: the one reader every app uses.
+
+        Args:
+            recipe: a :class:`Recipe` (returned as is), a share string (``riffusion:1:...``,
+                see :meth:`to_url`), JSON text (:meth:`to_json`, as ``str`` or UTF-8 bytes) or
+                a dict (:meth:`to_dict`). Surrounding whitespace is ignored.
+
+        Raises:
+            ParameterError: naming the form that was expected, or what is wrong inside.
+        """
+        if isinstance(recipe, Recipe):
+            return recipe
+        if isinstance(recipe, dict):
+            return cls.from_dict(recipe)
+        if isinstance(recipe, bytes | bytearray):
+            try:
+                recipe = bytes(recipe).decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ParameterError(f"recipe bytes are not UTF-8 text: {error}") from None
+        if not isinstance(recipe, str):
+            raise ParameterError(
+                f"recipe must be a Recipe, a share string, JSON text or a dict, got "
+                f"{describe(recipe)}"
+            )
+        text = recipe.strip()
+        if text.startswith("riffusion:"):
+            return cls.from_url(text)
+        return cls.from_json(text)
+
     def to_json(self, *, indent: int | None = 2) -> str:
         """The recipe as JSON text.
 
@@ -407,7 +444,7 @@ class Recipe:
     def to_url(self) -> str:
         """A compact, URL-safe share string (``riffusion:1:`` + base64url of zlib'd JSON)."""
         packed = zlib.compress(self.to_json(indent=None).encode(), level=9)
-        return _URL_PREFIX + base64.urlsafe_b64encode(packed).decode().rstrip("=")
+        return RECIPE_URL_PREFIX + base64.urlsafe_b64encode(packed).decode().rstrip("=")
 
     @classmethod
     def from_url(cls, text: str) -> Recipe:
@@ -416,12 +453,27 @@ class Recipe:
         Args:
             text: a ``riffusion:1:`` string from :meth:`to_url`.
         """
-        if not isinstance(text, str) or not text.startswith(_URL_PREFIX):
+        if not isinstance(text, str) or not text.startswith("riffusion:"):
             raise ParameterError(f"{str(text)[:40]!r}... is not a riffusion recipe string")
-        body = text[len(_URL_PREFIX) :]
+        if not text.startswith(RECIPE_URL_PREFIX):
+            # The format's version is the share string's second field. Every version this
+            # library wrote stays readable; a larger one comes from a newer riffusion.
+            version = text.split(":", 2)[1]
+            raise ParameterError(
+                f"recipe format version {version[:12]!r} is not one this riffusion reads "
+                f"({RECIPE_URL_PREFIX[:-1]!r}); a newer riffusion may have made it"
+            )
+        body = text[len(RECIPE_URL_PREFIX) :]
         try:
             packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-            return cls.from_json(zlib.decompress(packed).decode())
+            inflater = zlib.decompressobj()
+            data = inflater.decompress(packed, _MAX_RECIPE_JSON_BYTES)
+            if inflater.unconsumed_tail:
+                raise ParameterError(
+                    f"recipe string inflates to more than {_MAX_RECIPE_JSON_BYTES} bytes; a "
+                    "recipe is a few hundred"
+                )
+            return cls.from_json(data.decode())
         except (ValueError, zlib.error) as error:
             if isinstance(error, RiffusionError):
                 raise

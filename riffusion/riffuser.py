@@ -30,7 +30,8 @@ from riffusion._checks import MAX_SEED, check_integer
 from riffusion._files import check_allowed_file, file_fingerprint
 from riffusion.audio import Audio
 from riffusion.convert import audio_to_image, image_to_audio
-from riffusion.diffusion import DEFAULT_MODEL, RiffusionPipeline
+from riffusion.defaults import DEFAULT_MODEL, WINDOW_WIDTH
+from riffusion.diffusion import RiffusionPipeline
 from riffusion.diffusion.masks import time_range_mask
 from riffusion.errors import ModelLoadError, ParameterError
 from riffusion.image import load_image
@@ -38,8 +39,6 @@ from riffusion.inputs import PromptInput
 from riffusion.limits import MAX_ADAPTER_BYTES
 from riffusion.params import SpectrogramParams
 from riffusion.recipe import (
-    _URL_PREFIX,
-    _WINDOW_PX,
     Adapter,
     Clip,
     Progress,
@@ -192,16 +191,6 @@ def _adapter_fingerprint(kind: str, path: str) -> str:
         return file_fingerprint(path)
     except OSError as error:
         raise ModelLoadError(f"cannot read the {kind} weights {path!r}: {error}") from error
-
-
-def _parse_recipe(recipe: Any) -> Recipe:
-    """A :class:`Recipe` from itself, its JSON or its URL string."""
-    if isinstance(recipe, str):
-        text = recipe.strip()
-        return Recipe.from_url(text) if text.startswith(_URL_PREFIX) else Recipe.from_json(text)
-    if not isinstance(recipe, Recipe):
-        raise ParameterError(f"recipe must be a Recipe or a string, got {type(recipe).__name__}")
-    return recipe
 
 
 def _model_id(model: Any) -> str:
@@ -556,7 +545,7 @@ class Riffuser:
             **kwargs: passed to :meth:`from_pretrained` (``device``, ``dtype``,
                 ``local_files_only`` …).
         """
-        recipe = _parse_recipe(recipe)
+        recipe = Recipe.parse(recipe)
         if recipe.params.stereo:
             raise ParameterError("Riffuser works with mono spectrogram params (stereo=False)")
         riffuser = cls.from_pretrained(recipe.model, **kwargs)
@@ -722,7 +711,7 @@ class Riffuser:
         return device if device.type == "cuda" else torch.device("cpu")
 
     def _seed_image(
-        self, seed_image: Any, *, width: int = _WINDOW_PX
+        self, seed_image: Any, *, width: int = WINDOW_WIDTH
     ) -> tuple[Image.Image | None, str | None]:
         """Resolve ``seed_image=`` to (RGB image ``width`` wide or None, recipe identity).
 
@@ -782,7 +771,7 @@ class Riffuser:
         mask_image: Image.Image | None,
         steps: int,
         periodic: bool = False,
-        width: int = _WINDOW_PX,
+        width: int = WINDOW_WIDTH,
     ) -> tuple[Image.Image, dict[str, Any]]:
         result = self.pipeline.riffuse(
             start,
@@ -979,7 +968,7 @@ class Riffuser:
         """
         _check_prompt(prompt, "riffuser.text_to_audio('funky bass', seed=42)")
         if duration_s is None:
-            duration_s = self.params.samples_for_width(_WINDOW_PX) / self.params.sample_rate
+            duration_s = self.params.samples_for_width(WINDOW_WIDTH) / self.params.sample_rate
         duration_s = _check_duration(duration_s)
         steps = _check_steps(num_inference_steps)
         seed = _random_seed() if seed is None else seed
@@ -1020,7 +1009,9 @@ class Riffuser:
             recipe.decode_method,
             what=f"a clip of duration_s={recipe.duration_s:g}",
         )
-        windows_needed = 1 + max(0, math.ceil((columns - _WINDOW_PX) / (_WINDOW_PX - _CONTEXT_PX)))
+        windows_needed = 1 + max(
+            0, math.ceil((columns - WINDOW_WIDTH) / (WINDOW_WIDTH - _CONTEXT_PX))
+        )
         _check_seed_walk(start.seed, windows_needed)
         self._expect_windows(windows_needed)
         image, info = self._generate(
@@ -1037,22 +1028,23 @@ class Riffuser:
         while joined.shape[1] < columns:
             # Continue: keep the last bar as context, regenerate the rest from the seed image.
             context = _to_image(joined[:, -_CONTEXT_PX:])
-            init = Image.new("RGB", (_WINDOW_PX, image.height))
+            init = Image.new("RGB", (WINDOW_WIDTH, image.height))
             init.paste(context, (0, 0))
             if seed_picture is not None:
                 init.paste(
-                    seed_picture.crop((_CONTEXT_PX, 0, _WINDOW_PX, image.height)), (_CONTEXT_PX, 0)
+                    seed_picture.crop((_CONTEXT_PX, 0, WINDOW_WIDTH, image.height)),
+                    (_CONTEXT_PX, 0),
                 )
                 window_start = dataclasses.replace(start, seed=start.seed + window)
             else:
                 # Without a seed image the new part starts from noise (full strength).
                 init.paste(
-                    Image.new("RGB", (_WINDOW_PX - _CONTEXT_PX, image.height), "white"),
+                    Image.new("RGB", (WINDOW_WIDTH - _CONTEXT_PX, image.height), "white"),
                     (_CONTEXT_PX, 0),
                 )
                 window_start = dataclasses.replace(start, seed=start.seed + window, denoising=1.0)
             mask = time_range_mask(
-                width=_WINDOW_PX, height=image.height, keep_start_px=0, keep_end_px=_CONTEXT_PX
+                width=WINDOW_WIDTH, height=image.height, keep_start_px=0, keep_end_px=_CONTEXT_PX
             )
             generated, info = self._generate(
                 window_start,
@@ -1153,7 +1145,7 @@ class Riffuser:
         )
         # The UNet halves the latent grid three times: keep widths a multiple of 64 pixels.
         padded_width = max(64, math.ceil(columns / 64) * 64)
-        window_width = min(_WINDOW_PX, padded_width)
+        window_width = min(WINDOW_WIDTH, padded_width)
         canvas = Image.new("RGB", (padded_width, source.height), "white")
         canvas.paste(source, (0, 0))
         if padded_width <= window_width:  # one window holds it all (short input)
@@ -1235,7 +1227,7 @@ class Riffuser:
             num_inference_steps=steps,
             seed_image=seed_identity,
             mask_image=mask_identity,
-            duration_s=self.params.samples_for_width(_WINDOW_PX) / self.params.sample_rate,
+            duration_s=self.params.samples_for_width(WINDOW_WIDTH) / self.params.sample_rate,
         )
         return self._riffuse(recipe, seed_picture, mask_picture)
 
@@ -1396,7 +1388,7 @@ class Riffuser:
     def _loop_width(self, bars: Any) -> int:
         """Columns of a loop ``bars`` bars long at SEED_BPM (``None``: one 512-column window)."""
         if bars is None:
-            return _WINDOW_PX
+            return WINDOW_WIDTH
         from riffusion.seeds import SEED_BPM
 
         check_integer("bars", bars, minimum=1)
@@ -1458,7 +1450,7 @@ class Riffuser:
             mask_image: likewise for a custom mask.
             audio: the input audio of an ``audio_to_audio`` recipe (checked by fingerprint).
         """
-        recipe = _parse_recipe(recipe)
+        recipe = Recipe.parse(recipe)
         if recipe.params != self.params:
             raise ParameterError(
                 f"recipe params {recipe.params} differ from this Riffuser's {self.params}"

@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 
 from riffusion.audio import Audio
+from riffusion.defaults import DEFAULT_SEED_IMAGE
 from riffusion.errors import ParameterError
 from riffusion.image import load_image, mel_to_image
 from riffusion.params import SpectrogramParams
@@ -70,7 +71,6 @@ __all__ = [
 SEED_BPM = 93.75
 """Tempo of every built-in seed image: two bars of 4/4 in 5.12 s."""
 
-DEFAULT_SEED_IMAGE = "straight_beat"
 """The built-in seed image used when none is named (the web app's ``og_beat`` maps to it)."""
 
 _SAMPLE_RATE = 44100

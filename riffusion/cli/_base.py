@@ -18,6 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from riffusion.commands._types import float_in, int_in, positive_int
+from riffusion.defaults import (
+    DEFAULT_MODEL,
+    DEFAULT_SEED_IMAGE,
+    MAX_CLIP_DURATION_S,
+    SCHEDULER_NAMES,
+)
 from riffusion.errors import ModelLoadError, ParameterError
 from riffusion.inputs import MAX_SEED
 
@@ -29,18 +35,11 @@ if TYPE_CHECKING:
 
 PROG = "riffusion"
 
-# Same value as riffusion.diffusion.DEFAULT_MODEL; spelled out because importing that module
-# loads diffusers, which would slow down every command (``--help`` included).
-DEFAULT_MODEL = "riffusion/riffusion-model-v1"
-
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 # PNG only: the 8-bit pixels *are* the spectrogram, so a lossy format (JPEG) would corrupt it.
 IMAGE_EXTENSIONS = (".png",)
 
 _MAX_SEED = MAX_SEED  # PromptInput's bound
-_MAX_DURATION_S = 600.0  # Riffuser.text_to_audio's bound
-_DEFAULT_SEED_IMAGE = "straight_beat"  # riffusion.seeds.DEFAULT_SEED_IMAGE
-_URL_PREFIX = "riffusion:1:"
 
 
 # ------------------------------------------------------------------------------- parsing
@@ -78,7 +77,7 @@ _unit_float = float_in(0.0, 1.0, "a number in [0, 1]")
 _non_negative_float = float_in(0.0, math.inf, "a finite number >= 0")
 _positive_float = float_in(0.0, math.inf, "a finite number > 0", open_low=True)
 _duration_float = float_in(
-    0.0, _MAX_DURATION_S, f"a duration in (0, {_MAX_DURATION_S:g}] seconds", open_low=True
+    0.0, MAX_CLIP_DURATION_S, f"a duration in (0, {MAX_CLIP_DURATION_S:g}] seconds", open_low=True
 )
 
 
@@ -198,10 +197,10 @@ def _add_generation(
     if seed_image:
         group.add_argument(
             "--seed-image",
-            default=_DEFAULT_SEED_IMAGE,
+            default=DEFAULT_SEED_IMAGE,
             metavar="NAME|FILE",
             help="built-in seed image (see 'riffusion seed-images'), an image or audio file, "
-            f"or 'none' for pure text-to-image (default: {_DEFAULT_SEED_IMAGE})",
+            f"or 'none' for pure text-to-image (default: {DEFAULT_SEED_IMAGE})",
         )
     if mask_image:
         group.add_argument(
@@ -368,7 +367,7 @@ def _seed_image(value: str | None) -> Any:
     if value is None or value.strip().lower() == "none":
         return None
     if value == "default":
-        return _DEFAULT_SEED_IMAGE
+        return DEFAULT_SEED_IMAGE
     try:
         return resolve_seed_id(value)
     except ParameterError as error:
@@ -412,8 +411,6 @@ def _seed(value: int | None) -> int:
 def _check_scheduler(name: str | None) -> None:
     if name is None:
         return
-    from riffusion.diffusion import SCHEDULER_NAMES
-
     if name not in SCHEDULER_NAMES:
         raise ParameterError(
             f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES)}"

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from riffusion._checks import finite_float
 from riffusion.cli._base import (
-    _URL_PREFIX,
     Commands,
     _add_crossfade,
     _add_generation,
@@ -38,6 +37,7 @@ from riffusion.cli._base import (
     _write_clips,
 )
 from riffusion.commands._types import int_at_least, positive_int
+from riffusion.defaults import RECIPE_URL_PREFIX
 from riffusion.errors import ParameterError
 
 if TYPE_CHECKING:
@@ -361,7 +361,7 @@ def _read_recipes(text: str) -> tuple[list[Recipe], float, int]:
     """Parse ``render``'s argument: a riffusion:1: URL, a Recipe JSON file or an envelope."""
     from riffusion.riffuser import Recipe
 
-    if text.startswith(_URL_PREFIX):
+    if text.startswith(RECIPE_URL_PREFIX):
         return [Recipe.from_url(text)], 0.0, 1
     path = Path(text)
     if not path.is_file():
@@ -414,7 +414,7 @@ def _render(args: argparse.Namespace, console: _Console) -> int:
         mask_image = _mask_image(args.mask_image)
     # A recipe names files: only those under folders the user chose are read.
     adapter_dirs = list(args.adapter_dir)
-    if not args.recipe.startswith(_URL_PREFIX):
+    if not args.recipe.startswith(RECIPE_URL_PREFIX):
         adapter_dirs.append(os.path.dirname(os.path.abspath(args.recipe)))
     riffuser = _load_riffuser(args, console, model=args.model or recipes[0].model)
     console.status(f"Rendering {len(recipes)} clip(s)…")

@@ -12,12 +12,12 @@ import secrets
 import sys
 from typing import Any
 
+from riffusion.defaults import DEFAULT_MODEL
 from riffusion.errors import RiffusionError, install_hint
 
 __all__ = ["add_parser", "run"]
 
 DEFAULT_PORT = 3013  # the original riffusion server's port, where the web app looks for it
-_DEFAULT_MODEL = "riffusion/riffusion-model-v1"  # = riffusion.diffusion.DEFAULT_MODEL
 
 
 def _port(text: str) -> int:
@@ -62,7 +62,7 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
         **kwargs,
     )
     parser.add_argument(
-        "--model", default=_DEFAULT_MODEL, metavar="ID|DIR", help="model id or diffusers folder"
+        "--model", default=DEFAULT_MODEL, metavar="ID|DIR", help="model id or diffusers folder"
     )
     parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda[:N]' or 'mps'")
     parser.add_argument(

@@ -7,10 +7,10 @@ import math
 from typing import Any
 
 from riffusion.commands._types import float_in, int_at_least, positive_int
+from riffusion.defaults import DEFAULT_MODEL
 
 __all__ = ["add_parser", "run"]
 
-DEFAULT_MODEL = "riffusion/riffusion-model-v1"  # riffusion.diffusion.DEFAULT_MODEL, not imported
 
 EXAMPLE = """Example:
   riffusion prepare-dataset my_music/ -o my_dataset/

@@ -24,6 +24,7 @@ import torch
 from diffusers import AutoencoderKL, SchedulerMixin, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from riffusion.defaults import DEFAULT_MODEL
 from riffusion.errors import ModelLoadError
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
 SINGLE_FILE_SUFFIXES = (".ckpt", ".safetensors", ".pt", ".pth")
 
 #: The checkpoint riffusion was trained as (a Stable Diffusion 1.5 fine-tune on spectrograms).
-DEFAULT_MODEL = "riffusion/riffusion-model-v1"
 #: The sub-folders a checkpoint must provide.
 COMPONENTS: tuple[str, ...] = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 

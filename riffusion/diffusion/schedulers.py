@@ -13,6 +13,7 @@ from typing import Any, cast
 import diffusers
 from diffusers import SchedulerMixin
 
+from riffusion.defaults import SCHEDULER_NAMES
 from riffusion.errors import ParameterError
 
 __all__ = ["SCHEDULER_NAMES", "build_scheduler", "describe_scheduler", "make_scheduler"]
@@ -30,8 +31,6 @@ _SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "pndm": ("PNDMScheduler", {}),
 }
 
-#: Every name accepted by :func:`make_scheduler` and ``RiffusionPipeline.set_scheduler``.
-SCHEDULER_NAMES: tuple[str, ...] = ("default", *_SCHEDULERS)
 
 
 def make_scheduler(name: str, config: Any) -> SchedulerMixin:
