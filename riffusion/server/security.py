@@ -34,6 +34,7 @@ from riffusion.errors import ParameterError
 __all__ = [
     "TOKEN_COOKIE",
     "AccessGuard",
+    "add_access_control",
     "check_api_key",
     "check_origin",
     "host_name",
@@ -125,6 +126,45 @@ def check_api_key(argument: str, key: Any) -> str | None:
             f"{'a ' + type(key).__name__ if not isinstance(key, str) else f'{len(key)} characters'}"
         )
     return key
+
+
+def add_access_control(
+    app: Any, *, cors_origins: Any = (), allowed_hosts: Any = (), api_key: str | None = None
+) -> None:
+    """Check the access settings, then add their middleware to a Starlette / FastAPI app.
+
+    Args:
+        app: the application (``add_middleware`` is called on it).
+        cors_origins: origins whose pages may call the app from a browser (``CORS``).
+        allowed_hosts: host names accepted besides loopback names and IP addresses.
+        api_key: when set, every request but static assets must carry it.
+
+    Raises:
+        ParameterError: a setting that is not a list of strings, an origin or a usable key.
+    """
+    origins = [
+        check_origin("cors_origins", origin) for origin in _strings("cors_origins", cors_origins)
+    ]
+    hosts = _strings("allowed_hosts", allowed_hosts)
+    check_api_key("api_key", api_key)
+    if origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Authorization"],
+        )
+    # Added last, so outermost: foreign hosts and origins are refused before anything else
+    # runs (CORS included).
+    app.add_middleware(AccessGuard, allowed_hosts=hosts, allowed_origins=origins, api_key=api_key)
+
+
+def _strings(argument: str, values: Any) -> list[str]:
+    if isinstance(values, str) or not all(isinstance(value, str) for value in values):
+        raise ParameterError(f"{argument}={values!r} must be a list of strings")
+    return list(values)
 
 
 class AccessGuard:

@@ -1,0 +1,75 @@
+"""How the server answers a failure: a JSON body ``{"error": message, "field": name}``.
+
+Routes raise :class:`HTTPError` for a status of their own (404, 408, 413, 499, 503), or let
+:class:`~riffusion.inputs.InputError` (400) and other library errors (400 for bad values, 500
+for anything else) reach the handlers :func:`add_error_handlers` installs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from riffusion.errors import RiffusionError
+from riffusion.inputs import InputError
+
+__all__ = ["CLIENT_CLOSED", "HTTPError", "add_error_handlers", "error_response"]
+
+logger = logging.getLogger("riffusion.server")
+
+CLIENT_CLOSED = 499
+"""nginx's "client closed request": nobody reads the answer, logs do."""
+
+
+class HTTPError(Exception):
+    """A failure answered with ``status`` and the JSON error body.
+
+    Args:
+        status: the HTTP status code.
+        message: the ``"error"`` of the body.
+        field: the ``"field"`` of the body: the request part at fault, or ``None``.
+        headers: extra response headers (``Retry-After``).
+    """
+
+    def __init__(
+        self, status: int, message: str, field: str | None = None, headers: dict | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field, self.headers = status, message, field, headers
+
+
+def error_response(
+    status: int, message: str, field: str | None = None, headers: dict | None = None
+) -> JSONResponse:
+    """The JSON error body ``{"error": message, "field": field}`` with ``status``."""
+    # A message may quote what the client sent, lone surrogates included: escape what UTF-8
+    # cannot encode, so that answering the error can not fail in turn.
+    body = {
+        "error": message.encode("utf-8", "backslashreplace").decode("utf-8"),
+        "field": None if field is None else field.encode("utf-8", "backslashreplace").decode(),
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _http_error(request: Request, error: HTTPError) -> JSONResponse:
+    return error_response(error.status, error.message, error.field, error.headers)
+
+
+async def _input_error(request: Request, error: InputError) -> JSONResponse:
+    return error_response(400, error.message, error.field)
+
+
+async def _riffusion_error(request: Request, error: RiffusionError) -> JSONResponse:
+    if isinstance(error, ValueError):
+        return error_response(400, str(error))
+    logger.exception("generation failed", exc_info=error)
+    return error_response(500, f"{type(error).__name__}: {error}")
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Answer :class:`HTTPError`, ``InputError`` and ``RiffusionError`` with JSON bodies."""
+    app.add_exception_handler(HTTPError, _http_error)
+    app.add_exception_handler(InputError, _input_error)
+    app.add_exception_handler(RiffusionError, _riffusion_error)
