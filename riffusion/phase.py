@@ -132,9 +132,38 @@ def gradient_phase(
     Returns:
         ``(batch, frames, bins)`` float32 phase in radians, referenced to the window centre.
     """
-    batch, frames, bins = magnitudes.shape
-    device = magnitudes.device
+    peak, d_freq, d_time = _log_magnitude_gradients(
+        magnitudes, bin_hz=bin_hz, hop_s=hop_s, periodic=periodic
+    )
     lam = _HANN_GAUSSIAN_RATIO * window_s**2
+    step_time, along_freq = _phase_increments(
+        d_freq, d_time, bin_hz=bin_hz, hop_s=hop_s, lam=lam, periodic=periodic
+    )
+    continues = _continuing_bins(magnitudes, peak, tolerance=tolerance, periodic=periodic)
+    anchor, offset, needs_anchor = _lobe_anchors(magnitudes, along_freq, continues)
+    current = _initial_phase(magnitudes, anchor, seed=seed, periodic=periodic)
+    return _integrate_phase(
+        magnitudes, current, step_time, continues, anchor, offset, needs_anchor, periodic=periodic
+    )
+
+
+def _log_magnitude_gradients(
+    magnitudes: torch.Tensor, *, bin_hz: float, hop_s: float, periodic: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The peak magnitude and the log-magnitude's derivatives along frequency and time.
+
+    Args:
+        magnitudes: ``(batch, frames, bins)`` non-negative float32 STFT magnitudes.
+        bin_hz: bin spacing in Hz. hop_s: frame hop in seconds.
+        periodic: the frames are one period of a loop (time differences taken circularly).
+
+    Returns:
+        ``peak``: ``(batch, 1, 1)`` float32, each item's largest magnitude (at least 1e-30);
+        ``d_freq``: ``(batch, frames, bins)`` float32 ``∂s/∂f`` in 1/Hz (central differences,
+        0 at the first and last bin); ``d_time``: ``(batch, frames, bins)`` float32 ``∂s/∂t``
+        in 1/s, where ``s`` is the natural log of the magnitudes floored at ``1e-10 · peak``.
+    """
+    _, frames, _ = magnitudes.shape
     peak = magnitudes.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-30)
     log_mag = torch.log(torch.maximum(magnitudes, peak * 1e-10))
     d_freq = torch.zeros_like(log_mag)
@@ -149,7 +178,35 @@ def gradient_phase(
         d_time[:, 1:-1] = (log_mag[:, 2:] - log_mag[:, :-2]) / (2 * hop_s)
         if frames > 1:
             d_time[:, -1] = (log_mag[:, -1] - log_mag[:, -2]) / hop_s
-    freqs = torch.arange(bins, device=device, dtype=torch.float32) * bin_hz
+    return peak, d_freq, d_time
+
+
+def _phase_increments(
+    d_freq: torch.Tensor,
+    d_time: torch.Tensor,
+    *,
+    bin_hz: float,
+    hop_s: float,
+    lam: float,
+    periodic: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The phase steps along time and the phase integral along frequency (PGHI relations).
+
+    Args:
+        d_freq: ``(batch, frames, bins)`` float32 ``∂s/∂f`` of the log-magnitude, in 1/Hz.
+        d_time: ``(batch, frames, bins)`` float32 ``∂s/∂t`` of the log-magnitude, in 1/s.
+        bin_hz: bin spacing in Hz. hop_s: frame hop in seconds.
+        lam: the Gaussian window's ``λ`` in s² (``0.25645 · window_s²``).
+        periodic: the frames are one period of a loop (frame 0 steps on from the last frame).
+
+    Returns:
+        ``step_time``: ``(batch, frames, bins)`` float32 phase advance in radians from the
+        previous frame to frame ``t`` (trapezoidal; 0 at the first frame of a one-shot clip);
+        ``along_freq``: ``(batch, frames, bins)`` float32 phase in radians integrated along
+        frequency from bin 0 (trapezoidal; 0 at bin 0).
+    """
+    bins = d_freq.shape[-1]
+    freqs = torch.arange(bins, device=d_freq.device, dtype=torch.float32) * bin_hz
     omega = d_freq / lam + 2 * math.pi * freqs  # rad/s
     if periodic:
         step_time = 0.5 * hop_s * (omega + omega.roll(1, dims=1))
@@ -159,7 +216,27 @@ def gradient_phase(
     psi = -lam * d_time  # rad/Hz
     along_freq = torch.zeros_like(psi)
     along_freq[..., 1:] = torch.cumsum(0.5 * bin_hz * (psi[..., 1:] + psi[..., :-1]), dim=-1)
+    return step_time, along_freq
 
+
+def _continuing_bins(
+    magnitudes: torch.Tensor, peak: torch.Tensor, *, tolerance: float, periodic: bool
+) -> torch.Tensor:
+    """Which bins continue their phase track from the previous frame.
+
+    A bin continues where it is louder than ``tolerance · peak`` and the previous frame was at
+    least half as loud (a sustained or decaying partial); never in the first frame of a
+    one-shot clip, which has no past.
+
+    Args:
+        magnitudes: ``(batch, frames, bins)`` non-negative float32 magnitudes.
+        peak: ``(batch, 1, 1)`` float32 largest magnitude of each item.
+        tolerance: share of ``peak`` below which a bin never continues.
+        periodic: the frames are one period of a loop (frame 0 follows the last frame).
+
+    Returns:
+        ``(batch, frames, bins)`` bool.
+    """
     loud = magnitudes > tolerance * peak
     if periodic:
         previous = magnitudes.roll(1, dims=1)
@@ -169,29 +246,101 @@ def gradient_phase(
     continues = loud & (previous >= 0.5 * magnitudes)
     if not periodic:
         continues[:, 0] = False  # the first frame of a one-shot clip has no past
-    # Bins that do not continue (onsets, quiet bins) take the phase of the peak of their own
-    # spectral lobe plus the frequency integral from it; a peak that is itself an onset goes on
-    # from its own previous phase. Chaining every onset bin of a frame from one anchor (the
-    # nearest continuing bin, or the frame's loudest) lined all partials of an onset up into
-    # one phase slope: a click at the first sample, and on an acid bass line and a rock ballad
-    # loudness 2.2 and 1.6 LU under the reference's at equal peak (issue 9).
+    return continues
+
+
+def _lobe_anchors(
+    magnitudes: torch.Tensor, along_freq: torch.Tensor, continues: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, list[bool]]:
+    """The anchor (lobe peak) of every bin, its phase offset from it, and the frames that need
+    anchors.
+
+    Bins that do not continue (onsets, quiet bins) take the phase of the peak of their own
+    spectral lobe plus the frequency integral from it; a peak that is itself an onset goes on
+    from its own previous phase. Chaining every onset bin of a frame from one anchor (the
+    nearest continuing bin, or the frame's loudest) lined all partials of an onset up into one
+    phase slope: a click at the first sample, and on an acid bass line and a rock ballad
+    loudness 2.2 and 1.6 LU under the reference's at equal peak (issue 9).
+
+    Args:
+        magnitudes: ``(batch, frames, bins)`` non-negative float32 magnitudes.
+        along_freq: ``(batch, frames, bins)`` float32 phase in radians integrated along
+            frequency (:func:`_phase_increments`).
+        continues: ``(batch, frames, bins)`` bool, the bins that continue their phase track.
+
+    Returns:
+        ``anchor``: ``(batch, frames, bins)`` int64 index of each bin's lobe peak;
+        ``offset``: ``(batch, frames, bins)`` float32 phase in radians of each bin relative to
+        its anchor; ``needs_anchor``: per frame, whether any item has a bin that does not
+        continue.
+    """
+    batch, frames, bins = magnitudes.shape
     anchor = _lobe_peaks(magnitudes.reshape(batch * frames, bins)).reshape(batch, frames, bins)
     # Seeded bins take their anchor's phase plus the frequency integral from the anchor.
     offset = along_freq - along_freq.gather(-1, anchor)
     needs_anchor = (~continues).any(dim=-1).any(dim=0).tolist()
+    return anchor, offset, needs_anchor
 
-    # The same draws for every item (a one-shot clip's signs then follow each item's own
-    # first frame), so a batch decodes like its items.
+
+def _initial_phase(
+    magnitudes: torch.Tensor, anchor: torch.Tensor, *, seed: int, periodic: bool
+) -> torch.Tensor:
+    """The integration constants: the phase each bin's track starts from.
+
+    The same draws for every item (a one-shot clip's signs then follow each item's own first
+    frame), so a batch decodes like its items: ``bins`` uniform draws from a CPU generator
+    seeded with ``seed``.
+
+    Args:
+        magnitudes: ``(batch, frames, bins)`` non-negative float32 magnitudes.
+        anchor: ``(batch, frames, bins)`` int64 lobe peak of each bin (:func:`_lobe_anchors`).
+        seed: seed of the draws.
+        periodic: a loop (uniform phases in ``[0, 2π)``) or a one-shot clip (0 or π per lobe
+            of the first frame, whose spectrum is real: :func:`_centred_signs`).
+
+    Returns:
+        ``(batch, bins)`` float32 phase in radians on ``magnitudes``' device (a loop's is an
+        expanded view of one row).
+    """
+    batch, _, bins = magnitudes.shape
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    uniform = torch.rand(bins, generator=generator).to(device)
+    uniform = torch.rand(bins, generator=generator).to(magnitudes.device)
     if periodic:
-        current = (uniform * (2 * math.pi)).expand(batch, bins)
-    else:
-        # The first frame's spectrum is real (see above): each lobe starts at phase 0 or π.
-        signs = _centred_signs(
-            magnitudes[:, 0], anchor[:, 0], torch.where(uniform < 0.5, 1.0, -1.0)
-        )
-        current = torch.where(signs > 0, 0.0, math.pi)
+        return (uniform * (2 * math.pi)).expand(batch, bins)
+    # The first frame's spectrum is real (see gradient_phase): each lobe starts at phase 0 or π.
+    signs = _centred_signs(magnitudes[:, 0], anchor[:, 0], torch.where(uniform < 0.5, 1.0, -1.0))
+    return torch.where(signs > 0, 0.0, math.pi)
+
+
+def _integrate_phase(
+    magnitudes: torch.Tensor,
+    current: torch.Tensor,
+    step_time: torch.Tensor,
+    continues: torch.Tensor,
+    anchor: torch.Tensor,
+    offset: torch.Tensor,
+    needs_anchor: list[bool],
+    *,
+    periodic: bool,
+) -> torch.Tensor:
+    """Integrate the phase frame by frame: continuing bins step on along time, the others
+    take their anchor's phase plus their offset from it.
+
+    Args:
+        magnitudes: ``(batch, frames, bins)`` magnitudes (only their shape, dtype and device
+            are used: those of the result).
+        current: ``(batch, bins)`` float32 starting phase in radians (:func:`_initial_phase`).
+        step_time: ``(batch, frames, bins)`` float32 phase advance in radians per frame.
+        continues: ``(batch, frames, bins)`` bool, the bins that continue their track.
+        anchor: ``(batch, frames, bins)`` int64 lobe peak of each bin.
+        offset: ``(batch, frames, bins)`` float32 phase in radians relative to the anchor.
+        needs_anchor: per frame, whether any bin does not continue.
+        periodic: go round the loop twice, the second pass from the first pass's last frame.
+
+    Returns:
+        ``(batch, frames, bins)`` phase in radians, referenced to the window centre.
+    """
+    frames = magnitudes.shape[1]
     phase = torch.empty_like(magnitudes)
     # A loop goes round twice: the second pass starts where the first ended, so the first
     # frame continues from the last one as every other frame continues from its predecessor.
@@ -603,6 +752,43 @@ def griffin_lim(
         torch.Size([7936])
     """
     win_length = n_fft if win_length is None else win_length
+    _check_griffin_lim_settings(n_fft, hop_length, win_length, num_iterations, momentum, init)
+    length = _check_griffin_lim_magnitudes(
+        magnitudes, n_fft=n_fft, hop_length=hop_length, length=length, periodic=periodic
+    )
+    bins = n_fft // 2 + 1
+    frames = magnitudes.shape[-1]
+    leading = magnitudes.shape[:-2]
+    target = magnitudes.reshape(-1, bins, frames).transpose(-1, -2).to(torch.float32)
+    grid = _FrameGrid(n_fft, win_length, hop_length, bins, target.device)
+    spectrum = _griffin_lim_start(
+        target, n_fft, hop_length, win_length, init=init, seed=seed, periodic=periodic
+    )
+    spectrum = grid.griffin_lim(
+        target, spectrum, num_iterations, momentum, length=length, periodic=periodic
+    )
+    waveform = grid.synthesize(spectrum, length=length, periodic=periodic)
+    return waveform.reshape(*leading, length)
+
+
+def _check_griffin_lim_settings(
+    n_fft: int,
+    hop_length: int,
+    win_length: int,
+    num_iterations: int,
+    momentum: float,
+    init: str,
+) -> None:
+    """Refuse :func:`griffin_lim` settings out of range (``win_length`` already defaulted).
+
+    Args:
+        n_fft: DFT size in samples. hop_length: samples between frames.
+        win_length: Hann window length in samples. num_iterations: Griffin-Lim iterations.
+        momentum: fast Griffin-Lim momentum. init: ``"gradient"`` or ``"random"``.
+
+    Raises:
+        ParameterError: naming the first bad setting, in the order of the arguments above.
+    """
     for name, value in (("n_fft", n_fft), ("hop_length", hop_length), ("win_length", win_length)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ParameterError(f"{name}={value!r} must be a positive integer")
@@ -618,6 +804,27 @@ def griffin_lim(
         raise ParameterError(f"momentum={momentum!r} must be a number in [0, 1)")
     if init not in ("gradient", "random"):
         raise ParameterError(f"init={init!r} must be 'gradient' or 'random'")
+
+
+def _check_griffin_lim_magnitudes(
+    magnitudes: torch.Tensor, *, n_fft: int, hop_length: int, length: int | None, periodic: bool
+) -> int:
+    """Refuse :func:`griffin_lim` magnitudes or an output length that do not fit; the length.
+
+    Args:
+        magnitudes: ``(..., n_fft // 2 + 1, frames)`` finite non-negative linear magnitudes.
+        n_fft: DFT size in samples. hop_length: samples between frames.
+        length: samples of the output, or ``None`` for the default.
+        periodic: the magnitudes are one period of a loop (the default length is then
+            ``frames · hop_length`` rather than ``(frames − 1) · hop_length``).
+
+    Returns:
+        the output length in samples, an int >= ``max(1, (frames − 1) · hop_length)``.
+
+    Raises:
+        ParameterError: not a tensor of that shape, non-finite or negative values, or a bad
+            ``length``.
+    """
     if not isinstance(magnitudes, torch.Tensor) or magnitudes.dim() < 2:
         raise ParameterError("magnitudes must be a tensor of shape (..., n_fft // 2 + 1, frames)")
     bins = n_fft // 2 + 1
@@ -637,10 +844,37 @@ def griffin_lim(
             f"length={length} must be at least (frames - 1) * hop_length ="
             f" {(frames - 1) * hop_length} for {frames} frames"
         )
-    leading = magnitudes.shape[:-2]
-    target = magnitudes.reshape(-1, bins, frames).transpose(-1, -2).to(torch.float32)
-    grid = _FrameGrid(n_fft, win_length, hop_length, bins, target.device)
+    return length
+
+
+def _griffin_lim_start(
+    target: torch.Tensor,
+    n_fft: int,
+    hop_length: int,
+    win_length: int,
+    *,
+    init: str,
+    seed: int,
+    periodic: bool,
+) -> torch.Tensor:
+    """The initial complex spectrum of :func:`griffin_lim`: ``target`` with a starting phase.
+
+    Args:
+        target: ``(batch, frames, n_fft // 2 + 1)`` non-negative float32 linear magnitudes.
+        n_fft: DFT size in samples. hop_length: samples between frames.
+        win_length: Hann window length in samples.
+        init: ``"gradient"`` (:func:`gradient_phase`, with the time unit one sample, shifted
+            from the window centre to the window start) or ``"random"`` (uniform in
+            ``[0, 2π)`` from a CPU generator seeded with ``seed``).
+        seed: seed of the initial phase.
+        periodic: the frames are one period of a loop.
+
+    Returns:
+        ``(batch, frames, n_fft // 2 + 1)`` complex64 spectrum on ``target``'s device, whose
+        phase is referenced to the window start.
+    """
     if init == "gradient":
+        bins = target.shape[-1]
         phase = gradient_phase(
             target,
             bin_hz=1.0 / n_fft,
@@ -655,12 +889,7 @@ def griffin_lim(
     else:
         generator = torch.Generator().manual_seed(seed)
         phase = (torch.rand(target.shape, generator=generator) * 2 * math.pi).to(target.device)
-    spectrum = torch.polar(target, phase)
-    spectrum = grid.griffin_lim(
-        target, spectrum, num_iterations, momentum, length=length, periodic=periodic
-    )
-    waveform = grid.synthesize(spectrum, length=length, periodic=periodic)
-    return waveform.reshape(*leading, length)
+    return torch.polar(target, phase)
 
 
 # --------------------------------------------------------------------------------- decoders

@@ -31,6 +31,7 @@ from riffusion.phase import (
     FAST_DEFAULT_ITERATIONS,
     FINE_SHARE,
     MOMENTUM,
+    Decoder,
     DecoderName,
     _InverseOperators,
     _single_intra_op_thread,
@@ -493,6 +494,44 @@ class SpectrogramConverter:
             frames; ``frames · hop_length`` with ``periodic=True``), at the scale of the
             waveform the magnitudes came from.
         """
+        decoder, iterations, length = self._check_inverse_arguments(
+            mel, method, num_iterations, seed, periodic
+        )
+        mel = mel.to(self.device, torch.float32)
+        if not isinstance(decoder, _BuiltInDecoder):
+            return self._registered_mel_to_waveform(
+                decoder, mel, method, num_iterations, seed, periodic, length
+            )
+        if method == "reference":
+            return _fit_samples(self._reference_mel_to_waveform(mel, iterations, seed), length)
+        return self._fast_decode(mel, iterations, seed, periodic, length)
+
+    def _check_inverse_arguments(
+        self,
+        mel: torch.Tensor,
+        method: InverseMethod,
+        num_iterations: int | None,
+        seed: int,
+        periodic: bool,
+    ) -> tuple[Decoder, int, int]:
+        """Check :meth:`mel_to_waveform`'s arguments; the decoder, iterations and output length.
+
+        Args:
+            mel: ``(..., n_mels, frames)`` magnitudes (checked: finite, non-negative).
+            method: a registered decoder name.
+            num_iterations: a positive int, or ``None`` for the method's default.
+            seed: an int. periodic: a bool (``True`` only for a decoder with a circular mode).
+
+        Returns:
+            the decoder registered as ``method``; the Griffin-Lim iterations of a built-in
+            decoder (``num_iterations``, or 32 for ``"reference"`` and 48 otherwise); the
+            output length in samples per channel, ``params.samples_for_width(frames,
+            periodic=periodic)``, at least 1.
+
+        Raises:
+            ParameterError: a bad argument, a mel too short for the method, or one too large
+                to decode (:func:`check_decode_size`).
+        """
         _check_mel(mel, self.params)
         decoder = get_decoder(method)  # the one place decoder names are checked
         if num_iterations is not None and (
@@ -530,28 +569,66 @@ class SpectrogramConverter:
                 "mel with 1 frame decodes to no samples ((frames − 1) · hop_length); use at "
                 "least 2 frames, or periodic=True"
             )
-        mel = mel.to(self.device, torch.float32)
-        if not isinstance(decoder, _BuiltInDecoder):
-            waveform = decoder.decode(
-                mel,
-                self.params,
-                seed=seed,
-                periodic=periodic,
-                num_iterations=num_iterations,
-                device=self.device,
+        return decoder, iterations, length
+
+    def _registered_mel_to_waveform(
+        self,
+        decoder: Decoder,
+        mel: torch.Tensor,
+        method: InverseMethod,
+        num_iterations: int | None,
+        seed: int,
+        periodic: bool,
+        length: int,
+    ) -> torch.Tensor:
+        """Decode with a decoder added by :func:`~riffusion.phase.register_decoder`.
+
+        Args:
+            decoder: the registered decoder. method: its name (for the message).
+            mel: ``(..., n_mels, frames)`` float32 magnitudes on ``self.device``.
+            num_iterations: passed on as given (``None``: the decoder's default).
+            seed: seed of anything random. periodic: make one period of a loop.
+            length: the output samples per channel the decoder must return.
+
+        Returns:
+            ``(..., length)`` float32 waveform on ``self.device``.
+
+        Raises:
+            ParameterError: the decoder returned something else than a tensor of that shape.
+        """
+        waveform = decoder.decode(
+            mel,
+            self.params,
+            seed=seed,
+            periodic=periodic,
+            num_iterations=num_iterations,
+            device=self.device,
+        )
+        if not isinstance(waveform, torch.Tensor) or waveform.shape != (
+            *mel.shape[:-2],
+            length,
+        ):
+            shape = tuple(waveform.shape) if isinstance(waveform, torch.Tensor) else waveform
+            raise ParameterError(
+                f"decoder {method!r} returned {shape!r}; expected a tensor of shape "
+                f"{(*mel.shape[:-2], length)}"
             )
-            if not isinstance(waveform, torch.Tensor) or waveform.shape != (
-                *mel.shape[:-2],
-                length,
-            ):
-                shape = tuple(waveform.shape) if isinstance(waveform, torch.Tensor) else waveform
-                raise ParameterError(
-                    f"decoder {method!r} returned {shape!r}; expected a tensor of shape "
-                    f"{(*mel.shape[:-2], length)}"
-                )
-            return waveform.to(self.device, torch.float32)
-        if method == "reference":
-            return _fit_samples(self._reference_mel_to_waveform(mel, iterations, seed), length)
+        return waveform.to(self.device, torch.float32)
+
+    def _fast_decode(
+        self, mel: torch.Tensor, iterations: int, seed: int, periodic: bool, length: int
+    ) -> torch.Tensor:
+        """The ``"fast"`` decoder over any leading dimensions (:meth:`_fast_mel_to_waveform`).
+
+        Args:
+            mel: ``(..., n_mels, frames)`` float32 magnitudes on ``self.device``.
+            iterations: Griffin-Lim iterations. seed: seed of the phase's integration
+                constants. periodic: make one period of a loop.
+            length: output samples per channel (the waveform is cut or zero-padded to it).
+
+        Returns:
+            ``(..., length)`` float32 waveform on ``self.device``.
+        """
         leading = mel.shape[:-2]
         flat = mel.reshape(-1, *mel.shape[-2:])
         if self.device.type == "cpu":
