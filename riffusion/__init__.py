@@ -4,9 +4,11 @@ Layers, bottom to top (``docs/layers.md``; ``tests/test_layers.py`` checks every
 :mod:`riffusion.errors` → :mod:`riffusion.params` → :mod:`riffusion.spectrogram` (STFT/mel) →
 :mod:`riffusion.image` (8-bit encoding) → :mod:`riffusion.audio` (I/O) and
 :mod:`riffusion.convert` → :mod:`riffusion.inputs` (value types), :mod:`riffusion.seeds`,
-:mod:`riffusion.prompts` → :mod:`riffusion.diffusion` (img2img pipeline, latent interpolation) →
+:mod:`riffusion.prompts`, :mod:`riffusion.progress` → :mod:`riffusion.models` (the image-model
+protocol) and :mod:`riffusion.diffusion` (its Stable Diffusion 1.x pipeline) →
 :mod:`riffusion.joins`, :mod:`riffusion.tempo`, :mod:`riffusion.schedule` →
-:mod:`riffusion.recipe`, :class:`riffusion.Riffuser` → apps (CLI, server, batch).
+:mod:`riffusion.recipe`, :mod:`riffusion.adapters` → :mod:`riffusion.compose` (the music
+algorithms) → :class:`riffusion.Riffuser` → apps (CLI, server, batch).
 
 Every top-level name loads on first use (PEP 562), so ``import riffusion`` itself imports
 neither torch nor diffusers: ``riffusion --help`` and ``import riffusion.inputs`` stay quick,
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from riffusion.inputs import PromptInput
     from riffusion.joins import periodic_image_to_audio, stitch
     from riffusion.params import ExifTag, SpectrogramParams
+    from riffusion.progress import Progress
     from riffusion.prompts import random_prompt
     from riffusion.recipe import Adapter, Clip, Recipe
     from riffusion.riffuser import Riffuser
@@ -53,6 +56,7 @@ _LAZY = {
     "ExifTag": "riffusion.params",
     "SpectrogramParams": "riffusion.params",
     "random_prompt": "riffusion.prompts",
+    "Progress": "riffusion.progress",
     "SeedImage": "riffusion.seeds",
     "mask_images": "riffusion.seeds",
     "seed_images": "riffusion.seeds",
@@ -100,6 +104,7 @@ __all__ = [
     "ImageFormatError",
     "ModelLoadError",
     "ParameterError",
+    "Progress",
     "PromptInput",
     "Recipe",
     "Riffuser",

@@ -13,6 +13,7 @@ __all__ = [
     "check_integer",
     "check_number",
     "check_seed",
+    "check_seed_walk",
     "describe",
     "finite_float",
     "mps_available",
@@ -125,6 +126,16 @@ def check_seed(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
         raise ParameterError(f"{name}={describe(value)} must be an integer in [0, 2**63)")
     return value
+
+
+def check_seed_walk(seed: int, windows: int) -> None:
+    """Refuse, before generating, a clip whose window seeds ``seed + k`` (``k < windows``)
+    walk past 2**63 − 1 (it would fail after the first window, its work thrown away)."""
+    if seed + windows - 1 > MAX_SEED:
+        raise ParameterError(
+            f"seed={seed} walks to seed + {windows - 1} over the {windows} windows of this "
+            f"clip, past 2**63 - 1; use a seed of at most {MAX_SEED - windows + 1}"
+        )
 
 
 def check_device(name: str, value: Any) -> Any:

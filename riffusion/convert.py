@@ -22,9 +22,9 @@ from riffusion.errors import ImageFormatError, ParameterError
 from riffusion.image import image_to_mel, load_image, mel_to_image, params_from_image
 from riffusion.limits import MAX_AUDIO_SAMPLES
 from riffusion.params import SpectrogramParams
+from riffusion.phase import DecoderName
 from riffusion.spectrogram import (
     INT16_SCALE,
-    InverseMethod,
     SpectrogramConverter,
     check_decode_size,
 )
@@ -116,7 +116,7 @@ def image_to_audio(
     image: Image.Image | str | os.PathLike[str],
     params: SpectrogramParams | None = None,
     *,
-    method: InverseMethod = "fast",
+    method: DecoderName = "fast",
     num_iterations: int | None = None,
     seed: int = 0,
     normalize: bool = True,

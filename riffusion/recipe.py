@@ -1,8 +1,8 @@
-"""What a run made and how to make it again: :class:`Recipe`, :class:`Clip`, :class:`Progress`.
+"""What a run made and how to make it again: :class:`Recipe` and :class:`Clip`.
 
 Value types of the front door, kept apart from :class:`~riffusion.Riffuser` so that reading,
 validating and sharing recipes (``riffusion render``, batch jobs, the server) does not need the
-generation code. Re-exported from :mod:`riffusion.riffuser` and the top level.
+generation code. Exported at the top level.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import os
 import re
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,10 +36,11 @@ from riffusion.errors import ParameterError, RiffusionError
 from riffusion.image import save_image as write_image
 from riffusion.inputs import PromptInput, unicode_problem
 from riffusion.params import SpectrogramParams
+from riffusion.phase import get_decoder
 from riffusion.seeds import check_image_id
 from riffusion.spectrogram import check_decoder_name
 
-__all__ = ["Adapter", "Clip", "Progress", "ProgressCallback", "Recipe", "check_scheduler_config"]
+__all__ = ["Adapter", "Clip", "Recipe", "check_scheduler_config"]
 
 _WINDOW_S = SpectrogramParams().samples_for_width(WINDOW_WIDTH) / SpectrogramParams().sample_rate
 # A share string is at most a few kilobytes of JSON: more, once inflated, is not a recipe
@@ -323,8 +323,12 @@ class Recipe:
                 raise ParameterError(f"input_audio is only for audio_to_audio, not {self.kind!r}")
             _check_fingerprint("input_audio", self.input_audio)
         check_decoder_name("decode_method", self.decode_method)
-        if self.kind == "loop" and self.decode_method != "fast":
-            raise ParameterError("decode_method must be 'fast' for a loop (periodic decoding)")
+        if self.kind == "loop" and not get_decoder(self.decode_method).supports_periodic:
+            # A loop is decoded with circular framing: the decoder is asked, not assumed.
+            raise ParameterError(
+                f"decode_method={self.decode_method!r} cannot decode a loop: a loop needs a "
+                "decoder that supports periodic decoding (such as 'fast')"
+            )
         check_seed("decode_seed", self.decode_seed)
         if not isinstance(self.params, SpectrogramParams):
             raise ParameterError(f"params={self.params!r} must be SpectrogramParams")
@@ -571,24 +575,3 @@ class Clip:
     def __repr__(self) -> str:
         facts = ", ".join(f"{label}={text}" for label, text in self._summary().items())
         return f"Clip({facts})"
-
-
-# --------------------------------------------------------------------------------- progress
-@dataclass(frozen=True)
-class Progress:
-    """Where a running clip is: window ``window`` of ``num_windows``, step ``step`` of
-    ``num_steps`` (both counted from 1; ``num_steps`` is the steps this window actually runs).
-    """
-
-    window: int
-    num_windows: int
-    step: int
-    num_steps: int
-
-    def __str__(self) -> str:
-        return f"window {self.window}/{self.num_windows}, step {self.step}/{self.num_steps}"
-
-
-ProgressCallback = Callable[[Progress], "bool | None"]
-"""Called after every denoising step; return ``True`` (or raise
-:class:`~riffusion.errors.GenerationCancelled`) to cancel the clip before its next step."""

@@ -48,7 +48,6 @@ __all__ = [
     "FAST_DEFAULT_ITERATIONS",
     "INT16_SCALE",
     "ForwardMethod",
-    "InverseMethod",
     "SpectrogramConverter",
     "band_limit",
     "check_decode_size",
@@ -66,11 +65,6 @@ INT16_SCALE = 32768.0
 ForwardMethod = Literal["fast", "reference"]
 """Forward (waveform → mel) methods: ``"fast"`` (default) or ``"reference"`` (Riffusion's
 torchaudio path). A closed set, unlike the decoders."""
-
-InverseMethod = DecoderName
-"""Decoder names (mel → waveform): ``"fast"``, ``"reference"`` or any name registered with
-:func:`riffusion.phase.register_decoder`. Kept under this name for compatibility; new code
-writes :data:`riffusion.phase.DecoderName`."""
 
 _FRAME_BLOCK = 128
 """STFT frames the fast forward transform processes at a time."""
@@ -450,7 +444,7 @@ class SpectrogramConverter:
         self,
         mel: torch.Tensor,
         *,
-        method: InverseMethod = "fast",
+        method: DecoderName = "fast",
         num_iterations: int | None = None,
         seed: int = 0,
         periodic: bool = False,
@@ -509,7 +503,7 @@ class SpectrogramConverter:
     def _check_inverse_arguments(
         self,
         mel: torch.Tensor,
-        method: InverseMethod,
+        method: DecoderName,
         num_iterations: int | None,
         seed: int,
         periodic: bool,
@@ -575,7 +569,7 @@ class SpectrogramConverter:
         self,
         decoder: Decoder,
         mel: torch.Tensor,
-        method: InverseMethod,
+        method: DecoderName,
         num_iterations: int | None,
         seed: int,
         periodic: bool,

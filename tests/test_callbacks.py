@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from riffusion import GenerationCancelled, PromptInput, RiffusionError
-from riffusion.riffuser import Progress
+from riffusion.progress import Progress
 from riffusion.seeds import load_seed_image
 from tests.diffusion_fixtures import single_thread_riffuser
 

@@ -638,7 +638,7 @@ def test_progress_is_labelled_by_clip_and_window(capsys):
     import contextlib
 
     from riffusion.cli._base import _Console
-    from riffusion.recipe import Progress
+    from riffusion.progress import Progress
 
     class FakeRiffuser:
         callback = None

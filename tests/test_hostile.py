@@ -266,12 +266,12 @@ def test_files_named_by_someone_else_are_read_only_in_allowed_folders(tmp_path):
 
 
 def test_a_recipes_adapter_outside_the_allowed_folders_is_never_opened(tmp_path, monkeypatch):
-    from riffusion import riffuser as riffuser_module
+    from riffusion import adapters
 
     opened = []
-    monkeypatch.setattr(riffuser_module, "file_fingerprint", lambda p: opened.append(p) or "0")
+    monkeypatch.setattr(adapters, "file_fingerprint", lambda p: opened.append(p) or "0")
     lora = Adapter(kind="lora", path="/dev/zero", fingerprint="0123456789abcdef", scale=1.0)
-    message = _error(ModelLoadError, riffuser_module._check_adapter_file, lora, [tmp_path])
+    message = _error(ModelLoadError, adapters._check_file, lora, [tmp_path])
     assert "outside the folders allowed" in message and opened == []
 
 

@@ -18,7 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Bottom to top; the first matching prefix wins (longest prefixes are listed where they overlap).
 LAYERS: list[tuple[str, ...]] = [
-    ("riffusion.errors", "riffusion.limits", "riffusion._checks", "riffusion._files"),
+    (
+        "riffusion.errors",
+        "riffusion.limits",
+        "riffusion.defaults",
+        "riffusion._checks",
+        "riffusion._files",
+    ),
     ("riffusion.params",),
     # Phase recovery takes every parameter explicitly (magnitudes, grid sizes), so the
     # spectrogram converter and its built-in decoders build on it.
@@ -26,10 +32,14 @@ LAYERS: list[tuple[str, ...]] = [
     ("riffusion.spectrogram",),
     ("riffusion.image",),
     ("riffusion.audio", "riffusion.convert"),
-    ("riffusion.inputs", "riffusion.seeds", "riffusion.prompts"),
-    ("riffusion.diffusion",),
-    ("riffusion.joins", "riffusion.tempo", "riffusion.schedule", "riffusion.looping"),
-    ("riffusion.riffuser", "riffusion.recipe"),
+    ("riffusion.inputs", "riffusion.seeds", "riffusion.prompts", "riffusion.progress"),
+    # The image models: the protocol (models) and its Stable Diffusion 1.x home (diffusion).
+    ("riffusion.models", "riffusion.diffusion"),
+    ("riffusion.joins", "riffusion.tempo", "riffusion.schedule"),
+    ("riffusion.recipe", "riffusion.adapters"),
+    # The music algorithms over any image model and decoder.
+    ("riffusion.compose",),
+    ("riffusion.riffuser", "riffusion.model_holder", "riffusion.calls"),
     (
         "riffusion.cli",
         "riffusion.commands",
@@ -45,6 +55,9 @@ LAYERS: list[tuple[str, ...]] = [
 # The diffusion layer works on pixels and latents: it must not know the audio side.
 DIFFUSION_MAY_IMPORT = (
     "riffusion.errors",
+    "riffusion.defaults",
+    "riffusion.progress",
+    "riffusion.models",
     "riffusion.limits",
     "riffusion._checks",
     "riffusion._files",
@@ -135,7 +148,8 @@ BELOW_DIFFUSION = [
     "riffusion.joins",
     "riffusion.tempo",
     "riffusion.schedule",
-    "riffusion.looping",
+    "riffusion.defaults",
+    "riffusion.progress",
 ]
 
 
@@ -165,9 +179,20 @@ def test_cli_help_does_not_import_torch():
     assert _loaded(code) == []
 
 
-def test_riffuser_does_load_diffusers():
+def test_the_front_door_and_recipes_load_no_model_code():
+    # Riffuser talks to the image-model protocol: diffusers comes with the first
+    # RiffusionPipeline (from_pretrained), not with the front door, a recipe or its checks.
+    code = (
+        "from riffusion import Riffuser, Recipe, PromptInput\nimport riffusion.compose.replay\n"
+        "Recipe(kind='loop', model='m', scheduler='DPMSolverMultistepScheduler', "
+        "start=PromptInput('a')).to_url()"
+    )
+    assert _loaded(code) == ["torch", "torchaudio"]
+
+
+def test_the_pipeline_does_load_diffusers():
     # The probe can see a heavy import (so the empty lists above mean something).
-    assert "diffusers" in _loaded("import riffusion.riffuser")
+    assert "diffusers" in _loaded("from riffusion.diffusion import RiffusionPipeline")
 
 
 def test_submodules_are_attributes_after_import_riffusion():

@@ -7,14 +7,9 @@ import pytest
 
 import riffusion
 from riffusion import Audio, ParameterError, PromptInput
-from riffusion.looping import (
-    estimate_tempo,
-    periodic_image_to_audio,
-    seam_discontinuity,
-    stitch,
-    stream_schedule,
-    trim_to_bars,
-)
+from riffusion.joins import periodic_image_to_audio, seam_discontinuity, stitch
+from riffusion.schedule import stream_schedule
+from riffusion.tempo import estimate_tempo, trim_to_bars
 from tests.conftest import SAMPLE_RATE
 
 # Compares floats that pass through CPU-dependent kernels: CI reruns it under other ones.

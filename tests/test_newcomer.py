@@ -282,13 +282,15 @@ def test_memory_switches_keep_the_output(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
 def test_sequential_offload_needs_cuda(riffuser):
     with pytest.raises(DeviceError, match="enable_sequential_cpu_offload needs CUDA"):
-        riffuser.enable_sequential_cpu_offload()
+        riffuser.pipeline.enable_sequential_cpu_offload()
 
 
-def test_riffuser_memory_switches_return_self(riffuser):
-    assert riffuser.enable_attention_slicing() is riffuser
-    assert riffuser.enable_vae_slicing() is riffuser
-    assert riffuser.enable_vae_tiling() is riffuser
+def test_the_models_memory_switches_chain(riffuser):
+    # Offload, slicing and tiling are the image model's (riffuser.pipeline), as in diffusers.
+    pipeline = riffuser.pipeline
+    assert pipeline.enable_attention_slicing() is pipeline
+    assert pipeline.enable_vae_slicing() is pipeline
+    assert pipeline.enable_vae_tiling() is pipeline
     riffuser.pipeline.disable_attention_slicing()
     riffuser.pipeline.disable_vae_tiling()
     riffuser.pipeline.vae.disable_slicing()

@@ -228,7 +228,7 @@ def test_other_bad_inputs(riffuser):
         riffuser.audio_to_audio(np.zeros(100), "x")  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="num_clips=1"):
         riffuser.interpolate(PromptInput("a"), PromptInput("b"), 1)
-    with pytest.raises(ParameterError, match="RiffusionPipeline"):
+    with pytest.raises(ParameterError, match="pipeline=str is not an image model"):
         Riffuser("not a pipeline")  # type: ignore[arg-type]
 
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riffusion import Audio, ParameterError, PromptInput, Recipe, RiffusionError, estimate_tempo
-from riffusion.looping import stream_schedule
+from riffusion.schedule import stream_schedule
 
 FAST = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 

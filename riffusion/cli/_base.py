@@ -29,7 +29,8 @@ from riffusion.inputs import MAX_SEED
 
 if TYPE_CHECKING:
     from riffusion.audio import Audio
-    from riffusion.recipe import Clip, Progress
+    from riffusion.progress import Progress
+    from riffusion.recipe import Clip
     from riffusion.riffuser import Riffuser
 
 

@@ -53,15 +53,18 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _http_error(request: Request, error: HTTPError) -> JSONResponse:
+# Starlette types handlers by Exception; each is registered for its own class only.
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPError)
     return error_response(error.status, error.message, error.field, error.headers)
 
 
-async def _input_error(request: Request, error: InputError) -> JSONResponse:
+async def _input_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, InputError)
     return error_response(400, error.message, error.field)
 
 
-async def _riffusion_error(request: Request, error: RiffusionError) -> JSONResponse:
+async def _riffusion_error(request: Request, error: Exception) -> JSONResponse:
     if isinstance(error, ValueError):
         return error_response(400, str(error))
     logger.exception("generation failed", exc_info=error)

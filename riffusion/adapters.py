@@ -1,0 +1,163 @@
+"""LoRA and textual-inversion weights as recipes record them, on any image model that has
+them (``load_lora``, ``load_textual_inversion``, ``lora``, ``textual_inversions``).
+
+A recipe may come from a stranger: its adapter paths are read only inside folders the caller
+allowed (:func:`riffusion._files.check_allowed_file`), never outside, not even to say whether a
+file exists, and each file must still have the recorded fingerprint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from riffusion._files import check_allowed_file, file_fingerprint
+from riffusion.errors import ModelLoadError, ParameterError
+from riffusion.limits import MAX_ADAPTER_BYTES
+from riffusion.recipe import Adapter, Recipe
+
+__all__ = ["adapters_of", "loaded_adapters", "use_adapters"]
+
+
+def _fingerprint(kind: str, path: str) -> str:
+    """The fingerprint of an adapter's weights file, or a :class:`ModelLoadError` naming it."""
+    try:
+        return file_fingerprint(path)
+    except OSError as error:
+        raise ModelLoadError(f"cannot read the {kind} weights {path!r}: {error}") from error
+
+
+def _check_file(adapter: Adapter, adapter_dirs: Sequence[Any]) -> None:
+    """The adapter's file, if it is an allowed regular file with the recorded bytes."""
+    check_allowed_file(
+        adapter.path,
+        allowed_dirs=adapter_dirs,
+        max_bytes=MAX_ADAPTER_BYTES,
+        what=f"{adapter.kind} weights",
+        error=ModelLoadError,
+    )
+    found = _fingerprint(adapter.kind, adapter.path)
+    if found != adapter.fingerprint:
+        raise ModelLoadError(
+            f"{adapter.kind} weights {adapter.path!r} have fingerprint {found}, the recipe's are "
+            f"{adapter.fingerprint}: the file changed since the clip was made"
+        )
+
+
+def loaded_adapters(model: Any) -> tuple[Adapter, ...]:
+    """The textual inversions, then the LoRA, loaded on ``model`` now, as recipes record them."""
+    adapters = [
+        Adapter(
+            kind="textual_inversion",
+            path=path,
+            fingerprint=_fingerprint("textual_inversion", path),
+            token=token,
+        )
+        for path, token in getattr(model, "textual_inversions", ())
+    ]
+    lora = getattr(model, "lora", None)
+    if lora is not None:
+        path, scale = lora
+        adapters.append(
+            Adapter(kind="lora", path=path, fingerprint=_fingerprint("lora", path), scale=scale)
+        )
+    return tuple(adapters)
+
+
+def _describe(adapters: tuple[Adapter, ...]) -> str:
+    return ", ".join(f"{a.kind} {a.path} ({a.fingerprint})" for a in adapters) or "none"
+
+
+@contextlib.contextmanager
+def adapters_of(model: Any, recipe: Recipe) -> Iterator[None]:
+    """Check that the recipe's adapters are the loaded ones; run the block at its LoRA scale.
+
+    The weights must be the same (by fingerprint; paths may differ between machines) and
+    loaded in the same order; only the LoRA scale may differ, and it is set for the block and
+    put back after.
+    """
+
+    def identity(adapters: tuple[Adapter, ...]) -> list[tuple[str, str, str | None]]:
+        return [(a.kind, a.fingerprint, a.token) for a in adapters]
+
+    loaded = loaded_adapters(model)
+    if identity(loaded) != identity(recipe.adapters):
+        raise ParameterError(
+            f"the recipe was made with adapters [{_describe(recipe.adapters)}] but this "
+            f"Riffuser has [{_describe(loaded)}]: load the same weights "
+            "(load_lora / load_textual_inversion) or use Riffuser.from_recipe(recipe)"
+        )
+    wanted = next((a.scale for a in recipe.adapters if a.kind == "lora"), None)
+    own = model.lora[1] if getattr(model, "lora", None) is not None else None
+    if wanted is None or own is None or wanted == own:  # own is set when wanted is
+        yield
+        return
+    model.set_lora_scale(wanted)
+    try:
+        yield
+    finally:
+        model.set_lora_scale(own)
+
+
+def _checked_arguments(adapters: Any, adapter_dirs: Any) -> tuple[tuple[Adapter, ...], list[Any]]:
+    if isinstance(adapter_dirs, str | os.PathLike) or not isinstance(adapter_dirs, Iterable):
+        raise ParameterError(
+            f"adapter_dirs={adapter_dirs!r} must be a list of folders, e.g. ['loras/']"
+        )
+    if isinstance(adapters, Adapter | str) or not isinstance(adapters, Iterable):
+        raise ParameterError(
+            f"adapters={adapters!r} must be a sequence of riffusion.recipe.Adapter objects"
+        )
+    adapters = tuple(adapters)
+    if not all(isinstance(adapter, Adapter) for adapter in adapters):
+        raise ParameterError(f"adapters={adapters!r} must be riffusion.recipe.Adapter objects")
+    return adapters, list(adapter_dirs)
+
+
+def use_adapters(model: Any, adapters: Any, adapter_dirs: Any = ()) -> None:
+    """Make the LoRA and textual inversions loaded on ``model`` the given ones.
+
+    What is missing is loaded from the recorded files (allowed folders only, fingerprints
+    checked); the LoRA is swapped, rescaled or unloaded as needed. Textual inversions can only
+    be added (a token cannot be taken back out of the tokenizer), so the loaded ones must come
+    first in ``adapters``, in the same order.
+
+    Args:
+        model: an image model with adapter support (:class:`~riffusion.RiffusionPipeline`).
+        adapters: :class:`~riffusion.recipe.Adapter` objects, e.g. ``recipe.adapters``.
+        adapter_dirs: folders whose files may be loaded (none by default: nothing is read).
+
+    Raises:
+        ModelLoadError: a file outside ``adapter_dirs``, missing, unreadable, not a regular
+            file, too large, or not the recorded one.
+        ParameterError: a loaded textual inversion is not among ``adapters``.
+    """
+    adapters, adapter_dirs = _checked_arguments(adapters, adapter_dirs)
+    present = loaded_adapters(model)
+    wanted = [a for a in adapters if a.kind == "textual_inversion"]
+    loaded = [a for a in present if a.kind == "textual_inversion"]
+    if [(a.fingerprint, a.token) for a in loaded] != [
+        (a.fingerprint, a.token) for a in wanted[: len(loaded)]
+    ]:
+        raise ParameterError(
+            "textual inversions cannot be unloaded: this Riffuser has "
+            f"{[a.token for a in loaded]}, the adapters start with "
+            f"{[a.token for a in wanted[: len(loaded)]]}; use a fresh Riffuser"
+        )
+    for adapter in wanted[len(loaded) :]:
+        _check_file(adapter, adapter_dirs)
+        model.load_textual_inversion(adapter.path, token=adapter.token)
+    lora = next((a for a in adapters if a.kind == "lora"), None)
+    current = next((a for a in present if a.kind == "lora"), None)
+    if lora is None:
+        if current is not None:
+            model.unload_lora()
+        return
+    assert lora.scale is not None  # Adapter checks it
+    if current is None or current.fingerprint != lora.fingerprint:
+        _check_file(lora, adapter_dirs)
+        model.load_lora(lora.path, lora.scale)
+    elif current.scale != lora.scale:
+        model.set_lora_scale(lora.scale)
