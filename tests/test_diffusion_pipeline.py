@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-import riffusion.diffusion.pipeline as pipeline_module
+import riffusion.diffusion.denoising as pipeline_module
 from riffusion.diffusion import (
     SCHEDULER_NAMES,
     GenerationResult,

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from riffusion.diffusion.devices import cpu_generator, randn, resolve_device, resolve_dtype
+    from riffusion.diffusion.generation import GenerationResult
     from riffusion.diffusion.interpolation import lerp, slerp
     from riffusion.diffusion.loading import DEFAULT_MODEL, resolve_model_folder
     from riffusion.diffusion.masks import mask_to_latent, time_range_mask
     from riffusion.diffusion.periodic import is_periodic, periodic_width
-    from riffusion.diffusion.pipeline import GenerationResult, RiffusionPipeline
+    from riffusion.diffusion.pipeline import RiffusionPipeline
     from riffusion.diffusion.prompt_weighting import parse_prompt_weights
     from riffusion.diffusion.schedulers import SCHEDULER_NAMES, make_scheduler
     from riffusion.inputs import PromptInput
@@ -38,7 +39,7 @@ _LAZY = {
     "time_range_mask": "riffusion.diffusion.masks",
     "is_periodic": "riffusion.diffusion.periodic",
     "periodic_width": "riffusion.diffusion.periodic",
-    "GenerationResult": "riffusion.diffusion.pipeline",
+    "GenerationResult": "riffusion.diffusion.generation",
     "RiffusionPipeline": "riffusion.diffusion.pipeline",
     "parse_prompt_weights": "riffusion.diffusion.prompt_weighting",
     "SCHEDULER_NAMES": "riffusion.diffusion.schedulers",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from riffusion._checks import finite_float
 from riffusion.errors import ModelLoadError, ParameterError, RiffusionError, install_hint
@@ -22,6 +22,7 @@ from riffusion.errors import ModelLoadError, ParameterError, RiffusionError, ins
 __all__ = [
     "ADAPTER_NAME",
     "LORA_WEIGHT_NAME",
+    "LoraMixin",
     "check_lora_scale",
     "load_lora",
     "lora_weights_file",
@@ -165,3 +166,68 @@ def unload_lora(unet: Any, text_encoder: Any) -> None:
         recurse_remove_peft_layers(text_encoder)
         del text_encoder.peft_config
         text_encoder._hf_peft_config_loaded = None
+
+
+_Pipeline = TypeVar("_Pipeline", bound="LoraMixin")
+
+
+class LoraMixin:
+    """The LoRA methods of :class:`~riffusion.diffusion.pipeline.RiffusionPipeline`, as
+    diffusers' ``StableDiffusionLoraLoaderMixin``: one LoRA at a time on ``unet`` and
+    ``text_encoder``, remembered in ``_lora`` as ``(weights file, scale)``."""
+
+    unet: Any
+    text_encoder: Any
+    _lora: tuple[str, float] | None
+
+    def load_lora(self: _Pipeline, path: str | os.PathLike[str], scale: float = 1.0) -> _Pipeline:
+        """Load LoRA weights (diffusers format) into the UNet and text encoder.
+
+        One LoRA at a time: a LoRA loaded before is removed first. Uses diffusers' own LoRA
+        loader (``StableDiffusionLoraLoaderMixin``), so files written by
+        :func:`riffusion.training.train_lora` or by diffusers' training scripts both work.
+        Needs ``peft`` (the ``train`` extra: ``pip install -e ".[train]"``).
+
+        Args:
+            path: a ``.safetensors`` file, or a folder holding
+                ``pytorch_lora_weights.safetensors``.
+            scale: strength (0 = off: the base model bit for bit; 1 = as trained).
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ModelLoadError: missing, unreadable or non-matching weights.
+            ParameterError: a non-finite ``scale``.
+        """
+        load_lora(self.unet, self.text_encoder, path, scale)
+        self._lora = (os.path.abspath(lora_weights_file(path)), float(scale))
+        return self
+
+    def set_lora_scale(self: _Pipeline, scale: float) -> _Pipeline:
+        """Change the strength of the loaded LoRA (0 = off, 1 = as trained); returns ``self``.
+
+        Args:
+            scale: LoRA strength, a finite number (0 = off, 1 = as trained).
+
+        Raises:
+            RiffusionError: no LoRA is loaded.
+        """
+        if self._lora is None:
+            raise RiffusionError("no LoRA is loaded; call load_lora(path, scale) first")
+        set_lora_scale(self.unet, self.text_encoder, scale)
+        self._lora = (self._lora[0], float(scale))
+        return self
+
+    def unload_lora(self: _Pipeline) -> _Pipeline:
+        """Remove the loaded LoRA (if any): the base model again. Returns ``self``."""
+        if self._lora is not None:
+            unload_lora(self.unet, self.text_encoder)
+            self._lora = None
+        return self
+
+    @property
+    def lora(self) -> tuple[str, float] | None:
+        """``(weights file, scale)`` of the loaded LoRA (the absolute path of the
+        ``.safetensors`` file, also when a folder was given), or ``None``."""
+        return self._lora

@@ -32,7 +32,6 @@ _SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-
 def make_scheduler(name: str, config: Any) -> SchedulerMixin:
     """Build the scheduler called ``name`` from an existing scheduler config.
 

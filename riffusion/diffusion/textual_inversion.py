@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from riffusion.errors import ModelLoadError, ParameterError
 
-__all__ = ["add_embeddings", "embedding_file", "read_embeddings"]
+__all__ = ["TextualInversionMixin", "add_embeddings", "embedding_file", "read_embeddings"]
 
 
 def embedding_file(path: str | os.PathLike[str]) -> pathlib.Path:
@@ -127,3 +127,49 @@ def add_embeddings(tokenizer: Any, text_encoder: Any, token: str, vectors: torch
     with torch.no_grad():
         weight[ids] = vectors.to(device=weight.device, dtype=weight.dtype)
     return " ".join(names)
+
+
+_Pipeline = TypeVar("_Pipeline", bound="TextualInversionMixin")
+
+
+class TextualInversionMixin:
+    """The textual-inversion methods of :class:`~riffusion.diffusion.pipeline.RiffusionPipeline`,
+    as diffusers' ``TextualInversionLoaderMixin``: new tokens in ``tokenizer`` and
+    ``text_encoder``; ``_token_expansions`` maps each to the tokens prompts expand it to."""
+
+    tokenizer: Any
+    text_encoder: Any
+    _token_expansions: dict[str, str]
+    _textual_inversions: list[tuple[str, str]]
+
+    @property
+    def textual_inversions(self) -> tuple[tuple[str, str], ...]:
+        """``(embedding file, token)`` of every textual inversion loaded, in loading order
+        (absolute paths, also when a folder was given)."""
+        return tuple(self._textual_inversions)
+
+    def load_textual_inversion(
+        self: _Pipeline, path: str | os.PathLike[str], token: str | None = None
+    ) -> _Pipeline:
+        """Add a textual-inversion embedding as a new prompt token, as diffusers does.
+
+        Reads diffusers' ``{token: tensor}`` files and Automatic1111's ``string_to_param``
+        files (``.safetensors``, ``.bin``, ``.pt``); see
+        :mod:`riffusion.diffusion.textual_inversion`.
+
+        Args:
+            path: the embedding file (or a folder holding ``learned_embeds.*``).
+            token: the token to use in prompts (default: the one stored in the file).
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ModelLoadError: unreadable file. ParameterError: token taken, wrong width.
+        """
+        name, vectors = read_embeddings(path, token)
+        self._token_expansions[name] = add_embeddings(
+            self.tokenizer, self.text_encoder, name, vectors
+        )
+        self._textual_inversions.append((os.path.abspath(embedding_file(path)), name))
+        return self
