@@ -47,7 +47,11 @@ def _check_file(adapter: Adapter, adapter_dirs: Sequence[Any]) -> None:
 
 
 def loaded_adapters(model: Any) -> tuple[Adapter, ...]:
-    """The textual inversions, then the LoRA, loaded on ``model`` now, as recipes record them."""
+    """The textual inversions, then the LoRA, loaded on ``model`` now, as recipes record them.
+
+    Args:
+        model: an image model (its ``lora`` and ``textual_inversions``).
+    """
     adapters = [
         Adapter(
             kind="textual_inversion",
@@ -77,6 +81,10 @@ def adapters_of(model: Any, recipe: Recipe) -> Iterator[None]:
     The weights must be the same (by fingerprint; paths may differ between machines) and
     loaded in the same order; only the LoRA scale may differ, and it is set for the block and
     put back after.
+
+    Args:
+        model: the image model the recipe is rendered with.
+        recipe: the recipe whose adapters must be the loaded ones.
     """
 
     def identity(adapters: tuple[Adapter, ...]) -> list[tuple[str, str, str | None]]:

@@ -36,7 +36,11 @@ def _rename_aliases(method_name: str, accepted: Any, kwargs: dict[str, Any]) -> 
 def generating(method: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a generating method: it holds the instance's ``lock`` while it runs, takes
     diffusers' keyword names (:data:`DIFFUSERS_ALIASES`) and fills ``num_inference_steps`` from
-    the instance's ``default_num_inference_steps`` when not given."""
+    the instance's ``default_num_inference_steps`` when not given.
+
+    Args:
+        method: a method of a class with ``lock`` and ``default_num_inference_steps``.
+    """
     accepted = inspect.signature(method).parameters
 
     @functools.wraps(method)

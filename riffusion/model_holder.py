@@ -180,13 +180,21 @@ class ModelHolder:
         """Move the model to ``device`` (and ``dtype``), as diffusers' ``.to``; returns ``self``.
 
         Offload, attention slicing and VAE tiling are the model's: ``riffuser.pipeline``.
+
+        Args:
+            device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"``, ``"mps"`` or a ``torch.device``.
+            dtype: ``torch.float32``, ``float16``, ``bfloat16`` (or a name); ``None`` keeps it.
         """
         with self.lock:
             self.pipeline.to(device, dtype)
         return self
 
     def set_scheduler(self: Holder, name: str) -> Holder:
-        """Switch the sampling scheduler by name (``SCHEDULER_NAMES``; recorded in recipes)."""
+        """Switch the sampling scheduler by name (``SCHEDULER_NAMES``; recorded in recipes).
+
+        Args:
+            name: a scheduler name of ``SCHEDULER_NAMES``.
+        """
         with self.lock:
             self.pipeline.set_scheduler(name)
         return self
@@ -194,7 +202,12 @@ class ModelHolder:
     def load_lora(self: Holder, path: str | os.PathLike[str], scale: float = 1.0) -> Holder:
         """Load LoRA weights (``pytorch_lora_weights.safetensors`` or its folder, e.g. from
         :func:`riffusion.training.train_lora`) at ``scale`` (0 = the base model bit for bit);
-        recipes record the file, its fingerprint and the scale. Returns ``self``."""
+        recipes record the file, its fingerprint and the scale. Returns ``self``.
+
+        Args:
+            path: the weights file or its folder.
+            scale: strength (0 = off, 1 = as trained).
+        """
         with self.lock:
             self.pipeline.load_lora(path, scale)
         return self
@@ -209,7 +222,12 @@ class ModelHolder:
         self: Holder, path: str | os.PathLike[str], token: str | None = None
     ) -> Holder:
         """Load a textual-inversion embedding (file or folder), bound to ``token`` (``None``:
-        the file's own). Returns ``self``."""
+        the file's own). Returns ``self``.
+
+        Args:
+            path: an embedding file (``.bin``/``.safetensors``) or folder.
+            token: its prompt token, or ``None`` for the file's own.
+        """
         with self.lock:
             self.pipeline.load_textual_inversion(path, token=token)
         return self
@@ -219,7 +237,12 @@ class ModelHolder:
     ) -> Holder:
         """Make the loaded LoRA and textual inversions the given ones (``recipe.adapters``),
         reading files only inside ``adapter_dirs`` (see :func:`riffusion.adapters.use_adapters`).
-        Returns ``self``."""
+        Returns ``self``.
+
+        Args:
+            adapters: :class:`~riffusion.recipe.Adapter` objects (``recipe.adapters``).
+            adapter_dirs: folders whose files may be read.
+        """
         with self.lock:
             use_adapters(self.pipeline, adapters, adapter_dirs)
         return self
@@ -229,6 +252,9 @@ class ModelHolder:
         """Report every denoising step of the clips made in this block, in this thread (and in
         the worker of a ``stream(buffer_ahead=...)`` iterated here): ``callback(progress)``
         after each step; return ``True`` to cancel the clip in progress.
+
+        Args:
+            callback: called with a :class:`~riffusion.progress.Progress` after each step.
 
         Example:
             >>> with riffuser.on_progress(lambda p: print(p)):  # doctest: +SKIP

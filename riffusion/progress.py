@@ -81,7 +81,11 @@ def reporting(callback: ProgressCallback) -> Iterator[None]:
 
 
 def expect_windows(num_windows: int) -> None:
-    """Tell the progress callback (if any) that the next clip has ``num_windows`` windows."""
+    """Tell the progress callback (if any) that the next clip has ``num_windows`` windows.
+
+    Args:
+        num_windows: windows of the next clip.
+    """
     state = _PROGRESS.get()
     if state is not None:
         state.window, state.num_windows = 0, num_windows
@@ -124,7 +128,12 @@ class StepHooks:
     def of(
         cls, callback_on_step_end: Any = None, tensor_inputs: Sequence[str] | None = None
     ) -> StepHooks:
-        """Hooks from a verb's two diffusers keywords (``None`` inputs: all of them)."""
+        """Hooks from a verb's two diffusers keywords (``None`` inputs: all of them).
+
+        Args:
+            callback_on_step_end: the hook, or ``None``.
+            tensor_inputs: the keys it receives, or ``None`` for all.
+        """
         if tensor_inputs is None:
             return cls(callback_on_step_end)
         return cls(callback_on_step_end, tensor_inputs)  # type: ignore[arg-type]
@@ -135,6 +144,9 @@ def window_step_callback(hooks: StepHooks | None = None) -> Callable[..., Any] |
 
     Counts the window for the progress callback. Returns ``None`` when there is nothing to
     call (no progress callback, no hook), so the model runs without per-step overhead.
+
+    Args:
+        hooks: the caller's per-step hook, or ``None``.
     """
     state = _PROGRESS.get()
     hook = hooks.callback_on_step_end if hooks is not None else None

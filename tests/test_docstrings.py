@@ -26,6 +26,21 @@ PUBLIC_MODULES = [
     "riffusion.tempo",
     "riffusion.schedule",
     "riffusion.recipe",
+    "riffusion.progress",
+    "riffusion.adapters",
+    "riffusion.models",
+    "riffusion.models.loading",
+    "riffusion.compose.replay",
+    "riffusion.compose.windows",
+    "riffusion.compose.continuation",
+    "riffusion.compose.audio_windows",
+    "riffusion.compose.interpolation",
+    "riffusion.compose.loops",
+    "riffusion.compose.stream",
+    "riffusion.compose.inputs",
+    "riffusion.compose.canvas",
+    "riffusion.calls",
+    "riffusion.model_holder",
     "riffusion.riffuser",
     "riffusion.testing",
     "riffusion.batch",
@@ -56,12 +71,17 @@ def public_callables() -> dict[str, object]:
             if inspect.isfunction(value):
                 found[f"{value.__module__}.{value.__qualname__}"] = value
             elif inspect.isclass(value) and value.__module__.startswith("riffusion"):
-                for name, member in vars(value).items():
-                    if name.startswith("_"):
+                # The class's own methods and those of its riffusion bases (mixins such as
+                # the pipeline's GenerationMixin, or Riffuser's ModelHolder), each once.
+                for base in value.__mro__:
+                    if not base.__module__.startswith("riffusion"):
                         continue
-                    function = getattr(member, "__func__", member)
-                    if inspect.isfunction(function):
-                        found[f"{value.__module__}.{value.__qualname__}.{name}"] = function
+                    for name, member in vars(base).items():
+                        if name.startswith("_"):
+                            continue
+                        function = getattr(member, "__func__", member)
+                        if inspect.isfunction(function):
+                            found[f"{base.__module__}.{base.__qualname__}.{name}"] = function
     return found
 
 

@@ -27,7 +27,12 @@ OVERLAP_COLUMNS = 64
 
 def window_lefts(padded_width: int, window_width: int) -> list[int]:
     """Left edges of windows ``window_width`` wide covering ``padded_width`` columns, each
-    overlapping the previous by :data:`OVERLAP_COLUMNS` (the last one flush with the end)."""
+    overlapping the previous by :data:`OVERLAP_COLUMNS` (the last one flush with the end).
+
+    Args:
+        padded_width: columns to cover (a multiple of 64).
+        window_width: columns of one window.
+    """
     if padded_width <= window_width:  # one window holds it all (short input)
         return [0]
     lefts = list(range(0, padded_width - window_width, window_width - OVERLAP_COLUMNS))

@@ -29,7 +29,11 @@ _BLEND_COLUMNS = 16
 
 
 def continuation_windows(columns: int) -> int:
-    """Windows needed for ``columns`` image columns: one, then one per 256 new columns."""
+    """Windows needed for ``columns`` image columns: one, then one per 256 new columns.
+
+    Args:
+        columns: the clip's image columns.
+    """
     return 1 + max(0, math.ceil((columns - WINDOW_WIDTH) / (WINDOW_WIDTH - CONTEXT_COLUMNS)))
 
 
@@ -71,6 +75,13 @@ def text_to_audio(
 
     Window ``k`` uses seed ``seed + k``; the mask applies to the first window. Sizes are
     checked before the first window is generated (the whole image is decoded at the end).
+
+    Args:
+        generate: the bound model (:data:`~riffusion.compose.windows.GenerateWindow`).
+        recipe: a ``text_to_audio`` recipe.
+        seed_picture: the RGB seed image (512 columns) or ``None``.
+        mask_picture: the ``L`` mask of the first window or ``None``.
+        device: where the decoder runs.
     """
     started = time.perf_counter()
     params, start = recipe.params, recipe.start

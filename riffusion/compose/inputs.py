@@ -54,7 +54,12 @@ def random_seed() -> int:
 
 
 def check_prompt(prompt: Any, example: str) -> None:
-    """A :class:`ParameterError` with a working ``example`` unless ``prompt`` is a string."""
+    """A :class:`ParameterError` with a working ``example`` unless ``prompt`` is a string.
+
+    Args:
+        prompt: the caller's prompt.
+        example: a working call, quoted in the error.
+    """
     if not isinstance(prompt, str):
         raise ParameterError(f"prompt={prompt!r} must be a string, e.g. {example}")
 
@@ -68,7 +73,16 @@ def prompt_input(
     guidance: float,
     example: str,
 ) -> PromptInput:
-    """The start :class:`PromptInput` of a one-prompt verb (``seed=None`` draws one)."""
+    """The start :class:`PromptInput` of a one-prompt verb (``seed=None`` draws one).
+
+    Args:
+        prompt: what to play.
+        seed: the noise seed, or ``None`` for a fresh one.
+        negative_prompt: what to steer away from.
+        denoising: img2img strength in [0, 1].
+        guidance: classifier-free guidance scale.
+        example: a working call, quoted in errors.
+    """
     check_prompt(prompt, example)
     return PromptInput(
         prompt=prompt,
@@ -80,7 +94,12 @@ def prompt_input(
 
 
 def as_audio(audio: Any, example: str) -> Audio:
-    """``audio`` as :class:`Audio`: itself, or loaded from a path (``str`` or ``PathLike``)."""
+    """``audio`` as :class:`Audio`: itself, or loaded from a path (``str`` or ``PathLike``).
+
+    Args:
+        audio: :class:`Audio`, or a path to an audio file.
+        example: a working call, quoted in the error.
+    """
     if isinstance(audio, Audio):
         return audio
     if isinstance(audio, str | os.PathLike):
@@ -95,7 +114,13 @@ def as_audio(audio: Any, example: str) -> Audio:
 
 
 def as_prompt_input(value: Any, seed: int, name: str) -> PromptInput:
-    """A plain string becomes ``PromptInput(value, seed=seed)``, as ``stream`` does."""
+    """A plain string becomes ``PromptInput(value, seed=seed)``, as ``stream`` does.
+
+    Args:
+        value: a string or a :class:`PromptInput`.
+        seed: the seed a string gets.
+        name: the argument's name, for the error.
+    """
     if isinstance(value, str):
         return PromptInput(prompt=value, seed=seed)
     if isinstance(value, PromptInput):
@@ -113,6 +138,11 @@ def resolve_seed_image(
 
     Audio is looped (or cut) to the samples of ``width`` columns and encoded; images are
     cropped or tiled to ``width``.
+
+    Args:
+        seed_image: an id, :data:`DEFAULT_SEED`, a path, a PIL image, :class:`Audio` or ``None``.
+        params: the spectrogram parameters (height, sample rate, hop).
+        width: the columns wanted.
     """
     if seed_image is None:
         return None, None
@@ -142,7 +172,11 @@ def resolve_seed_image(
 
 def resolve_mask_image(mask_image: Any) -> tuple[Image.Image | None, str | None]:
     """``mask_image=`` as (``L`` image or ``None``; its recipe id): ``None``/``""`` = no mask,
-    a string id, a :class:`pathlib.Path` or a PIL image (white = regenerate)."""
+    a string id, a :class:`pathlib.Path` or a PIL image (white = regenerate).
+
+    Args:
+        mask_image: an id, ``None``/``""``, a path or a PIL image.
+    """
     if isinstance(mask_image, str) or mask_image is None:
         resolved = resolve_mask_id(mask_image)
         if resolved is None:

@@ -19,7 +19,11 @@ __all__ = ["interpolation_alphas", "riffuse"]
 
 
 def interpolation_alphas(num_clips: Any) -> list[float]:
-    """``num_clips`` (an int >= 2) alphas from 0 to 1 inclusive: ``k / (num_clips − 1)``."""
+    """``num_clips`` (an int >= 2) alphas from 0 to 1 inclusive: ``k / (num_clips − 1)``.
+
+    Args:
+        num_clips: how many alphas, an int >= 2.
+    """
     check_integer("num_clips", num_clips, minimum=2)
     return [index / (num_clips - 1) for index in range(num_clips)]
 
@@ -32,7 +36,15 @@ def riffuse(
     *,
     device: Any,
 ) -> Clip:
-    """A ``riffuse`` recipe's clip: one window at ``recipe.alpha`` between start and end."""
+    """A ``riffuse`` recipe's clip: one window at ``recipe.alpha`` between start and end.
+
+    Args:
+        generate: the bound model.
+        recipe: a ``riffuse`` recipe.
+        seed_picture: the RGB seed image or ``None``.
+        mask_picture: the ``L`` mask or ``None``.
+        device: where the decoder runs.
+    """
     started = time.perf_counter()
     image, info = generate(
         recipe.start, recipe.end, recipe.alpha, init_image=seed_picture,

@@ -25,7 +25,12 @@ MAX_LOOP_BARS = 16
 
 def loop_width(bars: Any, params: SpectrogramParams) -> int:
     """Columns of a loop ``bars`` bars of 4/4 long at :data:`~riffusion.seeds.SEED_BPM`
-    (93.75 BPM: a bar is 2.56 s = 256 columns), an int in [1, 16]; ``None``: one window."""
+    (93.75 BPM: a bar is 2.56 s = 256 columns), an int in [1, 16]; ``None``: one window.
+
+    Args:
+        bars: whole bars, an int in [1, 16], or ``None``.
+        params: the spectrogram parameters (rate, hop).
+    """
     if bars is None:
         return WINDOW_WIDTH
     check_integer("bars", bars, minimum=1)
@@ -38,14 +43,25 @@ def loop_width(bars: Any, params: SpectrogramParams) -> int:
 
 
 def recipe_loop_width(recipe: Recipe) -> int:
-    """The loop width a recipe's duration stands for (periodic: width · hop samples)."""
+    """The loop width a recipe's duration stands for (periodic: width · hop samples).
+
+    Args:
+        recipe: a ``loop`` recipe.
+    """
     return round(recipe.duration_s * recipe.params.sample_rate / recipe.params.hop_length)
 
 
 def loop(
     generate: GenerateWindow, recipe: Recipe, seed_picture: Image.Image | None, *, device: Any
 ) -> Clip:
-    """A ``loop`` recipe's clip: ``width · hop`` samples that play seamlessly end to start."""
+    """A ``loop`` recipe's clip: ``width · hop`` samples that play seamlessly end to start.
+
+    Args:
+        generate: the bound model.
+        recipe: a ``loop`` recipe.
+        seed_picture: the RGB seed image or ``None``.
+        device: where the decoder runs.
+    """
     started = time.perf_counter()
     width = recipe_loop_width(recipe)
     if seed_picture is not None:

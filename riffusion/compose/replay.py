@@ -66,7 +66,18 @@ def make_recipe(
     **values: Any,
 ) -> Recipe:
     """The recipe of a clip about to be made, with what will run: the model's scheduler as it
-    is now (however it was set) and the adapters loaded now."""
+    is now (however it was set) and the adapters loaded now.
+
+    Args:
+        model: the image model (its scheduler and adapters are recorded).
+        kind: the recipe's kind.
+        start: the start prompt input.
+        model_id: the id or folder recorded as ``model``.
+        params: the spectrogram parameters.
+        decode_method: the registered decoder.
+        decode_seed: its seed.
+        **values: the other :class:`Recipe` fields of this kind.
+    """
     scheduler, overrides = model.describe_scheduler()
     return Recipe(
         kind=kind,
@@ -84,7 +95,12 @@ def make_recipe(
 
 @contextlib.contextmanager
 def scheduler_of(model: Any, recipe: Recipe) -> Iterator[None]:
-    """Run the block with the recipe's scheduler; the model's own is put back after."""
+    """Run the block with the recipe's scheduler; the model's own is put back after.
+
+    Args:
+        model: the image model.
+        recipe: the recipe whose scheduler runs the block.
+    """
     overrides = recipe.scheduler_config or {}
     if model.describe_scheduler() == (recipe.scheduler, overrides):
         yield
@@ -99,7 +115,12 @@ def scheduler_of(model: Any, recipe: Recipe) -> Iterator[None]:
 
 def audio_source(audio: Any, params: SpectrogramParams) -> tuple[Image.Image, int]:
     """The spectrogram an ``audio_to_audio`` input is transformed through, and its length:
-    the audio resampled to ``params.sample_rate`` and mixed to mono first."""
+    the audio resampled to ``params.sample_rate`` and mixed to mono first.
+
+    Args:
+        audio: the input :class:`Audio`.
+        params: the spectrogram parameters.
+    """
     prepared = audio.resample(params.sample_rate).to_mono()
     return audio_to_image(prepared, params), prepared.num_samples
 

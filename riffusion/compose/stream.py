@@ -25,7 +25,13 @@ def stream_clips(
 ) -> Iterator[T]:
     """One clip per schedule step, ``make_clip(start, end, alpha)``; a step whose end equals
     its start is the start alone (the seed walks). Stops after ``max_clips`` (``None``: never
-    before the schedule does)."""
+    before the schedule does).
+
+    Args:
+        schedule: the stream's steps (:func:`riffusion.schedule.stream_schedule`).
+        make_clip: makes one clip from ``(start, end, alpha)``.
+        max_clips: how many clips at most, or ``None``.
+    """
     for step in schedule:
         if max_clips is not None and step.index >= max_clips:
             return
@@ -42,6 +48,10 @@ def buffered(items: Iterator[T], size: int) -> Iterator[T]:
     the item in progress, then stops the worker. The worker runs in a copy of the context of
     the thread that starts the iteration, so a progress callback set there reports the clips
     it makes ahead.
+
+    Args:
+        items: the iterator to pull ahead.
+        size: how many items at most wait for the consumer.
     """
     done = object()
     ready: queue.Queue[Any] = queue.Queue(maxsize=size)

@@ -52,6 +52,19 @@ def generate_window(
 
     Without an init image the model makes ``width × params.num_frequencies`` pixels from noise;
     with one, the image takes its size. Progress and the caller's step hook ride along.
+
+    Args:
+        model: the image model.
+        params: the spectrogram parameters (the height of text-to-image).
+        start: the start prompt input.
+        end: the end prompt input, or ``None``.
+        alpha: the interpolation weight in [0, 1].
+        init_image: the img2img init image, or ``None``.
+        mask_image: the ``L`` mask (white = regenerate), or ``None``.
+        steps: scheduler steps of a full run.
+        periodic: seamless along the width.
+        width: the columns of text-to-image.
+        hooks: the caller's per-step hook.
     """
     result = model.riffuse(
         start,
@@ -79,7 +92,13 @@ def generate_window(
 def window_generator(
     model: Any, params: SpectrogramParams, hooks: StepHooks | None = None
 ) -> GenerateWindow:
-    """:func:`generate_window` bound to a model, its parameters and the caller's hooks."""
+    """:func:`generate_window` bound to a model, its parameters and the caller's hooks.
+
+    Args:
+        model: the image model.
+        params: the spectrogram parameters.
+        hooks: the caller's per-step hook.
+    """
 
     def generate(*args: Any, **kwargs: Any) -> tuple[Image.Image, WindowInfo]:
         return generate_window(model, params, *args, hooks=hooks, **kwargs)

@@ -74,7 +74,16 @@ class ImageModel(Protocol):
         """Generate one image between two :class:`~riffusion.PromptInput` values at ``alpha``
         (``init_image``: img2img at the prompts' denoising; ``mask_image``: white = regenerate;
         ``periodic``: seamless along the width). Calls ``callback_on_step_end(model, step,
-        timestep, {"latents": ..., "num_steps": n})`` after each step."""
+        timestep, {"latents": ..., "num_steps": n})`` after each step.
+
+        Args:
+            start, end, alpha: the prompt inputs and the weight between them.
+            init_image, mask_image: the img2img seed and its mask, or ``None``.
+            num_inference_steps: scheduler steps of a full run.
+            width, height: the size of text-to-image.
+            periodic: seamless along the width.
+            callback_on_step_end: the per-step callback.
+        """
         ...
 
     def describe_scheduler(self) -> tuple[str, dict[str, Any]]:
@@ -82,17 +91,30 @@ class ImageModel(Protocol):
         ...
 
     def build_scheduler(self, name: str, overrides: dict[str, Any] | None = None) -> Any:
-        """A fresh scheduler called ``name`` (a recipe's) on this model's noise schedule."""
+        """A fresh scheduler called ``name`` (a recipe's) on this model's noise schedule.
+
+        Args:
+            name: a recipe's scheduler name.
+            overrides: config entries that differ.
+        """
         ...
 
     def set_scheduler(self, name: str) -> Any:
-        """Switch to the scheduler called ``name``."""
+        """Switch to the scheduler called ``name``.
+
+        Args:
+            name: a scheduler name.
+        """
         ...
 
 
 def check_image_model(model: Any) -> Any:
     """``model`` if it has the members of :class:`ImageModel`, else a :class:`ParameterError`
-    naming the first one missing."""
+    naming the first one missing.
+
+    Args:
+        model: the object given as ``pipeline``.
+    """
     missing = [
         name
         for name in ("riffuse", "describe_scheduler", "build_scheduler", "set_scheduler", "device")

@@ -19,7 +19,11 @@ CPU_DEFAULT_STEPS = 25
 
 
 def model_id(model: Any) -> str:
-    """A hub id as given; an existing folder as its absolute path (recipes render anywhere)."""
+    """A hub id as given; an existing folder as its absolute path (recipes render anywhere).
+
+    Args:
+        model: a hub id or a folder (``str`` or ``PathLike``).
+    """
     text = os.fspath(model) if isinstance(model, os.PathLike) else str(model)
     try:
         return str(Path(text).resolve()) if Path(text).exists() else text
@@ -42,6 +46,13 @@ def open_pretrained(
     warning would break quiet command lines); elsewhere the steps are ``None`` (the verbs' 50).
     ``torch_dtype=`` (diffusers' name) is accepted for ``dtype``; other ``kwargs`` go to
     :meth:`RiffusionPipeline.from_pretrained`.
+
+    Args:
+        model: hub id or folder.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or a ``torch.device``.
+        dtype: the weights' dtype, or ``None`` for the device's default.
+        scheduler: a scheduler name, or ``None``.
+        **kwargs: ``torch_dtype``, ``variant``, ``use_safetensors``, ``local_files_only`` …
     """
     from riffusion.diffusion import RiffusionPipeline
     from riffusion.diffusion.devices import resolve_device
