@@ -526,6 +526,35 @@ def prepare(
     hop_px = window_px if hop_px is None else check_integer("hop_px", hop_px)
     min_loudness_db = _check_number("min_loudness_db", min_loudness_db)
     workers = check_integer("workers", workers)
+    _check_run_options(engine, shard, template)
+    params = _dataset_params(params, stereo, window_px)
+    mapping = load_caption_mapping(captions) if captions is not None else {}
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / _IMAGES_DIR).mkdir(exist_ok=True)
+    (out / _STATE_DIR / _MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
+    _check_settings(out, params, window_px, hop_px, min_loudness_db)
+
+    tasks = [
+        FileTask(
+            path=str(path),
+            source=path.relative_to(root).as_posix(),
+            caption=_caption_for(path, root, mapping, use_folder_names, template),
+            out_dir=str(out),
+            params=params,
+            window_px=window_px,
+            hop_px=hop_px,
+            min_loudness_db=min_loudness_db,
+        )
+        for path in files[shard[0] :: shard[1]]
+    ]
+    results = _run_tasks(tasks, engine, workers, progress)
+    return _summary(out, len(tasks), results, num_records=write_metadata(out))
+
+
+def _check_run_options(engine: Any, shard: Any, template: Any) -> None:
+    """Check :func:`prepare`'s engine, shard and caption template (before any file is read)."""
     if engine not in ("local", "ray"):
         raise ParameterError(f"engine={engine!r} must be 'local' or 'ray'")
     if (
@@ -543,6 +572,10 @@ def prepare(
         raise ParameterError(
             f"template={template!r} may only use the fields {{stem}} and {{folder}}"
         ) from error
+
+
+def _dataset_params(params: Any, stereo: bool, window_px: int) -> SpectrogramParams:
+    """The spectrogram parameters of the images: ``params``, or Riffusion's with ``stereo``."""
     if params is None:
         params = SpectrogramParams(stereo=bool(stereo))
     elif not isinstance(params, SpectrogramParams):
@@ -551,29 +584,16 @@ def prepare(
         raise ParameterError("stereo=True contradicts params.stereo=False; set one of them")
     if params.samples_for_width(window_px) < 1:
         raise ParameterError(f"window_px={window_px} gives windows with no samples")
-    mapping = load_caption_mapping(captions) if captions is not None else {}
+    return params
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / _IMAGES_DIR).mkdir(exist_ok=True)
-    (out / _STATE_DIR / _MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
-    _check_settings(out, params, window_px, hop_px, min_loudness_db)
 
-    mine = files[shard[0] :: shard[1]]
-    tasks = [
-        FileTask(
-            path=str(path),
-            source=path.relative_to(root).as_posix(),
-            caption=_caption_for(path, root, mapping, use_folder_names, template),
-            out_dir=str(out),
-            params=params,
-            window_px=window_px,
-            hop_px=hop_px,
-            min_loudness_db=min_loudness_db,
-        )
-        for path in mine
-    ]
+def _run_tasks(
+    tasks: Sequence[FileTask], engine: str, workers: int, progress: bool
+) -> list[FileResult]:
+    """Run every task on ``engine``, with a progress bar; the results in the order they land.
 
+    Unreadable files are reported on stderr as they land (above the bar when it shows).
+    """
     from tqdm.auto import tqdm
 
     results: list[FileResult] = []
@@ -597,11 +617,17 @@ def prepare(
             _run_local(tasks, workers, on_done)
     finally:
         bar.close()
-    num_records = write_metadata(out)
-    results.sort(key=lambda r: r.source)
+    return results
+
+
+def _summary(
+    out: Path, num_files: int, results: list[FileResult], *, num_records: int
+) -> PrepareResult:
+    """Add up the per-file results (sorted by source, so the order of landing does not show)."""
+    results = sorted(results, key=lambda r: r.source)
     return PrepareResult(
         out_dir=out,
-        files=len(tasks),
+        files=num_files,
         files_done=sum(1 for r in results if r.error is None and not r.already_done),
         files_skipped=sum(1 for r in results if r.already_done),
         failures=tuple((r.source, r.error) for r in results if r.error is not None),

@@ -256,8 +256,7 @@ def make_tiny_model(directory: str | os.PathLike[str], *, seed: int = 0) -> path
         ParameterError: If ``seed`` is not a non-negative int or ``directory`` is an existing file.
     """
     # Imported lazily so that importing riffusion.testing stays cheap.
-    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import PNDMScheduler
 
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ParameterError(f"seed={seed!r} must be a non-negative int")
@@ -268,82 +267,111 @@ def make_tiny_model(directory: str | os.PathLike[str], *, seed: int = 0) -> path
 
     vocab = _write_tokenizer(root / "tokenizer")
 
-    # fork_rng keeps the caller's global RNG untouched while the weights are initialised.
+    # fork_rng keeps the caller's global RNG untouched while the weights are initialised. The
+    # weights are drawn from the global RNG in this order (text encoder, its norms, UNet, VAE):
+    # changing the order changes every weight, and the golden clips with them.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        text_config = CLIPTextConfig(
-            vocab_size=len(vocab),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            projection_dim=32,
-            bos_token_id=vocab[_BOS],
-            eos_token_id=vocab[_EOS],
-            pad_token_id=vocab[_EOS],
-        )
-        text_encoder = CLIPTextModel(text_config)
-        # A fresh LayerNorm has weight 1 and bias 0, which makes every token embedding exactly
-        # zero-mean; trained CLIP is not like that (prompt weighting renormalises by the mean), so
-        # give the norms random affine parameters.
-        with torch.no_grad():
-            for module in text_encoder.modules():
-                if isinstance(module, torch.nn.LayerNorm):
-                    module.weight.normal_(1.0, 0.2)
-                    module.bias.normal_(0.0, 0.2)
-
-        unet = UNet2DConditionModel(
-            sample_size=64,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            block_out_channels=(16, 32),
-            layers_per_block=1,
-            cross_attention_dim=text_config.hidden_size,
-            attention_head_dim=8,
-            norm_num_groups=8,
-        )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(8, 8, 16, 16),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=4,
-            sample_size=512,
-            scaling_factor=0.18215,
-            # No attention in the VAE's mid block: at 64x64 latents it would dominate the tiny
-            # model's run time, and being global it would blur "keep this region" tests.
-            mid_block_add_attention=False,
-        )
-
+        text_encoder = _tiny_text_encoder(vocab)
+        unet = _tiny_unet(cross_attention_dim=text_encoder.config.hidden_size)
+        vae = _tiny_vae()
         _calibrate_vae(vae)
 
     text_encoder.save_pretrained(root / "text_encoder", safe_serialization=True)
     unet.save_pretrained(root / "unet", safe_serialization=True)
     vae.save_pretrained(root / "vae", safe_serialization=True)
     PNDMScheduler(**TINY_SCHEDULER_CONFIG).save_pretrained(root / "scheduler")
-
-    _write_json(
-        root / "model_index.json",
-        {
-            "_class_name": "StableDiffusionPipeline",
-            "_diffusers_version": "0.42.1",
-            "feature_extractor": ["transformers", "CLIPImageProcessor"],
-            "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
-            "scheduler": ["diffusers", "PNDMScheduler"],
-            "text_encoder": ["transformers", "CLIPTextModel"],
-            "tokenizer": ["transformers", "CLIPTokenizer"],
-            "unet": ["diffusers", "UNet2DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"],
-        },
-    )
+    _write_json(root / "model_index.json", _TINY_MODEL_INDEX)
     return root
+
+
+# The pipeline's component table, as in riffusion-model-v1 (whose safety checker and feature
+# extractor folders the tiny model leaves out on purpose).
+_TINY_MODEL_INDEX: dict[str, Any] = {
+    "_class_name": "StableDiffusionPipeline",
+    "_diffusers_version": "0.42.1",
+    "feature_extractor": ["transformers", "CLIPImageProcessor"],
+    "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
+    "scheduler": ["diffusers", "PNDMScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+}
+
+
+def _tiny_text_encoder(vocab: dict[str, int]) -> Any:
+    """A random CLIP text tower of width 32 (2 layers, 4 heads, 77 positions) over ``vocab``.
+
+    Draws from the global torch RNG: the model's initialisation, then its LayerNorms' affine
+    parameters.
+    """
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    text_config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        projection_dim=32,
+        bos_token_id=vocab[_BOS],
+        eos_token_id=vocab[_EOS],
+        pad_token_id=vocab[_EOS],
+    )
+    text_encoder = CLIPTextModel(text_config)
+    # A fresh LayerNorm has weight 1 and bias 0, which makes every token embedding exactly
+    # zero-mean; trained CLIP is not like that (prompt weighting renormalises by the mean), so
+    # give the norms random affine parameters.
+    with torch.no_grad():
+        for module in text_encoder.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.normal_(1.0, 0.2)
+                module.bias.normal_(0.0, 0.2)
+    return text_encoder
+
+
+def _tiny_unet(*, cross_attention_dim: int) -> Any:
+    """A random two-level UNet (16/32 channels, 4 latent channels in and out, 64x64 samples)
+    attending to text embeddings of width ``cross_attention_dim``; draws from the global RNG."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+
+
+def _tiny_vae() -> Any:
+    """A random VAE with 8/8/16/16 channels in four levels (downsampling factor 8, like SD's:
+    a 3x512x512 image <-> 4x64x64 latents); draws from the global RNG."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 16, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=512,
+        scaling_factor=0.18215,
+        # No attention in the VAE's mid block: at 64x64 latents it would dominate the tiny
+        # model's run time, and being global it would blur "keep this region" tests.
+        mid_block_add_attention=False,
+    )
 
 
 # diffusers ResNet block parameter names -> the original (CompVis ldm) UNet ResBlock names.

@@ -24,7 +24,6 @@ from riffusion.batch import (
     RECIPE_NAME,
     BatchJob,
     BatchResult,
-    _torch_threads,
     check_job_id,
     load_jobs,
     make_job,
@@ -32,6 +31,7 @@ from riffusion.batch import (
     recipe_digest,
     render,
 )
+from riffusion.batch.worker import _torch_threads
 from riffusion.errors import ParameterError
 from riffusion.inputs import PromptInput
 from riffusion.params import SpectrogramParams
@@ -216,6 +216,11 @@ def test_duplicate_ids_are_rejected_and_exact_repeats_merged():
 def test_bad_json_line_is_reported_with_its_number():
     with pytest.raises(ParameterError, match="line 2: not valid JSON"):
         load_jobs([json.dumps(short_job("a", 1)), "{nope"])
+    # Lines Python's own JSON reader refuses with other errors: a 5,000-digit integer
+    # (ValueError) and nesting deeper than the recursion limit (RecursionError).
+    for line in ('{"id": ' + "9" * 5000 + "}", "[" * 100_000 + "]" * 100_000):
+        with pytest.raises(ParameterError, match="line 1: not valid JSON"):
+            load_jobs([line])
 
 
 # ----------------------------------------------------------------------------- local engine
@@ -294,7 +299,7 @@ class Flaky:
 def test_only_failures_that_may_pass_next_time_are_retried():
     import errno
 
-    from riffusion.batch import _retryable
+    from riffusion.batch.worker import _retryable
     from riffusion.errors import ModelLoadError, RiffusionError
 
     def chained(cause: BaseException) -> RiffusionError:
@@ -404,6 +409,20 @@ def test_cli_help_does_not_import_ray_or_diffusers():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ}
     )
     assert "--gpus-per-worker" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_import_batch_does_not_load_the_model_code():
+    # A fresh process, so that no other test's imports count: reading jobs and manifests needs
+    # no diffusers, transformers or peft (the worker loads them when it starts).
+    code = (
+        "import sys, riffusion.batch\n"
+        'jobs = riffusion.batch.load_jobs([\'{"prompt": "x", "seed": 1}\'])\n'
+        "print(sorted(m for m in ('diffusers', 'transformers', 'peft') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ}
+    )
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 

@@ -359,10 +359,11 @@ _MAX_RECIPE_FILE_BYTES = 16 * 1024 * 1024
 
 def _read_recipes(text: str) -> tuple[list[Recipe], float, int]:
     """Parse ``render``'s argument: a riffusion:1: URL, a Recipe JSON file or an envelope."""
-    from riffusion.riffuser import Recipe
+    # Recipes are read and checked without the model code (riffusion.recipe, not riffuser).
+    from riffusion.recipe import Recipe
 
     if text.startswith(RECIPE_URL_PREFIX):
-        return [Recipe.from_url(text)], 0.0, 1
+        return [Recipe.parse(text)], 0.0, 1
     path = Path(text)
     if not path.is_file():
         raise ParameterError(f"recipe file {text!r} does not exist or is not a regular file")
@@ -385,8 +386,8 @@ def _read_recipes(text: str) -> tuple[list[Recipe], float, int]:
             raise ParameterError(f"recipe file {text!r}: crossfade_s={crossfade_s!r} is invalid")
         if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
             raise ParameterError(f"recipe file {text!r}: repeat={repeat!r} is invalid")
-        return [Recipe.from_dict(clip) for clip in clips], float(crossfade_s), repeat
-    return [Recipe.from_dict(data)], 0.0, 1
+        return [Recipe.parse(clip) for clip in clips], float(crossfade_s), repeat
+    return [Recipe.parse(data)], 0.0, 1
 
 
 def _render(args: argparse.Namespace, console: _Console) -> int:

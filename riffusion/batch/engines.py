@@ -1,0 +1,253 @@
+"""The batch engines: the jobs' attempts run in this process (``local``) or on Ray actors.
+
+Both run :class:`~riffusion.batch.worker.RenderWorker` on one job at a time, retry an attempt
+that failed while the worker says it may pass next time, and hand every job's final answer to
+``record`` (in this process). They differ only in where the workers live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from riffusion.batch.jobs import BatchJob
+from riffusion.batch.storage import Storage
+from riffusion.batch.worker import RenderWorker, failed_result, job_payload
+from riffusion.errors import ModelLoadError, ParameterError, RiffusionError, install_hint
+
+__all__ = ["Record", "run_local", "run_ray"]
+
+Record = Callable[[BatchJob, Mapping[str, Any], int, float], None]
+"""``record(job, answer, attempts, total_s)``: a job's last answer, after ``attempts`` tries
+that took ``total_s`` seconds in all (seen from this process)."""
+
+
+def run_local(
+    todo: list[BatchJob],
+    model: str,
+    storage: Storage,
+    options: dict[str, Any],
+    *,
+    record: Record,
+    max_retries: int,
+    started: float,
+) -> float:
+    """Render ``todo`` one after the other with one :class:`RenderWorker` in this process.
+
+    Args:
+        todo: the jobs to render, in order.
+        model: hub id or diffusers folder of the checkpoint.
+        storage: where the files go.
+        options: the worker's keyword arguments (device, dtype, num_threads, ...).
+        record: called with each job's final answer (see :data:`Record`).
+        max_retries: extra attempts of a job whose answer says it may pass next time.
+        started: ``time.perf_counter()`` when the batch started.
+
+    Returns:
+        Seconds from ``started`` until the worker had loaded the model.
+
+    Raises:
+        ModelLoadError: the model could not be loaded.
+    """
+    try:
+        worker = RenderWorker(model, storage, **options)
+    except RiffusionError:
+        raise
+    except Exception as error:
+        raise ModelLoadError(f"could not load model {model!r}: {error}") from error
+    startup_s = time.perf_counter() - started
+    for job in todo:
+        job_started = time.perf_counter()
+        attempt = 1
+        while True:
+            result = worker(job_payload(job, attempt))
+            if result["ok"] or not result["retry"] or attempt > max_retries:
+                break
+            attempt += 1
+        record(job, result, attempt, time.perf_counter() - job_started)
+    return startup_s
+
+
+def run_ray(
+    todo: list[BatchJob],
+    model: str,
+    storage: Storage,
+    options: dict[str, Any],
+    *,
+    record: Record,
+    max_retries: int,
+    workers: int,
+    gpus_per_worker: float,
+    cpus_per_worker: int,
+    address: str | None,
+    started: float,
+) -> float:
+    """Render ``todo`` on up to ``workers`` Ray actors, each with its own loaded model.
+
+    A job whose actor process dies is retried on a fresh actor. Starts Ray (and shuts it down
+    at the end) unless it is already initialised in this process.
+
+    Args:
+        todo: the jobs to render; they start in order, their answers land in any order.
+        model: hub id or diffusers folder of the checkpoint.
+        storage: where the files go (a URL every node reaches, or a shared folder).
+        options: the workers' keyword arguments (device, dtype, num_threads, ...).
+        record: called in this process with each job's final answer (see :data:`Record`).
+        max_retries: extra attempts of a job whose answer says it may pass next time.
+        workers: actors to start (at most one per job).
+        gpus_per_worker: GPUs Ray reserves per actor (fractions share a GPU).
+        cpus_per_worker: CPU cores Ray reserves per actor.
+        address: Ray cluster address, or ``None`` for ``RAY_ADDRESS`` or a local Ray.
+        started: ``time.perf_counter()`` when the batch started.
+
+    Returns:
+        Seconds from ``started`` until the first actor had loaded the model.
+
+    Raises:
+        RiffusionError: Ray is not installed.
+        ParameterError: the output is ``memory://``, which Ray workers cannot share.
+        ModelLoadError: an actor could not load the model.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise RiffusionError(f"engine='ray' needs Ray: {install_hint('ray')}") from None
+    if storage.is_url and storage.root.startswith("memory://"):
+        raise ParameterError(
+            "memory:// output lives in one process; Ray workers cannot share it (use a folder "
+            "or a shared URL)"
+        )
+    owns_ray = not ray.is_initialized()
+    if owns_ray:
+        ray.init(address=address)
+    if not storage.is_url and sum(1 for node in ray.nodes() if node.get("Alive")) > 1:
+        # stacklevel: this function, render, and then the line that called render.
+        warnings.warn(
+            f"output_dir={storage.root!r} is a local path on a cluster of several nodes: each "
+            "worker writes to that path on its own node unless it is a shared file system; "
+            "use a URL (s3://, gs://, ...) otherwise",
+            stacklevel=3,
+        )
+    pool = _RayPool(ray, model, storage, options, cpus_per_worker, gpus_per_worker)
+    try:
+        return pool.run(todo, workers, record=record, max_retries=max_retries, started=started)
+    finally:
+        pool.close()
+        if owns_ray:
+            ray.shutdown()
+
+
+class _RayPool:
+    """Ray actors running :class:`RenderWorker`: started, fed one job each, replaced when
+    their process dies, killed at the end."""
+
+    def __init__(
+        self,
+        ray: Any,
+        model: str,
+        storage: Storage,
+        options: dict[str, Any],
+        cpus_per_worker: int,
+        gpus_per_worker: float,
+    ) -> None:
+        from ray.exceptions import RayActorError, RayError
+
+        self.ray = ray
+        self.actor_error, self.ray_error = RayActorError, RayError
+        self.model = model
+        self.options = options
+        self.actor_class = ray.remote(RenderWorker).options(
+            num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=0, max_task_retries=0
+        )
+        # Workers run in other folders (and on other nodes): give them an absolute path.
+        root = storage.root if storage.is_url else str(Path(storage.root).resolve())
+        self.worker_storage = Storage(root, storage.storage_options)
+        self.actors: list[Any] = []
+        self.starting: dict[Any, Any] = {}  # info() ref -> actor still loading the model
+        self.idle: list[Any] = []
+        self.in_flight: dict[Any, tuple[Any, BatchJob, int]] = {}  # call ref -> its attempt
+
+    def start_actor(self) -> None:
+        actor = self.actor_class.remote(self.model, self.worker_storage, **self.options)
+        self.actors.append(actor)
+        self.starting[actor.info.remote()] = actor
+
+    def run(
+        self,
+        todo: list[BatchJob],
+        workers: int,
+        *,
+        record: Record,
+        max_retries: int,
+        started: float,
+    ) -> float:
+        """Every job to its final answer; seconds until the first actor was ready."""
+        queue = deque((job, 1) for job in todo)
+        first_started: dict[str, float] = {}
+        startup_s = 0.0
+        for _ in range(min(workers, len(todo))):
+            self.start_actor()
+        while queue or self.in_flight:
+            while self.idle and queue:
+                actor = self.idle.pop()
+                job, attempt = queue.popleft()
+                first_started.setdefault(job.id, time.perf_counter())
+                call = actor.__call__.remote(job_payload(job, attempt))
+                self.in_flight[call] = (actor, job, attempt)
+            done, _ = self.ray.wait([*self.starting, *self.in_flight], num_returns=1)
+            ref = done[0]
+            if ref in self.starting:
+                self._ready(ref)
+                if not startup_s:
+                    startup_s = time.perf_counter() - started
+                continue
+            actor, job, attempt = self.in_flight.pop(ref)
+            result = self._answer(ref, actor, job)
+            if result["ok"] or not result["retry"] or attempt > max_retries:
+                record(job, result, attempt, time.perf_counter() - first_started[job.id])
+            else:
+                queue.append((job, attempt + 1))
+        return startup_s
+
+    def _ready(self, ref: Any) -> None:
+        """An actor finished loading the model (or failed to): make it idle, or raise."""
+        actor = self.starting.pop(ref)
+        try:
+            self.ray.get(ref)
+        except self.ray_error as error:
+            raise ModelLoadError(
+                f"a Ray worker could not load model {self.model!r}: {error}"
+            ) from error
+        self.idle.append(actor)
+
+    def _answer(self, ref: Any, actor: Any, job: BatchJob) -> dict[str, Any]:
+        """The worker's answer to one call, or a retryable failure when Ray lost the call."""
+        try:
+            result = self.ray.get(ref)
+            self.idle.append(actor)
+        except self.actor_error as error:
+            # The worker process died (killed, out of memory, a crash in native code):
+            # blame this attempt, start a replacement with its own model.
+            reason = " ".join(str(error).split())[:300]
+            result = failed_result(
+                job.id, f"WorkerDied: the worker process ended during the job ({reason})"
+            )
+            self.actors.remove(actor)
+            self.start_actor()
+        except self.ray_error as error:  # the call itself failed (serialisation, ...)
+            result = failed_result(
+                job.id, f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+            )
+            self.idle.append(actor)
+        return result
+
+    def close(self) -> None:
+        """Kill every actor (a dead one is no error)."""
+        for actor in self.actors:
+            with contextlib.suppress(Exception):
+                self.ray.kill(actor)
