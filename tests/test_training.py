@@ -238,7 +238,7 @@ def test_resume_continues_the_same_run(dataset, tiny_model, tmp_path):
 
 
 def test_a_damaged_training_state_is_a_clear_error(dataset, tiny_model, tmp_path):
-    from riffusion.training.lora import STATE_DIR
+    from riffusion.training import STATE_DIR
 
     first = _train(dataset, tiny_model, tmp_path / "run", steps=1, seed=3)
     state = first.output_dir / STATE_DIR

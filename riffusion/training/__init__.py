@@ -11,19 +11,12 @@ Needs the ``[train]`` extra (``peft``, ``matplotlib``); importing this package d
 them, :func:`train_lora` does.
 """
 
+from riffusion.training.adapters import TEXT_ENCODER_TARGETS, UNET_ALL_TARGETS, UNET_TARGETS
+from riffusion.training.checkpoint import LORA_WEIGHT_NAME, STATE_DIR
 from riffusion.training.data import ImageTextExamples, load_examples
-from riffusion.training.lora import (
-    LOG_NAME,
-    LORA_WEIGHT_NAME,
-    PLOT_NAME,
-    STATE_DIR,
-    TEXT_ENCODER_TARGETS,
-    UNET_ALL_TARGETS,
-    UNET_TARGETS,
-    TrainingResult,
-    train_lora,
-    training_target,
-)
+from riffusion.training.log import LOG_NAME, PLOT_NAME
+from riffusion.training.loop import training_target
+from riffusion.training.lora import TrainingResult, train_lora
 
 __all__ = [
     "LOG_NAME",

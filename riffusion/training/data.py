@@ -1,4 +1,5 @@
-"""Training examples: spectrogram images with captions, from a prepared folder or any sequence."""
+"""Training examples: spectrogram images with captions, from a prepared folder or any sequence;
+the order they are drawn in, and the latents and caption embeddings of each micro-batch."""
 
 from __future__ import annotations
 
@@ -9,11 +10,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 
 from riffusion.errors import ParameterError
+from riffusion.training.randomness import EXAMPLE_ORDER, seed_for
 
-__all__ = ["ImageTextExamples", "load_examples"]
+__all__ = [
+    "CaptionBatches",
+    "ExampleOrder",
+    "ImageTextExamples",
+    "load_examples",
+    "micro_batch_indices",
+]
 
 
 @dataclass(frozen=True)
@@ -132,3 +141,120 @@ def load_examples(dataset: Any) -> ImageTextExamples:
                 f"{first[0]}x{first[1]}; all training images must have the same size"
             )
     return examples
+
+
+class ExampleOrder:
+    """Which example sits at each position of the endless, epoch-shuffled stream of examples.
+
+    Epoch ``e`` is a permutation drawn from its own seed (``seed_for(seed, EXAMPLE_ORDER, e)``),
+    so any position can be looked up without replaying the ones before it (a resumed run).
+
+    Args:
+        size: examples per epoch (``len(examples)``).
+        seed: the run's seed.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed = size, seed
+        self._epochs: dict[int, list[int]] = {}
+
+    def __getitem__(self, position: int) -> int:
+        epoch, offset = divmod(position, self.size)
+        if epoch not in self._epochs:
+            generator = torch.Generator().manual_seed(seed_for(self.seed, EXAMPLE_ORDER, epoch))
+            # Only the current epoch is kept: positions are read in increasing order.
+            self._epochs = {epoch: torch.randperm(self.size, generator=generator).tolist()}
+        return self._epochs[epoch][offset]
+
+
+def micro_batch_indices(
+    order: ExampleOrder, step: int, micro: int, batch_size: int, accumulation: int
+) -> list[int]:
+    """The examples of micro-batch ``micro`` of optimizer step ``step`` (both 0-based).
+
+    Args:
+        order: the run's example stream.
+        step: optimizer step.
+        micro: micro-batch within the step, in ``[0, accumulation)``.
+        batch_size: examples per micro-batch.
+        accumulation: micro-batches per optimizer step.
+
+    Returns:
+        ``batch_size`` example indices.
+    """
+    first = (step * accumulation + micro) * batch_size
+    return [order[first + j] for j in range(batch_size)]
+
+
+class CaptionBatches:
+    """The latents and caption embeddings of micro-batches, cached where the models are frozen.
+
+    A latent is the VAE posterior mean scaled like the pipeline's, encoded once per example; a
+    caption's embedding is cached too unless the text encoder trains (then it changes every
+    step, and is computed with gradients).
+
+    Args:
+        examples: the training examples.
+        seed: the run's seed (it orders the examples: :attr:`order`).
+        pipeline: a ``RiffusionPipeline`` over the training's VAE (its ``encode_image``).
+        tokenizer: the CLIP tokenizer.
+        text_encoder: the CLIP text encoder, on ``device``.
+        train_text_encoder: whether the text encoder's adapters train.
+        device: where the batches go.
+
+    Attributes:
+        order: the run's stream of examples (:func:`micro_batch_indices` reads it).
+    """
+
+    def __init__(
+        self,
+        examples: ImageTextExamples,
+        seed: int,
+        pipeline: Any,
+        tokenizer: Any,
+        text_encoder: Any,
+        *,
+        train_text_encoder: bool,
+        device: torch.device,
+    ) -> None:
+        self.examples, self.pipeline, self.device = examples, pipeline, device
+        self.order = ExampleOrder(len(examples), seed)
+        self.tokenizer, self.text_encoder = tokenizer, text_encoder
+        self.train_text_encoder = train_text_encoder
+        self._latents: dict[int, torch.Tensor] = {}
+        self._embeddings: dict[str, torch.Tensor] = {}
+
+    def latents(self, indices: list[int], dtype: torch.dtype) -> torch.Tensor:
+        """Latents ``(len(indices), 4, height / 8, width / 8)`` of ``dtype`` on the device."""
+        for index in indices:
+            if index not in self._latents:
+                # Encoded one by one and kept in float32 on the CPU: the same latents whatever
+                # the batch, and no device memory held for the cache.
+                image = self.examples.image(index)
+                self._latents[index] = self.pipeline.encode_image(image)[0].float().cpu()
+        return torch.stack([self._latents[i] for i in indices]).to(self.device, dtype)
+
+    def embeddings(self, indices: list[int]) -> torch.Tensor:
+        """CLIP embeddings ``(len(indices), model_max_length, width)`` of the captions (77 tokens
+        for CLIP), in the dtype the text encoder computes in.
+
+        Call it under the accelerator's autocast, like the UNet: cached embeddings keep the
+        dtype of their first computation.
+        """
+        texts = [self.examples.texts[i] for i in indices]
+        if self.train_text_encoder:
+            return self.text_encoder(self._token_ids(texts))[0]
+        for text in texts:
+            if text not in self._embeddings:
+                with torch.no_grad():
+                    self._embeddings[text] = self.text_encoder(self._token_ids([text]))[0][0]
+        return torch.stack([self._embeddings[text] for text in texts])
+
+    def _token_ids(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(
+            texts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(self.device)

@@ -12,73 +12,38 @@ Every random draw is a pure function of ``(seed, step)``: the order of examples 
 per-epoch permutation, the noise and timesteps from a generator seeded with the step number. So
 a run resumed from its saved state (LoRA weights, optimizer moments, step) continues exactly as
 if it had never stopped.
+
+This module is the front door; the pieces live beside it: :mod:`~riffusion.training.settings`
+(the checked arguments), :mod:`~riffusion.training.data` (examples, their order, the batches),
+:mod:`~riffusion.training.model` (models, adapters, optimizer), :mod:`~riffusion.training.loop`
+(the optimizer steps), :mod:`~riffusion.training.checkpoint` (weights, saved state, resume),
+:mod:`~riffusion.training.validation` (validation clips) and :mod:`~riffusion.training.log`
+(log, loss plot).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
-import re
-import shutil
-import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from riffusion._checks import check_integer, finite_float
-from riffusion._files import atomic_output
-from riffusion.errors import ParameterError, RiffusionError, install_hint
-from riffusion.training.data import ImageTextExamples, load_examples
-
-__all__ = [
-    "LOG_NAME",
-    "LORA_WEIGHT_NAME",
-    "PLOT_NAME",
-    "STATE_DIR",
-    "TEXT_ENCODER_TARGETS",
-    "UNET_ALL_TARGETS",
-    "UNET_TARGETS",
-    "TrainingResult",
-    "train_lora",
-    "training_target",
-]
-
-#: Weights file, diffusers' LoRA format (what ``load_lora_weights`` reads from a folder).
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-#: Training log: one CSV row per optimizer step.
-LOG_NAME = "training_log.csv"
-#: Loss curve.
-PLOT_NAME = "loss.png"
-#: Folder of the resumable training state inside the output folder.
-STATE_DIR = "training_state"
-#: UNet modules that get LoRA adapters: the attention projections (as diffusers' scripts).
-UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
-#: A wider choice: attention, transformer projections and feed-forward, and the ResNet
-#: convolutions. More capacity per rank (LoCon-style); diffusers loads these files too.
-UNET_ALL_TARGETS = (
-    *UNET_TARGETS,
-    "proj_in",
-    "proj_out",
-    "ff.net.0.proj",
-    "ff.net.2",
-    "conv1",
-    "conv2",
-    "conv_in",
-    "conv_out",
-    "time_emb_proj",
+from riffusion.errors import RiffusionError, install_hint
+from riffusion.training.adapters import UNET_TARGETS
+from riffusion.training.checkpoint import (
+    LORA_WEIGHT_NAME,
+    resume_point,
+    save_checkpoint,
 )
-#: Text encoder modules that get LoRA adapters with ``train_text_encoder=True``.
-TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+from riffusion.training.data import CaptionBatches, load_examples
+from riffusion.training.log import LOG_NAME, PLOT_NAME, TrainingLog, plot_loss, write_args
+from riffusion.training.loop import run_steps
+from riffusion.training.model import setup_models
+from riffusion.training.settings import TrainingSettings
+from riffusion.training.validation import Validator
 
-_PRECISIONS = ("no", "fp16", "bf16")
-_ADAPTER = "default"
+__all__ = ["TrainingResult", "train_lora"]
 
 
 @dataclass(frozen=True)
@@ -106,277 +71,6 @@ class TrainingResult:
     validation: tuple[Path, ...]
 
 
-# ------------------------------------------------------------------------------ checks
-def _check_positive_number(name: str, value: Any) -> float:
-    number = finite_float(value)
-    if number is None or number <= 0:
-        raise ParameterError(f"{name}={value!r} must be a positive finite number")
-    return number
-
-
-def _check_prompts(prompts: Any) -> tuple[str, ...]:
-    if isinstance(prompts, str):
-        prompts = (prompts,)
-    if not isinstance(prompts, Sequence) or not all(
-        isinstance(p, str) and p.strip() for p in prompts
-    ):
-        raise ParameterError(f"validation_prompts={prompts!r} must be a list of non-empty strings")
-    return tuple(prompts)
-
-
-def _require(module: str) -> Any:
-    try:
-        return __import__(module)
-    except ImportError as error:
-        raise RiffusionError(f"LoRA training needs {module}: {install_hint('train')}") from error
-
-
-def training_target(
-    scheduler: Any, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
-) -> torch.Tensor:
-    """What the UNet must predict: the noise, or the velocity for v-prediction checkpoints.
-
-    Args:
-        scheduler: a diffusers scheduler with the checkpoint's config (``prediction_type``
-            ``"epsilon"`` or ``"v_prediction"``).
-        latents: clean latents ``(batch, 4, h, w)``.
-        noise: the Gaussian noise added, same shape.
-        timesteps: ``(batch,)`` integer timesteps.
-
-    Returns:
-        ``noise`` for epsilon prediction; ``sqrt(ᾱ_t) · noise − sqrt(1 − ᾱ_t) · latents`` for
-        v-prediction.
-    """
-    prediction_type = scheduler.config.prediction_type
-    if prediction_type == "epsilon":
-        return noise
-    if prediction_type == "v_prediction":
-        return scheduler.get_velocity(latents, noise, timesteps)
-    raise ParameterError(
-        f"the scheduler's prediction_type={prediction_type!r} is not supported; expected "
-        "'epsilon' or 'v_prediction'"
-    )
-
-
-# ------------------------------------------------------------------------------ randomness
-def _seed_for(seed: int, *keys: int) -> int:
-    """A 63-bit seed that depends on ``seed`` and ``keys`` only (no global state)."""
-    return int(np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint64)[0] >> 1)
-
-
-class _Order:
-    """Which example sits at each position of the endless, epoch-shuffled stream."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed = size, seed
-        self._epochs: dict[int, list[int]] = {}
-
-    def __getitem__(self, position: int) -> int:
-        epoch, offset = divmod(position, self.size)
-        if epoch not in self._epochs:
-            generator = torch.Generator().manual_seed(_seed_for(self.seed, 0, epoch))
-            self._epochs = {epoch: torch.randperm(self.size, generator=generator).tolist()}
-        return self._epochs[epoch][offset]
-
-
-# ------------------------------------------------------------------------------ state I/O
-def _state_config(**values: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(values))
-
-
-def _save_state(
-    output_dir: Path,
-    *,
-    step: int,
-    config: dict[str, Any],
-    unet: Any,
-    text_encoder: Any | None,
-    optimizer: Any,
-    scaler: Any | None,
-) -> None:
-    """Write the training state to ``STATE_DIR`` atomically (new folder, then swap)."""
-    from peft.utils import get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    final = output_dir / STATE_DIR
-    partial = output_dir / f".{STATE_DIR}.partial"
-    old = output_dir / f".{STATE_DIR}.old"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    tensors = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
-    save_file(tensors, partial / "unet_lora.safetensors")
-    if text_encoder is not None:
-        tensors = {
-            k: v.detach().cpu().contiguous()
-            for k, v in get_peft_model_state_dict(text_encoder).items()
-        }
-        save_file(tensors, partial / "text_encoder_lora.safetensors")
-    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
-    if scaler is not None:
-        torch.save(scaler.state_dict(), partial / "scaler.pt")
-    (partial / "state.json").write_text(
-        json.dumps({"step": step, "config": config}, indent=1, sort_keys=True) + "\n"
-    )
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(partial, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _find_state(output_dir: Path) -> Path | None:
-    for candidate in (output_dir / STATE_DIR, output_dir / f".{STATE_DIR}.old"):
-        if (candidate / "state.json").is_file():
-            return candidate
-    return None
-
-
-def _read_state(state_dir: Path) -> dict[str, Any]:
-    """``state.json`` of a saved training state: ``{"step": int, "config": dict}``."""
-    path = state_dir / "state.json"
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise _corrupt_state(state_dir, "state.json", error) from None
-    if (
-        not isinstance(saved, dict)
-        or isinstance(saved.get("step"), bool)
-        or not isinstance(saved.get("step"), int)
-        or saved["step"] < 0
-        or not isinstance(saved.get("config"), dict)
-    ):
-        raise _corrupt_state(state_dir, "state.json", "no step count and settings in it")
-    return saved
-
-
-def _load_state_file(state_dir: Path, name: str, load: Callable[[Path], Any]) -> Any:
-    """``load(state_dir / name)``; a missing or damaged file is a clear error, not a traceback."""
-    try:
-        return load(state_dir / name)
-    except Exception as error:  # safetensors, torch.load and peft each raise their own types
-        raise _corrupt_state(state_dir, name, error) from None
-
-
-def _corrupt_state(state_dir: Path, name: str, error: object) -> RiffusionError:
-    reason = " ".join(str(error).split())[:300]
-    return RiffusionError(
-        f"the training state in {str(state_dir)!r} is damaged ({name}: {reason}); delete that "
-        "folder to start over, or use a new output_dir"
-    )
-
-
-def _read_log(path: Path, up_to_step: int) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        return [row for row in csv.DictReader(handle) if int(row["step"]) <= up_to_step]
-
-
-def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=["step", "loss", "learning_rate", "elapsed_s"], lineterminator="\n"
-    )
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_output(path) as temporary:
-        temporary.write_text(buffer.getvalue(), encoding="utf-8")
-
-
-def _plot_loss(path: Path, rows: list[dict[str, Any]]) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        from matplotlib.figure import Figure
-    except ImportError:
-        warnings.warn(
-            f"matplotlib is not installed, so no loss plot was drawn: {install_hint('train')}",
-            stacklevel=3,
-        )
-        return None
-    steps = np.array([int(r["step"]) for r in rows])
-    losses = np.array([float(r["loss"]) for r in rows])
-    figure = Figure(figsize=(7, 4), dpi=100)
-    axes = figure.subplots()
-    axes.plot(steps, losses, lw=0.8, alpha=0.45, label="loss per step")
-    window = max(1, min(50, len(losses) // 10))
-    if window > 1:
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        axes.plot(steps[window - 1 :], smooth, lw=1.8, label=f"mean of {window} steps")
-    axes.set_xlabel("optimizer step")
-    axes.set_ylabel("MSE loss")
-    axes.set_yscale("log")
-    axes.grid(True, alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    with atomic_output(path) as temporary:
-        figure.savefig(temporary, format="png")
-    return path
-
-
-def _save_weights(output_dir: Path, unet: Any, text_encoder: Any | None) -> Path:
-    """Write the adapters in diffusers' LoRA format, atomically."""
-    from diffusers.loaders import StableDiffusionLoraLoaderMixin
-    from peft.utils import get_peft_model_state_dict
-
-    def layers(model: Any) -> dict[str, torch.Tensor]:
-        # peft's key names (``...to_q.lora_A.weight``), which diffusers' loaders read as they
-        # are; its older ``lora.down`` names exist for attention layers only, not convolutions.
-        state = get_peft_model_state_dict(model)
-        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
-
-    def metadata(model: Any) -> dict[str, Any]:
-        config = model.peft_config[_ADAPTER].to_dict()
-        return {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
-
-    target = output_dir / LORA_WEIGHT_NAME
-    partial_name = f".{LORA_WEIGHT_NAME}.partial"
-    kwargs: dict[str, Any] = {
-        "unet_lora_layers": layers(unet),
-        "unet_lora_adapter_metadata": metadata(unet),
-    }
-    if text_encoder is not None:
-        kwargs["text_encoder_lora_layers"] = layers(text_encoder)
-        kwargs["text_encoder_lora_adapter_metadata"] = metadata(text_encoder)
-    StableDiffusionLoraLoaderMixin.save_lora_weights(
-        output_dir, weight_name=partial_name, safe_serialization=True, **kwargs
-    )
-    os.replace(output_dir / partial_name, target)
-    return target
-
-
-def _make_accelerator(accelerate: Any, mixed_precision: str, cpu: bool) -> Any:
-    """An ``Accelerator`` on the device asked for; a later training in the same process may
-    change the precision or the device.
-
-    accelerate keeps its state in process-wide singletons: the mixed-precision setting (a
-    different one later is refused: "restart your runtime") and the device of the first
-    ``Accelerator`` (a later ``Accelerator(cpu=False)`` after ``cpu=True`` silently stays on the
-    CPU: a CUDA training after a CPU one ran on the CPU). A library function called twice must
-    do neither, so when the state disagrees with the request it is cleared and the accelerator
-    built again.
-    """
-    from accelerate.state import AcceleratorState
-
-    try:
-        accelerator = accelerate.Accelerator(mixed_precision=mixed_precision, cpu=cpu)
-    except ValueError as error:
-        if "already been initialized" not in str(error):
-            raise
-        AcceleratorState._reset_state(reset_partial_state=True)
-        accelerator = accelerate.Accelerator(mixed_precision=mixed_precision, cpu=cpu)
-    if (accelerator.device.type == "cpu") != cpu:
-        AcceleratorState._reset_state(reset_partial_state=True)
-        accelerator = accelerate.Accelerator(mixed_precision=mixed_precision, cpu=cpu)
-    return accelerator
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:40] or "prompt"
-
-
-# ------------------------------------------------------------------------------ training
 def train_lora(
     dataset: Any,
     model: str | os.PathLike[str],
@@ -452,403 +146,66 @@ def train_lora(
         RiffusionError: a missing optional dependency (the ``train`` extra:
             ``pip install -e ".[train]"``), or a loss that became NaN/inf.
     """
-    # ---------------------------------------------------------------- arguments
-    rank = check_integer("rank", rank)
-    lora_alpha = (
-        float(rank) if lora_alpha is None else _check_positive_number("lora_alpha", lora_alpha)
-    )
-    learning_rate = _check_positive_number("learning_rate", learning_rate)
-    lr_warmup_steps = check_integer("lr_warmup_steps", lr_warmup_steps, minimum=0)
-    steps = check_integer("steps", steps)
-    batch_size = check_integer("batch_size", batch_size)
-    gradient_accumulation = check_integer("gradient_accumulation", gradient_accumulation)
-    max_grad_norm = _check_positive_number("max_grad_norm", max_grad_norm)
-    seed = check_integer("seed", seed, minimum=0)
-    validation_steps = check_integer("validation_steps", validation_steps)
-    if validate_every is not None:
-        validate_every = check_integer("validate_every", validate_every)
-    if checkpoint_every is not None:
-        checkpoint_every = check_integer("checkpoint_every", checkpoint_every)
-    prompts = _check_prompts(validation_prompts)
-    if mixed_precision not in _PRECISIONS:
-        raise ParameterError(
-            f"mixed_precision={mixed_precision!r} must be one of {', '.join(_PRECISIONS)}"
-        )
-    for name, flag in (
-        ("gradient_checkpointing", gradient_checkpointing),
-        ("train_text_encoder", train_text_encoder),
-        ("resume", resume),
-    ):
-        if not isinstance(flag, bool):
-            raise ParameterError(f"{name}={flag!r} must be True or False")
-    if device not in ("auto", "cpu", "cuda"):
-        raise ParameterError(
-            f"device={device!r} must be 'auto', 'cpu' or 'cuda' (pick the GPU with "
-            "CUDA_VISIBLE_DEVICES or `accelerate launch`)"
-        )
-    if (
-        isinstance(target_modules, str)
-        or not isinstance(target_modules, Sequence)
-        or not target_modules
-        or not all(isinstance(name, str) and name for name in target_modules)
-    ):
-        raise ParameterError(
-            f"target_modules={target_modules!r} must be a non-empty list of module names"
-        )
-    use_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ParameterError(f"device={device!r}: CUDA is not available")
-    if mixed_precision == "fp16" and use_cpu:
-        raise ParameterError(
-            "mixed_precision='fp16' needs a CUDA GPU; use 'bf16' or 'no' on the CPU"
-        )
+    # The keyword parameters are exactly TrainingSettings' fields, so they pass on by name
+    # (first statement: locals() holds nothing but the parameters yet).
+    settings = TrainingSettings.from_arguments(locals())
+    return _train(dataset, output_dir, settings)
+
+
+def _train(
+    dataset: Any, output_dir: str | os.PathLike[str], settings: TrainingSettings
+) -> TrainingResult:
+    """Run :func:`train_lora` with checked settings."""
     _require("peft")
     accelerate = _require("accelerate")
-
     examples = load_examples(dataset)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    config = _state_config(
-        model=os.fspath(model),
-        rank=rank,
-        target_modules=list(target_modules),
-        lora_alpha=lora_alpha,
-        learning_rate=learning_rate,
-        lr_warmup_steps=lr_warmup_steps,
-        batch_size=batch_size,
-        gradient_accumulation=gradient_accumulation,
-        max_grad_norm=max_grad_norm,
-        mixed_precision=mixed_precision,
-        seed=seed,
-        train_text_encoder=train_text_encoder,
-        num_examples=len(examples),
+    config = settings.state_config(len(examples))
+    state_dir, start_step = resume_point(output, config, settings.steps, resume=settings.resume)
+    models = setup_models(settings, accelerate, state_dir)
+    batches = CaptionBatches(
+        examples,
+        settings.seed,
+        models.pipeline,
+        models.tokenizer,
+        models.text_encoder,
+        train_text_encoder=settings.train_text_encoder,
+        device=models.device,
     )
-    state_dir = _find_state(output)
-    start_step = 0
-    if state_dir is not None and not resume:
-        raise ParameterError(
-            f"output_dir={str(output)!r} already holds a training state (step "
-            f"{_read_state(state_dir)['step']}); pass resume=True to continue it, or use a "
-            "new folder"
-        )
-    if state_dir is not None:
-        saved = _read_state(state_dir)
-        differences = {
-            key: (saved["config"].get(key), value)
-            for key, value in config.items()
-            if saved["config"].get(key) != value
-        }
-        if differences:
-            described = ", ".join(
-                f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in differences.items()
-            )
-            raise ParameterError(f"cannot resume: the settings differ ({described})")
-        start_step = int(saved["step"])
-        if start_step > steps:
-            raise ParameterError(
-                f"steps={steps} is below the saved state's step {start_step}; a resumed run "
-                "needs the total number of steps"
-            )
-
-    # ---------------------------------------------------------------- models
-    from diffusers import DDPMScheduler
-    from peft import LoraConfig, inject_adapter_in_model
-
-    from riffusion.diffusion import RiffusionPipeline, resolve_model_folder
-    from riffusion.diffusion.loading import load_components
-
-    folder = resolve_model_folder(model, local_files_only=local_files_only)
-    parts = load_components(folder, model=os.fspath(model), dtype=torch.float32)
-    unet, vae, text_encoder, tokenizer = (
-        parts.unet,
-        parts.vae,
-        parts.text_encoder,
-        parts.tokenizer,
-    )
-    noise_scheduler = DDPMScheduler.from_config(parts.scheduler.config)
-    if noise_scheduler.config.prediction_type not in ("epsilon", "v_prediction"):
-        raise ParameterError(
-            f"model={os.fspath(model)!r}: prediction_type="
-            f"{noise_scheduler.config.prediction_type!r} is not supported (epsilon, v_prediction)"
-        )
-
-    accelerator = _make_accelerator(accelerate, mixed_precision, use_cpu)
-    weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
-        mixed_precision
-    ]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_seed_for(seed, 1))
-        unet.add_adapter(
-            LoraConfig(
-                r=rank,
-                lora_alpha=lora_alpha,
-                init_lora_weights="gaussian",
-                target_modules=list(target_modules),
-            )
-        )
-        if train_text_encoder:
-            # peft directly: transformers' own add_adapter may demand a newer peft than exists.
-            inject_adapter_in_model(
-                LoraConfig(
-                    r=rank,
-                    lora_alpha=lora_alpha,
-                    init_lora_weights="gaussian",
-                    target_modules=list(TEXT_ENCODER_TARGETS),
-                ),
-                text_encoder,
-                adapter_name=_ADAPTER,
-            )
-    if state_dir is not None:
-        from peft.utils import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        _load_state_file(
-            state_dir,
-            "unet_lora.safetensors",
-            lambda path: set_peft_model_state_dict(unet, load_file(path)),
-        )
-        if train_text_encoder:
-            _load_state_file(
-                state_dir,
-                "text_encoder_lora.safetensors",
-                lambda path: set_peft_model_state_dict(text_encoder, load_file(path)),
-            )
-
-    target = accelerator.device
-    for module in (unet, vae, text_encoder):
-        module.to(target, dtype=weight_dtype)
-    trained = [unet, *([text_encoder] if train_text_encoder else [])]
-    for module in trained:
-        for name, parameter in module.named_parameters():
-            if "lora_" in name:
-                parameter.data = parameter.data.float()  # adapters train in float32
-    if gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-        if train_text_encoder:
-            text_encoder.gradient_checkpointing_enable()
-    parameters = [p for module in trained for p in module.parameters() if p.requires_grad]
-    if not parameters:
-        raise RiffusionError("internal: the LoRA adapters have no trainable parameters")
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate)
-    if state_dir is not None:
-        _load_state_file(
-            state_dir,
-            "optimizer.pt",
-            lambda path: optimizer.load_state_dict(
-                torch.load(path, map_location="cpu", weights_only=True)
-            ),
-        )
-    prepared = accelerator.prepare(*trained, optimizer)
-    optimizer = prepared[-1]
-    scaler = getattr(accelerator, "scaler", None)
-    if state_dir is not None and scaler is not None and (state_dir / "scaler.pt").is_file():
-        _load_state_file(
-            state_dir,
-            "scaler.pt",
-            lambda path: scaler.load_state_dict(torch.load(path, weights_only=True)),
-        )
-
-    # A pipeline over the same modules: the library's image encoder and the validation sampler.
-    pipeline = RiffusionPipeline(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        scheduler=parts.scheduler,
-    )
-    pipeline.set_progress_bar_config(disable=True)
-
-    # ---------------------------------------------------------------- data
-    latents_cache: dict[int, torch.Tensor] = {}
-    embedding_cache: dict[str, torch.Tensor] = {}
-
-    def latents_of(index: int) -> torch.Tensor:
-        if index not in latents_cache:
-            # VAE posterior mean, scaled like the pipeline (deterministic, encoded one by one).
-            latents_cache[index] = pipeline.encode_image(examples.image(index))[0].float().cpu()
-        return latents_cache[index]
-
-    def token_ids(texts: list[str]) -> torch.Tensor:
-        return tokenizer(
-            texts,
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(target)
-
-    def embeddings_of(texts: list[str]) -> torch.Tensor:
-        if train_text_encoder:
-            return text_encoder(token_ids(texts))[0]
-        for text in texts:
-            if text not in embedding_cache:
-                with torch.no_grad():
-                    embedding_cache[text] = text_encoder(token_ids([text]))[0][0]
-        return torch.stack([embedding_cache[text] for text in texts])
-
-    order = _Order(len(examples), seed)
-    first_size = examples.size(0)
-    params = _spectrogram_params(examples)
-
-    # ---------------------------------------------------------------- loop
-    log_path = output / LOG_NAME
-    rows: list[dict[str, Any]] = _read_log(log_path, start_step) if start_step else []
-    elapsed_before = float(rows[-1]["elapsed_s"]) if rows else 0.0
-    losses: list[float] = []
-    validation_files: list[Path] = []
-    started = time.perf_counter()
-    _write_args(output, config, steps, prompts, validate_every, checkpoint_every)
+    validate = Validator(output, settings, models, examples)
+    log = TrainingLog(output / LOG_NAME, start_step)
+    write_args(output, config, settings)
 
     def save(step: int) -> None:
-        unwrapped_unet = accelerator.unwrap_model(unet)
-        unwrapped_te = accelerator.unwrap_model(text_encoder) if train_text_encoder else None
-        _save_state(
-            output,
-            step=step,
-            config=config,
-            unet=unwrapped_unet,
-            text_encoder=unwrapped_te,
-            optimizer=optimizer,
-            scaler=scaler,
-        )
-        _save_weights(output, unwrapped_unet, unwrapped_te)
-        _write_log(log_path, rows)
+        save_checkpoint(output, step, config, models)
+        log.write()
 
-    def validate(step: int) -> None:
-        folder = output / "validation" / f"step_{step:06d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for module in trained:
-            module.eval()
-        try:
-            for number, prompt in enumerate(prompts):
-                with accelerator.autocast():
-                    result = pipeline.text_to_image(
-                        prompt,
-                        seed=seed,
-                        num_inference_steps=validation_steps,
-                        width=first_size[0],
-                        height=first_size[1],
-                    )
-                validation_files.extend(
-                    _save_clip(result.image, params, folder / f"{number:02d}_{_slug(prompt)}")
-                )
-        finally:
-            for module in trained:
-                module.train()
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=steps, initial=start_step, desc="train-lora", unit="step", disable=not progress
+    losses = run_steps(
+        models, batches, settings, start_step=start_step, log=log, save=save, validate=validate
     )
-    for module in trained:
-        module.train()
-    num_timesteps = int(noise_scheduler.config.num_train_timesteps)
-    try:
-        for step in range(start_step, steps):
-            learning = (
-                learning_rate * min(1.0, (step + 1) / lr_warmup_steps)
-                if (lr_warmup_steps)
-                else learning_rate
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = learning
-            step_loss = 0.0
-            for micro in range(gradient_accumulation):
-                first = (step * gradient_accumulation + micro) * batch_size
-                indices = [order[first + j] for j in range(batch_size)]
-                latents = torch.stack([latents_of(i) for i in indices]).to(target, weight_dtype)
-                generator = torch.Generator().manual_seed(_seed_for(seed, 2, step, micro))
-                noise = torch.randn(latents.shape, generator=generator).to(target, weight_dtype)
-                timesteps = torch.randint(0, num_timesteps, (batch_size,), generator=generator).to(
-                    target
-                )
-                noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-                goal = training_target(noise_scheduler, latents, noise, timesteps)
-                with accelerator.autocast():
-                    embeddings = embeddings_of([examples.texts[i] for i in indices])
-                    prediction = unet(noisy, timesteps, encoder_hidden_states=embeddings).sample
-                loss = torch.nn.functional.mse_loss(prediction.float(), goal.float())
-                if not torch.isfinite(loss):
-                    raise RiffusionError(
-                        f"the loss became {float(loss)} at step {step + 1}; lower learning_rate="
-                        f"{learning_rate} or use mixed_precision='no'"
-                    )
-                accelerator.backward(loss / gradient_accumulation)
-                step_loss += float(loss.detach()) / gradient_accumulation
-            accelerator.clip_grad_norm_(parameters, max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            done = step + 1
-            losses.append(step_loss)
-            rows.append(
-                {
-                    "step": done,
-                    "loss": f"{step_loss:.6g}",
-                    "learning_rate": f"{learning:.6g}",
-                    "elapsed_s": f"{elapsed_before + time.perf_counter() - started:.3f}",
-                }
-            )
-            bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
-            if checkpoint_every and done % checkpoint_every == 0 and done < steps:
-                save(done)
-            if prompts and validate_every and done % validate_every == 0 and done < steps:
-                validate(done)
-    finally:
-        bar.close()
-
-    final = max(start_step, steps)
+    final = max(start_step, settings.steps)
     save(final)
-    if prompts:
+    if settings.validation_prompts:
         validate(final)
-    plot = _plot_loss(output / PLOT_NAME, rows) if rows else None
+    # Without matplotlib, the warning points at train_lora's caller (plot_loss, _train,
+    # train_lora, caller).
+    plot = plot_loss(output / PLOT_NAME, log.rows, stacklevel=4) if log.rows else None
     return TrainingResult(
         output_dir=output,
         weights=output / LORA_WEIGHT_NAME,
-        log=log_path,
+        log=log.path,
         loss_plot=plot,
         step=final,
         start_step=start_step,
         losses=tuple(losses),
-        validation=tuple(validation_files),
+        validation=tuple(validate.files),
     )
 
 
-def _spectrogram_params(examples: ImageTextExamples) -> Any:
-    """The spectrogram parameters in the first image's EXIF (Riffusion's when absent)."""
-    from riffusion.image import load_image, params_from_image
-
-    return params_from_image(load_image(examples.images[0]))
-
-
-def _save_clip(image: Any, params: Any, stem: Path) -> list[Path]:
-    """The validation image as a spectrogram PNG (with EXIF) and its decoded audio."""
-    from riffusion.convert import image_to_audio
-    from riffusion.image import save_image
-
-    exif = image.getexif()
-    for tag, value in params.to_exif().items():
-        exif[int(tag)] = value
-    png = save_image(image, stem.with_suffix(".png"))
-    wav = image_to_audio(image, params).save(stem.with_suffix(".wav"))
-    return [png, wav]
-
-
-def _write_args(
-    output: Path,
-    config: dict[str, Any],
-    steps: int,
-    prompts: tuple[str, ...],
-    validate_every: int | None,
-    checkpoint_every: int | None,
-) -> None:
-    arguments = {
-        **config,
-        "steps": steps,
-        "validation_prompts": list(prompts),
-        "validate_every": validate_every,
-        "checkpoint_every": checkpoint_every,
-    }
-    with atomic_output(output / "training_args.json") as temporary:
-        temporary.write_text(json.dumps(arguments, indent=1, sort_keys=True) + "\n")
+def _require(module: str) -> Any:
+    """Import ``module``, an optional dependency of training (the ``train`` extra)."""
+    try:
+        return __import__(module)
+    except ImportError as error:
+        raise RiffusionError(f"LoRA training needs {module}: {install_hint('train')}") from error
