@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from riffusion import Audio, SpectrogramParams, audio_to_image, image_to_audio
-from riffusion.convert import get_converter
 from riffusion.image import image_to_mel
-from riffusion.spectrogram import spectral_convergence
+from riffusion.spectrogram import get_converter, spectral_convergence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode import edge_ratios, loudness_lufs  # bench/decode.py's definitions

@@ -1,8 +1,9 @@
 """riffusion: make music with Stable Diffusion on images of sound.
 
 Layers, bottom to top (``docs/layers.md``; ``tests/test_layers.py`` checks every import):
-:mod:`riffusion.errors` → :mod:`riffusion.params` → :mod:`riffusion.spectrogram` (STFT/mel) →
-:mod:`riffusion.image` (8-bit encoding) → :mod:`riffusion.audio` (I/O) and
+:mod:`riffusion.errors` → :mod:`riffusion.params` → :mod:`riffusion.phase` (phase recovery) →
+:mod:`riffusion.spectrogram` (STFT/mel) → :mod:`riffusion.decoders` (the decoder registry:
+built-ins and plug-ins) → :mod:`riffusion.image` (8-bit encoding) → :mod:`riffusion.audio` (I/O) and
 :mod:`riffusion.convert` → :mod:`riffusion.inputs` (value types), :mod:`riffusion.seeds`,
 :mod:`riffusion.prompts`, :mod:`riffusion.progress` → :mod:`riffusion.models` (the image-model
 protocol) and :mod:`riffusion.diffusion` (its Stable Diffusion 1.x pipeline) →
@@ -34,6 +35,7 @@ from riffusion.errors import (
 if TYPE_CHECKING:
     from riffusion.audio import Audio
     from riffusion.convert import audio_to_image, image_to_audio
+    from riffusion.decoders import register_decoder
     from riffusion.diffusion import GenerationResult, RiffusionPipeline, slerp
     from riffusion.inputs import PromptInput
     from riffusion.joins import periodic_image_to_audio, stitch
@@ -53,6 +55,7 @@ _LAZY = {
     "Audio": "riffusion.audio",
     "audio_to_image": "riffusion.convert",
     "image_to_audio": "riffusion.convert",
+    "register_decoder": "riffusion.decoders",
     "ExifTag": "riffusion.params",
     "SpectrogramParams": "riffusion.params",
     "random_prompt": "riffusion.prompts",
@@ -120,6 +123,7 @@ __all__ = [
     "mask_images",
     "periodic_image_to_audio",
     "random_prompt",
+    "register_decoder",
     "seed_images",
     "slerp",
     "stitch",

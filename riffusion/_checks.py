@@ -55,19 +55,35 @@ def finite_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def check_integer(name: str, value: Any, *, minimum: int = 1) -> int:
-    """Return ``value`` if it is an ``int`` (not a bool) of at least ``minimum``.
+def check_integer(
+    name: str, value: Any, *, minimum: int | None = 1, maximum: int | None = None
+) -> int:
+    """Return ``value`` if it is an ``int`` (not a bool) in ``[minimum, maximum]``.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the value to check.
+        minimum: the smallest allowed value (``None``: no lower bound).
+        maximum: the largest allowed value (``None``: no upper bound).
 
     Raises:
         ParameterError: e.g. ``steps=0 must be a positive integer``.
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        if minimum == 1:
+    too_small = minimum is not None and isinstance(value, int) and value < minimum
+    too_large = maximum is not None and isinstance(value, int) and value > maximum
+    if isinstance(value, bool) or not isinstance(value, int) or too_small or too_large:
+        if minimum is not None and maximum is not None:
+            expected = f"an integer in [{minimum}, {maximum}]"
+        elif maximum is not None:
+            expected = f"an integer <= {maximum}"
+        elif minimum == 1:
             expected = "a positive integer"
         elif minimum == 0:
             expected = "a non-negative integer"
-        else:
+        elif minimum is not None:
             expected = f"an integer >= {minimum}"
+        else:
+            expected = "an integer"
         raise ParameterError(f"{name}={describe(value)} must be {expected}")
     return value
 

@@ -8,7 +8,6 @@ These are the functions most users want::
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 
@@ -16,41 +15,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from riffusion._checks import check_device, check_seed
+from riffusion._checks import check_seed
 from riffusion.audio import Audio
+from riffusion.decoders import DecoderName, check_decode_size, decode_mel
 from riffusion.errors import ImageFormatError, ParameterError
 from riffusion.image import image_to_mel, load_image, mel_to_image, params_from_image
 from riffusion.limits import MAX_AUDIO_SAMPLES
 from riffusion.params import SpectrogramParams
-from riffusion.phase import DecoderName
-from riffusion.spectrogram import (
-    INT16_SCALE,
-    SpectrogramConverter,
-    check_decode_size,
-)
+from riffusion.spectrogram import INT16_SCALE, get_converter
 
-__all__ = ["audio_to_image", "get_converter", "image_to_audio"]
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_converter(params: SpectrogramParams, device: str) -> SpectrogramConverter:
-    return SpectrogramConverter(params, device=device)
-
-
-def get_converter(
-    params: SpectrogramParams | None = None, *, device: torch.device | str = "cpu"
-) -> SpectrogramConverter:
-    """A shared :class:`SpectrogramConverter` for ``params`` and ``device`` (built once, cached).
-
-    Args:
-        params: spectrogram parameters (default: ``SpectrogramParams()``).
-        device: torch device of the converter's STFT, filterbank and phase recovery.
-    """
-    if params is not None and not isinstance(params, SpectrogramParams):
-        raise ParameterError(
-            f"params must be a riffusion.SpectrogramParams or None, got {type(params).__name__}"
-        )
-    return _cached_converter(params or SpectrogramParams(), str(check_device("device", device)))
+__all__ = ["audio_to_image", "image_to_audio"]
 
 
 def audio_to_image(
@@ -128,15 +102,18 @@ def image_to_audio(
     Args:
         image: PIL image (any mode) or a path to one.
         params: decoding parameters; by default those in the image's EXIF, else Riffusion's.
-        method: phase recovery, ``"fast"`` (default) or ``"reference"`` (Riffusion's
-            least-squares inverse mel + 32 Griffin-Lim iterations, slow).
-        num_iterations: Griffin-Lim iterations (more is slower and more faithful).
+        method: the registered decoder (:mod:`riffusion.decoders`): ``"fast"`` (default),
+            ``"reference"`` (Riffusion's least-squares inverse mel + 32 Griffin-Lim iterations,
+            slow) or a plug-in's name.
+        num_iterations: Griffin-Lim iterations (more is slower and more faithful); ``None``
+            for the decoder's default.
         seed: seed of the initial phase; equal seeds give equal audio.
         normalize: peak-normalise to -0.1 dBFS like Riffusion; otherwise the level follows
             ``params.max_value`` (int16 scale).
-        periodic: the image is one period of a loop (``method="fast"`` only): phase recovery
-            wraps around the ends, so the audio loops seamlessly.
-        device: where the inverse runs.
+        periodic: the image is one period of a loop (only for a decoder that
+            ``supports_periodic``, such as ``"fast"``): phase recovery wraps around the ends,
+            so the audio loops seamlessly.
+        device: where the decoder runs.
 
     Returns:
         :class:`Audio` at ``params.sample_rate`` with ``params.samples_for_width(width)``
@@ -176,8 +153,14 @@ def image_to_audio(
         length = params.samples_for_width(mel.shape[-1], periodic=periodic)
         silent = np.zeros((mel.shape[0], length), np.float32)
         return Audio(silent, sample_rate=params.sample_rate)
-    waveform = get_converter(params, device=device).mel_to_waveform(
-        mel, method=method, num_iterations=num_iterations, seed=seed, periodic=periodic
+    waveform = decode_mel(
+        mel,
+        params,
+        method=method,
+        num_iterations=num_iterations,
+        seed=seed,
+        periodic=periodic,
+        device=device,
     )
     audio = Audio(waveform.cpu().numpy() / INT16_SCALE, sample_rate=params.sample_rate)
     return audio.normalize_peak(-0.1) if normalize else audio

@@ -13,7 +13,7 @@ themselves, and parses untrusted JSON into them with errors that name the offend
 (``start.seed``), so a server can answer a 4xx before anything reaches the model or the disk.
 
 It also holds :class:`PromptInput`, one end of an interpolation (the library's own value type,
-re-exported as ``riffusion.PromptInput`` and ``riffusion.diffusion.PromptInput``), built from an
+exported as ``riffusion.PromptInput``), built from an
 :class:`InferencePrompt` at the edge (``PromptInput(**prompt.to_dict())``).
 
 It imports only the standard library, :mod:`riffusion.errors` and :mod:`riffusion._checks` (no

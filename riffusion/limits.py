@@ -49,7 +49,7 @@ MAX_AUDIO_BYTES = 1536 * 1024 * 1024
 #: Working memory (in bytes) one spectrogram decode may take (image → audio). Phase recovery
 #: holds several spectra per column: estimated at 381 KiB per column and channel for the fast
 #: decoder at Riffusion's parameters (measured 271 KiB), 8 complex spectra of the full FFT for
-#: the reference decoder (``riffusion.spectrogram.decode_bytes``). 8 GiB is about 220 s of mono
+#: the reference decoder (``riffusion.decoders.decode_bytes``). 8 GiB is about 220 s of mono
 #: audio with the fast decoder, 150 s with the reference one; wider images are refused before
 #: anything is allocated. (Counts alone did not bound it: a 32 KB PNG of 65,536 columns asked
 #: for 24 GiB.)

@@ -15,8 +15,10 @@ from typing import Any, TypeVar
 
 import torch
 
+from riffusion._checks import check_seed
 from riffusion.adapters import use_adapters
 from riffusion.calls import DIFFUSERS_ALIASES
+from riffusion.decoders import check_decoder_name
 from riffusion.defaults import DEFAULT_MODEL
 from riffusion.errors import ParameterError
 from riffusion.models import check_image_model
@@ -29,7 +31,6 @@ from riffusion.models.loading import (
 from riffusion.params import SpectrogramParams
 from riffusion.progress import ProgressCallback, reporting
 from riffusion.recipe import Adapter, Recipe, _check_steps
-from riffusion.spectrogram import check_decoder_name
 
 __all__ = ["ModelHolder"]
 
@@ -73,8 +74,7 @@ class ModelHolder:
         if self.params.stereo:
             raise ParameterError("Riffuser works with mono spectrogram params (stereo=False)")
         check_decoder_name("decode_method", decode_method)
-        if isinstance(decode_seed, bool) or not isinstance(decode_seed, int):
-            raise ParameterError(f"decode_seed={decode_seed!r} must be an integer")
+        check_seed("decode_seed", decode_seed)
         self.decode_method = decode_method
         self.decode_seed = decode_seed
         if scheduler is not None:

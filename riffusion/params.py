@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from riffusion._checks import finite_float
+from riffusion._checks import check_integer, finite_float
 from riffusion.errors import ImageFormatError, ParameterError
 from riffusion.limits import (
     MAX_FFT_SIZE,
@@ -354,8 +354,7 @@ class SpectrogramParams:
 
 
 def _check_count(name: str, value: Any, *, minimum: int = 0) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ParameterError(f"{name}={value!r} must be an integer >= {minimum}")
+    check_integer(name, value, minimum=minimum)
 
 
 def _exif_number(value: float) -> int | float:

@@ -1,4 +1,4 @@
-"""Phase recovery: from STFT magnitudes back to a waveform, and the decoders built on it.
+"""Phase recovery: from STFT magnitudes back to a waveform.
 
 The math, with every parameter explicit:
 
@@ -10,23 +10,16 @@ The math, with every parameter explicit:
 - :func:`reference_mel_to_waveform`: Riffusion's torchaudio path (``InverseMelScale`` then
   ``GriffinLim``).
 
-Decoders: a decoder turns mel magnitudes into a waveform (:class:`Decoder`, one method). The
-names ``"fast"`` and ``"reference"`` are registered objects (registered by
-:mod:`riffusion.spectrogram`, which holds their cached operators); a neural vocoder or any
-other decoder plugs in with :func:`register_decoder`, after which
-``image_to_audio(..., method="name")`` and ``SpectrogramConverter.mel_to_waveform`` use it.
-
 This module sits below :mod:`riffusion.spectrogram` (it imports only the parameters), so the
-forward transform and the converter build on it.
+converter builds on it; the decoders (the built-in ``"fast"`` and ``"reference"``, and any
+plug-in) and their registry are :mod:`riffusion.decoders`, above both.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import threading
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
 
 import torch
 import torchaudio
@@ -40,21 +33,10 @@ __all__ = [
     "FINE_SHARE",
     "MOMENTUM",
     "SIGN_CHOICE_SHARE",
-    "Decoder",
-    "DecoderName",
-    "decoder_names",
-    "get_decoder",
     "gradient_phase",
     "griffin_lim",
     "reference_mel_to_waveform",
-    "register_decoder",
-    "unregister_decoder",
 ]
-
-DecoderName = str
-"""The name of a registered decoder: ``"fast"``, ``"reference"`` or one added with
-:func:`register_decoder`. (Forward transforms have their own, closed set of names:
-:data:`riffusion.spectrogram.ForwardMethod`.)"""
 
 DEFAULT_ITERATIONS = 32
 """Griffin-Lim iterations of the ``"reference"`` decoder (Riffusion's) and of
@@ -890,111 +872,3 @@ def _griffin_lim_start(
         generator = torch.Generator().manual_seed(seed)
         phase = (torch.rand(target.shape, generator=generator) * 2 * math.pi).to(target.device)
     return torch.polar(target, phase)
-
-
-# --------------------------------------------------------------------------------- decoders
-@runtime_checkable
-class Decoder(Protocol):  # pragma: no mutate block (mutmut's extra members break isinstance)
-    """Mel magnitudes → waveform. One method; register an instance with :func:`register_decoder`.
-
-    Attributes:
-        supports_periodic: whether ``decode(..., periodic=True)`` makes a seamless loop (a
-            decoder without it is refused for loops with a clear error).
-    """
-
-    supports_periodic: bool
-
-    def decode(
-        self,
-        mel: torch.Tensor,
-        params: SpectrogramParams,
-        *,
-        seed: int = 0,
-        periodic: bool = False,
-        num_iterations: int | None = None,
-        device: torch.device | str = "cpu",
-    ) -> torch.Tensor:
-        """Decode ``(..., n_mels, frames)`` magnitudes to ``(..., samples)`` float32 samples.
-
-        Args:
-            mel: ``(..., params.num_frequencies, frames)`` non-negative float32 magnitudes on
-                ``device``, at the 16-bit scale (:data:`riffusion.spectrogram.INT16_SCALE`).
-            params: the spectrogram parameters (sample rate, hop, mel range).
-            seed: seed of anything random, so equal seeds give equal output.
-            periodic: make one period of a loop (only when ``supports_periodic``).
-            num_iterations: iterations of an iterative decoder; ``None`` for its default.
-            device: where to run.
-
-        Returns:
-            ``(..., params.samples_for_width(frames, periodic=periodic))`` float32 waveform at
-            the same 16-bit scale, on ``device``.
-        """
-        ...
-
-
-_DECODERS: dict[str, Decoder] = {}
-_DECODERS_LOCK = threading.Lock()
-_BUILT_IN = ("fast", "reference")
-
-
-def register_decoder(name: str, decoder: Decoder, *, replace: bool = False) -> None:
-    """Make ``decoder`` available as ``method=name`` everywhere audio is decoded.
-
-    Args:
-        name: the decoder's name: letters, digits, ``_``, ``-`` and ``.``.
-        decoder: an object with ``decode(mel, params, *, seed, periodic, num_iterations,
-            device)`` and ``supports_periodic`` (see :class:`Decoder`).
-        replace: allow replacing a decoder registered under ``name`` (never a built-in).
-
-    Raises:
-        ParameterError: a malformed name, an object that is not a :class:`Decoder`, or a name
-            already taken.
-    """
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-." for c in name):
-        raise ParameterError(f"decoder name {name!r} must be letters, digits, '_', '-' or '.'")
-    if not isinstance(decoder, Decoder) or not isinstance(decoder.supports_periodic, bool):
-        raise ParameterError(
-            f"decoder {decoder!r} must have a decode(mel, params, *, seed, periodic, "
-            "num_iterations, device) method and a bool supports_periodic"
-        )
-    with _DECODERS_LOCK:
-        if name in _DECODERS and (not replace or name in _BUILT_IN):
-            if name in _BUILT_IN and _DECODERS[name] is decoder:
-                return
-            raise ParameterError(f"a decoder named {name!r} is already registered")
-        _DECODERS[name] = decoder
-
-
-def unregister_decoder(name: str) -> None:
-    """Remove a decoder added with :func:`register_decoder`.
-
-    Args:
-        name: its name (the built-in ``"fast"`` and ``"reference"`` stay).
-    """
-    if name in _BUILT_IN:
-        raise ParameterError(f"the built-in decoder {name!r} cannot be removed")
-    with _DECODERS_LOCK:
-        _DECODERS.pop(name, None)
-
-
-def decoder_names() -> tuple[str, ...]:
-    """The registered decoder names, built-ins first."""
-    with _DECODERS_LOCK:
-        return tuple(sorted(_DECODERS, key=lambda n: (n not in _BUILT_IN, n)))
-
-
-def get_decoder(name: object) -> Decoder:
-    """The decoder registered as ``name``: the one place decoder names are checked.
-
-    Args:
-        name: a registered decoder name.
-
-    Raises:
-        ParameterError: ``name`` is not registered; the message lists the names that are.
-    """
-    with _DECODERS_LOCK:
-        decoder = _DECODERS.get(name) if isinstance(name, str) else None
-    if decoder is None:
-        known = ", ".join(repr(n) for n in decoder_names()) or "'fast', 'reference'"
-        raise ParameterError(f"method={name!r} must be a registered decoder: {known}")
-    return decoder

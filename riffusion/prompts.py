@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from riffusion.errors import ParameterError
+from riffusion._checks import check_integer
 
 __all__ = ["PROMPTS", "random_prompt"]
 
@@ -82,6 +82,6 @@ def random_prompt(seed: int | None = None) -> str:
     Args:
         seed: seed of the choice (any int); ``None`` draws from the operating system.
     """
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ParameterError(f"seed={seed!r} must be an int or None")
+    if seed is not None:
+        check_integer("seed", seed, minimum=None)
     return random.Random(seed).choice(PROMPTS)

@@ -24,6 +24,7 @@ from PIL import Image
 from riffusion._checks import check_integer, check_seed, describe, finite_float
 from riffusion._files import atomic_output
 from riffusion.audio import Audio
+from riffusion.decoders import check_decoder_name, get_decoder
 from riffusion.defaults import (
     DEFAULT_SEED_IMAGE,
     MAX_CLIP_DURATION_S,
@@ -36,9 +37,7 @@ from riffusion.errors import ParameterError, RiffusionError
 from riffusion.image import save_image as write_image
 from riffusion.inputs import PromptInput, unicode_problem
 from riffusion.params import SpectrogramParams
-from riffusion.phase import get_decoder
 from riffusion.seeds import check_image_id
-from riffusion.spectrogram import check_decoder_name
 
 __all__ = ["Adapter", "Clip", "Recipe", "check_scheduler_config"]
 
@@ -114,8 +113,7 @@ def check_scheduler_config(config: Any) -> dict[str, Any] | None:
             low, high = _SIZED_SCHEDULER_KEYS[key]
             if value is None and key == "original_inference_steps":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ParameterError(f"{where} must be an integer in [{low}, {high}]")
+            check_integer(f"scheduler_config[{key!r}]", value, minimum=low, maximum=high)
         elif key == "trained_betas":
             if value is not None and (
                 not isinstance(value, list)

@@ -51,7 +51,7 @@ class Riffuser(ModelHolder):
         model: the id or folder it came from (recorded in recipes).
         params: spectrogram parameters of the model's images (Riffusion's by default; mono).
         decode_method: the registered decoder of every clip (``"fast"``, ``"reference"`` or a
-            name given to :func:`riffusion.phase.register_decoder`).
+            name given to :func:`riffusion.decoders.register_decoder`).
         decode_seed: seed of the phase recovery.
         scheduler: a scheduler name (``SCHEDULER_NAMES``) to switch to, or ``None`` to keep
             the model's. Recipes record the scheduler that actually ran.
@@ -170,8 +170,9 @@ class Riffuser(ModelHolder):
                 length of at least 10 ms).
             prompt: what it should sound like.
             denoising: strength in [0, 1]; low keeps more of the input.
-            seed, negative_prompt, guidance, num_inference_steps, callback_on_step_end,
-                callback_on_step_end_tensor_inputs: as :meth:`text_to_audio`.
+            seed, negative_prompt, guidance, num_inference_steps: as :meth:`text_to_audio`.
+            callback_on_step_end, callback_on_step_end_tensor_inputs: as
+                :meth:`text_to_audio`.
 
         Returns:
             A :class:`Clip` as long as the input (at ``params.sample_rate``).
@@ -219,8 +220,9 @@ class Riffuser(ModelHolder):
             end: the prompt input at ``alpha = 1`` (a string: seed ``start.seed + 1``);
                 ``None`` uses ``start`` alone.
             alpha: interpolation weight in [0, 1].
-            num_inference_steps, seed_image, mask_image, callback_on_step_end,
-                callback_on_step_end_tensor_inputs: as :meth:`text_to_audio`.
+            num_inference_steps, seed_image, mask_image: as :meth:`text_to_audio`.
+            callback_on_step_end, callback_on_step_end_tensor_inputs: as
+                :meth:`text_to_audio`.
         """
         hooks = StepHooks.of(callback_on_step_end, callback_on_step_end_tensor_inputs)
         start = as_prompt_input(start, 0, "start")
@@ -324,8 +326,9 @@ class Riffuser(ModelHolder):
         there is no click or jump. It needs a decoder that supports periodic decoding.
 
         Args:
-            prompt, seed, negative_prompt, denoising, guidance, num_inference_steps,
-                callback_on_step_end, callback_on_step_end_tensor_inputs: as
+            prompt, seed, negative_prompt, denoising, guidance: as :meth:`text_to_audio`.
+            num_inference_steps: as :meth:`text_to_audio`.
+            callback_on_step_end, callback_on_step_end_tensor_inputs: as
                 :meth:`text_to_audio`.
             seed_image: seed image (as :meth:`text_to_audio`), tiled or cut to the loop.
             bars: length in 4/4 bars at the seed images' tempo (``riffusion.seeds.SEED_BPM``,

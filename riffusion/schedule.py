@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from riffusion._checks import check_integer
+from riffusion._checks import check_integer, check_seed
 from riffusion.errors import ParameterError
 from riffusion.inputs import MAX_SEED, PromptInput
 
@@ -77,8 +77,7 @@ def stream_schedule(
         :class:`StreamStep` values, ``index`` counting from 0.
     """
     check_integer("steps_per_transition", steps_per_transition)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED:
-        raise ParameterError(f"seed={seed!r} must be an int in [0, 2**63)")
+    check_seed("seed", seed)
     if isinstance(prompts, str | PromptInput):
         prompts = [prompts]
     if isinstance(prompts, dict) or not isinstance(prompts, Iterable):

@@ -386,8 +386,7 @@ def make_seed_image(name: str) -> Image.Image:
     Args:
         name: a built-in seed name (see :func:`seed_images`).
     """
-    from riffusion.convert import get_converter
-    from riffusion.spectrogram import INT16_SCALE
+    from riffusion.spectrogram import INT16_SCALE, get_converter
 
     audio = synthesize_seed_audio(name)
     params = SpectrogramParams()

@@ -2,7 +2,10 @@
 
 Pure functions take every parameter explicitly; :class:`SpectrogramConverter` holds what is
 worth computing once per :class:`~riffusion.params.SpectrogramParams` and device (windows, the mel
-filterbank, the inverse mel operator).
+filterbank, the inverse mel operator), and :func:`get_converter` shares one per parameters and
+device. The converter's inverse is the math of the two built-in decoders (``"fast"`` and
+``"reference"``, a closed set: :data:`InverseMethod`); decoding by a registered decoder name,
+plug-ins included, is :func:`riffusion.decoders.decode_mel`, one layer up.
 
 Shapes follow torchaudio: any leading dimensions are allowed, time is last.
 
@@ -15,8 +18,9 @@ Shapes follow torchaudio: any leading dimensions are allowed, time is last.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,16 +35,11 @@ from riffusion.phase import (
     FAST_DEFAULT_ITERATIONS,
     FINE_SHARE,
     MOMENTUM,
-    Decoder,
-    DecoderName,
     _InverseOperators,
     _single_intra_op_thread,
     _with_magnitudes,
-    decoder_names,
-    get_decoder,
     gradient_phase,
     reference_mel_to_waveform,
-    register_decoder,
 )
 
 __all__ = [
@@ -48,12 +47,16 @@ __all__ = [
     "FAST_DEFAULT_ITERATIONS",
     "INT16_SCALE",
     "ForwardMethod",
+    "InverseMethod",
     "SpectrogramConverter",
     "band_limit",
-    "check_decode_size",
-    "check_decoder_name",
-    "decode_bytes",
+    "check_decode_memory",
+    "check_inverse_options",
+    "check_mel",
+    "decoded_length",
+    "get_converter",
     "gradient_phase",
+    "inverse_bytes_per_frame",
     "mel_filterbank",
     "num_frames",
     "spectral_convergence",
@@ -65,6 +68,12 @@ INT16_SCALE = 32768.0
 ForwardMethod = Literal["fast", "reference"]
 """Forward (waveform → mel) methods: ``"fast"`` (default) or ``"reference"`` (Riffusion's
 torchaudio path). A closed set, unlike the decoders."""
+
+InverseMethod = Literal["fast", "reference"]
+"""The converter's own inverse (mel → waveform) methods: ``"fast"`` (default) and
+``"reference"``, the math of the built-in decoders of the same names. A closed set: any
+registered decoder, these two included, decodes by name with
+:func:`riffusion.decoders.decode_mel`."""
 
 _FRAME_BLOCK = 128
 """STFT frames the fast forward transform processes at a time."""
@@ -198,7 +207,18 @@ def _check_waveform(waveform: torch.Tensor) -> None:
         raise ParameterError("waveform contains NaN or infinite samples")
 
 
-def _check_mel(mel: torch.Tensor, params: SpectrogramParams) -> None:
+def check_mel(mel: torch.Tensor, params: SpectrogramParams) -> None:
+    """Refuse mel magnitudes that no decoder can take.
+
+    Args:
+        mel: ``(..., params.num_frequencies, frames)`` tensor, at least one frame, finite and
+            non-negative (any float dtype, any device).
+        params: the spectrogram parameters (``num_frequencies``: the mel bands).
+
+    Raises:
+        ParameterError: not a tensor, the wrong shape, no frames, or non-finite or negative
+            values.
+    """
     if not isinstance(mel, torch.Tensor):
         raise ParameterError(f"mel must be a torch.Tensor, got {type(mel).__name__}")
     if mel.ndim < 2 or mel.shape[-2] != params.num_frequencies:
@@ -211,23 +231,51 @@ def _check_mel(mel: torch.Tensor, params: SpectrogramParams) -> None:
         raise ParameterError("mel magnitudes must be finite and non-negative")
 
 
-def check_decoder_name(argument: str, value: object) -> str:
-    """``value`` if it names a registered decoder (built-ins registered: this module is loaded).
+def check_inverse_options(num_iterations: object, seed: object, periodic: object) -> None:
+    """Refuse decode options of the wrong type or range (every decoder takes these three).
 
     Args:
-        argument: the argument's name for the message (``"method"``, ``"decode_method"``).
-        value: the name to check.
+        num_iterations: ``None`` (the decoder's default) or an int >= 1.
+        seed: an int (any sign).
+        periodic: ``True`` or ``False``.
 
     Raises:
-        ParameterError: naming ``argument``, the value and the registered names.
+        ParameterError: naming the first bad option, in the order of the arguments above.
     """
-    try:
-        get_decoder(value)
-    except ParameterError:
-        known = ", ".join(repr(name) for name in decoder_names())
-        message = f"{argument}={value!r} must be a registered decoder: {known}"
-        raise ParameterError(message) from None
-    return value  # type: ignore[return-value]
+    if num_iterations is not None and (
+        isinstance(num_iterations, bool)
+        or not isinstance(num_iterations, int)
+        or num_iterations < 1
+    ):
+        raise ParameterError(f"num_iterations={num_iterations!r} must be a positive integer")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ParameterError(f"seed={seed!r} must be an integer")
+    if not isinstance(periodic, bool):
+        raise ParameterError(f"periodic={periodic!r} must be True or False")
+
+
+def decoded_length(frames: int, params: SpectrogramParams, *, periodic: bool) -> int:
+    """Samples per channel that ``frames`` mel columns decode to; refuses none.
+
+    Args:
+        frames: mel columns, an int >= 1.
+        params: the spectrogram parameters (``hop_length`` in samples).
+        periodic: one period of a loop (``frames · hop_length`` samples) or a one-shot clip
+            (``(frames − 1) · hop_length``, Riffusion's convention).
+
+    Returns:
+        ``params.samples_for_width(frames, periodic=periodic)``, at least 1.
+
+    Raises:
+        ParameterError: a one-shot clip of one frame (no samples).
+    """
+    length = params.samples_for_width(frames, periodic=periodic)
+    if length == 0:
+        raise ParameterError(
+            "mel with 1 frame decodes to no samples ((frames − 1) · hop_length); use at "
+            "least 2 frames, or periodic=True"
+        )
+    return length
 
 
 def _check_forward_method(method: object) -> None:
@@ -444,12 +492,15 @@ class SpectrogramConverter:
         self,
         mel: torch.Tensor,
         *,
-        method: DecoderName = "fast",
+        method: InverseMethod = "fast",
         num_iterations: int | None = None,
         seed: int = 0,
         periodic: bool = False,
     ) -> torch.Tensor:
         """Waveform whose mel magnitudes approximate ``mel``, with phase recovered.
+
+        The math of the built-in decoders; to decode by any registered decoder name (a
+        plug-in's included) use :func:`riffusion.decoders.decode_mel`.
 
         Methods:
 
@@ -488,14 +539,10 @@ class SpectrogramConverter:
             frames; ``frames · hop_length`` with ``periodic=True``), at the scale of the
             waveform the magnitudes came from.
         """
-        decoder, iterations, length = self._check_inverse_arguments(
+        iterations, length = self._check_inverse_arguments(
             mel, method, num_iterations, seed, periodic
         )
         mel = mel.to(self.device, torch.float32)
-        if not isinstance(decoder, _BuiltInDecoder):
-            return self._registered_mel_to_waveform(
-                decoder, mel, method, num_iterations, seed, periodic, length
-            )
         if method == "reference":
             return _fit_samples(self._reference_mel_to_waveform(mel, iterations, seed), length)
         return self._fast_decode(mel, iterations, seed, periodic, length)
@@ -503,46 +550,40 @@ class SpectrogramConverter:
     def _check_inverse_arguments(
         self,
         mel: torch.Tensor,
-        method: DecoderName,
+        method: InverseMethod,
         num_iterations: int | None,
         seed: int,
         periodic: bool,
-    ) -> tuple[Decoder, int, int]:
-        """Check :meth:`mel_to_waveform`'s arguments; the decoder, iterations and output length.
+    ) -> tuple[int, int]:
+        """Check :meth:`mel_to_waveform`'s arguments; the iterations and the output length.
 
         Args:
             mel: ``(..., n_mels, frames)`` magnitudes (checked: finite, non-negative).
-            method: a registered decoder name.
+            method: ``"fast"`` or ``"reference"``.
             num_iterations: a positive int, or ``None`` for the method's default.
-            seed: an int. periodic: a bool (``True`` only for a decoder with a circular mode).
+            seed: an int. periodic: a bool (``True`` only for ``"fast"``).
 
         Returns:
-            the decoder registered as ``method``; the Griffin-Lim iterations of a built-in
-            decoder (``num_iterations``, or 32 for ``"reference"`` and 48 otherwise); the
-            output length in samples per channel, ``params.samples_for_width(frames,
-            periodic=periodic)``, at least 1.
+            the Griffin-Lim iterations (``num_iterations``, or 32 for ``"reference"`` and 48
+            for ``"fast"``); the output length in samples per channel,
+            ``params.samples_for_width(frames, periodic=periodic)``, at least 1.
 
         Raises:
             ParameterError: a bad argument, a mel too short for the method, or one too large
-                to decode (:func:`check_decode_size`).
+                to decode (:func:`check_decode_memory`).
         """
-        _check_mel(mel, self.params)
-        decoder = get_decoder(method)  # the one place decoder names are checked
-        if num_iterations is not None and (
-            isinstance(num_iterations, bool)
-            or not isinstance(num_iterations, int)
-            or num_iterations < 1
-        ):
-            raise ParameterError(f"num_iterations={num_iterations!r} must be a positive integer")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ParameterError(f"seed={seed!r} must be an integer")
+        check_mel(mel, self.params)
+        if method not in ("fast", "reference"):
+            raise ParameterError(
+                f"method={method!r} must be 'fast' or 'reference' (a registered decoder "
+                "decodes by name with riffusion.decoders.decode_mel)"
+            )
+        check_inverse_options(num_iterations, seed, periodic)
         if num_iterations is not None:
             iterations = num_iterations
         else:
             iterations = DEFAULT_ITERATIONS if method == "reference" else FAST_DEFAULT_ITERATIONS
-        if not isinstance(periodic, bool):
-            raise ParameterError(f"periodic={periodic!r} must be True or False")
-        if periodic and not decoder.supports_periodic:
+        if periodic and method == "reference":
             raise ParameterError(
                 f"periodic=True needs method='fast' or another decoder with a circular mode "
                 f"(method={method!r} has none)"
@@ -556,58 +597,9 @@ class SpectrogramConverter:
                 f"{self.params.n_fft // 2 // self.params.hop_length + 2} frames or method='fast'"
             )
         channels = math.prod(mel.shape[:-2])
-        check_decode_size(mel.shape[-1], channels, self.params, method)
-        length = self.params.samples_for_width(mel.shape[-1], periodic=periodic)
-        if length == 0:
-            raise ParameterError(
-                "mel with 1 frame decodes to no samples ((frames − 1) · hop_length); use at "
-                "least 2 frames, or periodic=True"
-            )
-        return decoder, iterations, length
-
-    def _registered_mel_to_waveform(
-        self,
-        decoder: Decoder,
-        mel: torch.Tensor,
-        method: DecoderName,
-        num_iterations: int | None,
-        seed: int,
-        periodic: bool,
-        length: int,
-    ) -> torch.Tensor:
-        """Decode with a decoder added by :func:`~riffusion.phase.register_decoder`.
-
-        Args:
-            decoder: the registered decoder. method: its name (for the message).
-            mel: ``(..., n_mels, frames)`` float32 magnitudes on ``self.device``.
-            num_iterations: passed on as given (``None``: the decoder's default).
-            seed: seed of anything random. periodic: make one period of a loop.
-            length: the output samples per channel the decoder must return.
-
-        Returns:
-            ``(..., length)`` float32 waveform on ``self.device``.
-
-        Raises:
-            ParameterError: the decoder returned something else than a tensor of that shape.
-        """
-        waveform = decoder.decode(
-            mel,
-            self.params,
-            seed=seed,
-            periodic=periodic,
-            num_iterations=num_iterations,
-            device=self.device,
-        )
-        if not isinstance(waveform, torch.Tensor) or waveform.shape != (
-            *mel.shape[:-2],
-            length,
-        ):
-            shape = tuple(waveform.shape) if isinstance(waveform, torch.Tensor) else waveform
-            raise ParameterError(
-                f"decoder {method!r} returned {shape!r}; expected a tensor of shape "
-                f"{(*mel.shape[:-2], length)}"
-            )
-        return waveform.to(self.device, torch.float32)
+        per_frame = inverse_bytes_per_frame(self.params, method)
+        check_decode_memory(mel.shape[-1], channels, per_frame, method)
+        return iterations, decoded_length(mel.shape[-1], self.params, periodic=periodic)
 
     def _fast_decode(
         self, mel: torch.Tensor, iterations: int, seed: int, periodic: bool, length: int
@@ -713,56 +705,44 @@ class SpectrogramConverter:
 
 
 # ------------------------------------------------------------------- decode memory budget
-def decode_bytes(frames: int, channels: int, params: SpectrogramParams, method: str) -> int:
-    """Estimated working memory (in bytes) of decoding ``frames`` columns of ``channels``.
+def inverse_bytes_per_frame(params: SpectrogramParams, method: InverseMethod) -> int:
+    """Estimated working memory, in bytes per image column and channel, of an inverse method.
 
-    The fast decoder keeps about 20 complex spectra of its fine grid (the window's DFT,
-    2x zero-padded, up to ``max_frequency_hz``) and a few windows of samples per column; the
-    reference decoder about 8 complex spectra of the full FFT. Measured at Riffusion's
-    parameters: 271 KiB (fast) and 460 KiB (reference) per column and channel, against these
-    estimates' 381 KiB and 551 KiB. A registered decoder may say its own cost with a
-    ``bytes_per_frame(params)`` method; otherwise the reference's is assumed.
+    The fast inverse keeps about 20 complex spectra of its fine grid (the window's DFT, 2x
+    zero-padded, up to ``max_frequency_hz``) and a few windows of samples per column; the
+    reference about 8 complex spectra of the full FFT. Measured at Riffusion's parameters:
+    271 KiB (fast) and 460 KiB (reference) per column and channel, against these estimates'
+    381 KiB and 551 KiB.
 
     Args:
-        frames: image columns.
-        channels: 1 or 2.
         params: the spectrogram parameters.
-        method: the decoder's name.
+        method: ``"fast"`` or ``"reference"``.
     """
-    decoder = get_decoder(method)
-    own = getattr(decoder, "bytes_per_frame", None)
-    per_frame = own(params) if callable(own) else _reference_bytes_per_frame(params)
-    return int(frames) * int(channels) * int(per_frame)
-
-
-def _fast_bytes_per_frame(params: SpectrogramParams) -> int:
-    fine_bins = int(params.max_frequency_hz * 2 * params.win_length / params.sample_rate) + 1
-    return 20 * 8 * fine_bins + 16 * params.win_length
-
-
-def _reference_bytes_per_frame(params: SpectrogramParams) -> int:
+    if method == "fast":
+        fine_bins = int(params.max_frequency_hz * 2 * params.win_length / params.sample_rate) + 1
+        return 20 * 8 * fine_bins + 16 * params.win_length
     return 8 * 8 * (params.n_fft // 2 + 1)
 
 
-def check_decode_size(
-    frames: int, channels: int, params: SpectrogramParams, method: str, *, what: str = "mel"
+def check_decode_memory(
+    frames: int, channels: int, bytes_per_frame: int, method: str, *, what: str = "mel"
 ) -> None:
     """Refuse a decode whose working memory would exceed :data:`MAX_DECODE_BYTES`.
 
     Args:
         frames: image columns.
-        channels: 1 or 2.
-        params: the spectrogram parameters.
-        method: the decoder's name.
+        channels: 1 or 2 (any leading dimensions' product).
+        bytes_per_frame: the decoder's working memory per column and channel, in bytes (at
+            least 1: :func:`inverse_bytes_per_frame`, or a decoder's own estimate).
+        method: the decoder's name, for the message.
         what: how the message names the input (``"an image 65536 columns wide"``).
 
     Raises:
         ParameterError: naming the size, the estimate and the limit.
     """
-    needed = decode_bytes(frames, channels, params, method)
+    needed = int(frames) * int(channels) * int(bytes_per_frame)
     if needed > MAX_DECODE_BYTES:
-        per_channel = decode_bytes(1, 1, params, method)
-        widest = MAX_DECODE_BYTES // (per_channel * channels)
+        widest = MAX_DECODE_BYTES // (int(bytes_per_frame) * channels)
         raise ParameterError(
             f"{what} ({frames} columns, {channels} channel(s)) needs about "
             f"{needed / 2**30:.1f} GiB to decode with method={method!r}; at most "
@@ -771,58 +751,27 @@ def check_decode_size(
         )
 
 
-# ------------------------------------------------------------------------ built-in decoders
-class _BuiltInDecoder:
-    """``"fast"`` or ``"reference"`` as a registered :class:`~riffusion.phase.Decoder`: decodes
-    with a :class:`SpectrogramConverter` (cached per parameters and device)."""
+# ------------------------------------------------------------------------ shared converters
+@functools.lru_cache(maxsize=8)
+def _cached_converter(params: SpectrogramParams, device: str) -> SpectrogramConverter:
+    return SpectrogramConverter(params, device=device)
 
-    def __init__(self, method: str, supports_periodic: bool) -> None:
-        self.method = method
-        self.supports_periodic = supports_periodic
-        self._converters: dict[tuple[Any, str], SpectrogramConverter] = {}
 
-    def bytes_per_frame(self, params: SpectrogramParams) -> int:
-        """Working memory per column and channel (see :func:`decode_bytes`).
+def get_converter(
+    params: SpectrogramParams | None = None, *, device: torch.device | str = "cpu"
+) -> SpectrogramConverter:
+    """A shared :class:`SpectrogramConverter` for ``params`` and ``device`` (built once, cached).
 
-        Args:
-            params: the spectrogram parameters.
-        """
-        if self.method == "fast":
-            return _fast_bytes_per_frame(params)
-        return _reference_bytes_per_frame(params)
+    The encoder (:func:`riffusion.audio_to_image`) and the built-in decoders use these, so
+    their windows, filterbanks and inverse operators are built once per parameters and device
+    (the 8 most recently used are kept).
 
-    def decode(
-        self,
-        mel: torch.Tensor,
-        params: SpectrogramParams,
-        *,
-        seed: int = 0,
-        periodic: bool = False,
-        num_iterations: int | None = None,
-        device: torch.device | str = "cpu",
-    ) -> torch.Tensor:
-        """Decode with the converter's ``method`` (:meth:`SpectrogramConverter.mel_to_waveform`).
-
-        Args:
-            mel: ``(..., n_mels, frames)`` non-negative magnitudes.
-            params: the spectrogram parameters.
-            seed: seed of the initial phase.
-            periodic: one period of a loop (``"fast"`` only).
-            num_iterations: Griffin-Lim iterations (``None``: 40 fast, 32 reference).
-            device: where to run.
-        """
-        key = (params, str(torch.device(device)))
-        converter = self._converters.get(key)
-        if converter is None:
-            converter = SpectrogramConverter(params, device=device)
-            converter = self._converters.setdefault(key, converter)
-        return converter.mel_to_waveform(
-            mel, method=self.method, num_iterations=num_iterations, seed=seed, periodic=periodic
+    Args:
+        params: spectrogram parameters (default: ``SpectrogramParams()``).
+        device: torch device of the converter's STFT, filterbank and phase recovery.
+    """
+    if params is not None and not isinstance(params, SpectrogramParams):
+        raise ParameterError(
+            f"params must be a riffusion.SpectrogramParams or None, got {type(params).__name__}"
         )
-
-    def __repr__(self) -> str:
-        return f"<riffusion decoder {self.method!r}>"
-
-
-register_decoder("fast", _BuiltInDecoder("fast", supports_periodic=True))
-register_decoder("reference", _BuiltInDecoder("reference", supports_periodic=False))
+    return _cached_converter(params or SpectrogramParams(), str(check_device("device", device)))

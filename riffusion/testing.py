@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from riffusion._checks import check_seed
 from riffusion.errors import ParameterError
 
 __all__ = [
@@ -258,8 +259,7 @@ def make_tiny_model(directory: str | os.PathLike[str], *, seed: int = 0) -> path
     # Imported lazily so that importing riffusion.testing stays cheap.
     from diffusers import PNDMScheduler
 
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ParameterError(f"seed={seed!r} must be a non-negative int")
+    check_seed("seed", seed)
     root = pathlib.Path(directory)
     if root.exists() and not root.is_dir():
         raise ParameterError(f"directory={str(root)!r} exists and is not a folder")

@@ -180,3 +180,70 @@ def test_progress_follows_the_stream_into_its_buffer_thread(riffuser):
     # A stream iterated outside the block reports nothing.
     list(riffuser.stream(["jazz"], buffer_ahead=1, max_clips=1, num_inference_steps=2))
     assert len(seen) == sum(steps)
+
+
+# ------------------------------------------------------- diffusers' per-call hooks on the verbs
+def test_verbs_take_diffusers_step_hooks_in_every_window(riffuser):
+    calls = []
+
+    def record(model, step, timestep, kwargs):
+        assert model is riffuser.pipeline
+        calls.append((step, int(timestep), sorted(kwargs)))
+
+    clip = riffuser.text_to_audio(
+        "jazz", seed=1, num_inference_steps=2, duration_s=8.0, callback_on_step_end=record
+    )
+    timesteps = [step for window in clip.debug["timesteps"] for step in window]
+    # Every step of the three windows, with only the requested tensors (default: latents).
+    assert [timestep for _, timestep, _ in calls] == timesteps
+    assert {tuple(keys) for _, _, keys in calls} == {("latents",)}
+    # The hook rides beside a progress callback: both see every step.
+    seen: list[Progress] = []
+    with riffuser.on_progress(seen.append):
+        riffuser.loop("jazz", seed=1, num_inference_steps=2, callback_on_step_end=record)
+    assert len(seen) == len(calls) - len(timesteps) > 0
+
+
+def test_a_verbs_hook_can_replace_the_latents(riffuser):
+    def zero_last(model, step, timestep, kwargs):
+        # Called after each step; zeroing after the last one makes the decoded image the
+        # VAE's image of zero latents.
+        return {"latents": torch.zeros_like(kwargs["latents"])}
+
+    clip = riffuser.riffuse(
+        START,
+        num_inference_steps=2,
+        callback_on_step_end=zero_last,
+        callback_on_step_end_tensor_inputs=["latents"],
+    )
+    expected = riffuser.pipeline.decode_latents(torch.zeros(1, 4, 64, 64))
+    np.testing.assert_array_equal(_pixels(clip.image), _pixels(expected))
+    plain = riffuser.riffuse(START, num_inference_steps=2)
+    assert not np.array_equal(_pixels(plain.image), _pixels(expected))
+
+
+@pytest.mark.parametrize(
+    ("options", "named", "phrase"),
+    [
+        ({"callback_on_step_end": 42}, "callback_on_step_end=42", "callable"),
+        (
+            {"callback_on_step_end": print, "callback_on_step_end_tensor_inputs": ["noise"]},
+            "callback_on_step_end_tensor_inputs=['noise']",
+            "the tensors offered are ['latents']",
+        ),
+        (
+            {"callback_on_step_end": print, "callback_on_step_end_tensor_inputs": "latents"},
+            "callback_on_step_end_tensor_inputs='latents'",
+            "must be a list",
+        ),
+    ],
+)
+def test_bad_step_hooks_are_refused_before_generating(riffuser, options, named, phrase):
+    with pytest.raises(RiffusionError) as caught:
+        riffuser.text_to_audio("jazz", seed=1, num_inference_steps=2, **options)
+    assert str(caught.value).startswith(named) and phrase in str(caught.value)
+
+
+def test_a_hook_that_returns_something_else_than_a_dict_is_named(riffuser):
+    with pytest.raises(RiffusionError, match="callback_on_step_end returned int"):
+        riffuser.riffuse(START, num_inference_steps=2, callback_on_step_end=lambda *a: 7)

@@ -15,10 +15,9 @@ from riffusion import (
     audio_to_image,
     image_to_audio,
 )
-from riffusion.convert import get_converter
 from riffusion.image import image_to_mel, load_image, params_from_image, save_image
 from riffusion.params import ExifTag
-from riffusion.spectrogram import spectral_convergence
+from riffusion.spectrogram import get_converter, spectral_convergence
 from tests.conftest import SAMPLE_RATE, music_like
 
 # Compares floats that pass through CPU-dependent kernels: CI reruns it under other ones.

@@ -10,9 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from riffusion.defaults import SCHEDULER_NAMES
 from riffusion.diffusion import (
-    SCHEDULER_NAMES,
-    PromptInput,
     cpu_generator,
     is_periodic,
     lerp,
@@ -27,6 +26,7 @@ from riffusion.diffusion import (
 )
 from riffusion.diffusion.prompt_weighting import pad_chunks, tokenize_weighted, weighted_embeddings
 from riffusion.errors import DeviceError, ParameterError
+from riffusion.inputs import PromptInput
 
 # Compares floats that pass through CPU-dependent kernels: CI reruns it under other ones.
 pytestmark = pytest.mark.numerics
@@ -325,7 +325,7 @@ def test_noise_is_drawn_on_cpu_and_reproducible():
 
 
 def test_make_scheduler_by_name_keeps_schedule():
-    from diffusers import DPMSolverMultistepScheduler, PNDMScheduler
+    from diffusers import DPMSolverMultistepScheduler, PNDMScheduler, SchedulerMixin
 
     from riffusion.testing import TINY_SCHEDULER_CONFIG
 
@@ -335,6 +335,9 @@ def test_make_scheduler_by_name_keeps_schedule():
     assert dpm.config.algorithm_type == "dpmsolver++"
     assert dpm.config.beta_end == 0.012 and dpm.config.beta_schedule == "scaled_linear"
     assert "default" in SCHEDULER_NAMES and "euler_ancestral" in SCHEDULER_NAMES
+    # Every name recipes and the CLI accept (riffusion.defaults, no diffusers) builds here.
+    for name in set(SCHEDULER_NAMES) - {"default", "lms"}:  # lms needs scipy
+        assert isinstance(make_scheduler(name, base.config), SchedulerMixin)
     with pytest.raises(ParameterError, match=r"scheduler='heun' is not a known scheduler.*'ddim'"):
         make_scheduler("heun", base.config)
 

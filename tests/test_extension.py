@@ -3,7 +3,8 @@
 The toy model echoes its seed image (or paints a flat grey from the seed without one) and the
 toy decoder turns each column's mean level into a constant stretch of samples, so every output
 can be computed by hand from the input image. Nothing here loads diffusers: the front door
-talks to the protocols (:class:`riffusion.models.ImageModel`, :class:`riffusion.phase.Decoder`).
+talks to the protocols (:class:`riffusion.models.ImageModel`,
+:class:`riffusion.decoders.Decoder`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import torch
 from PIL import Image
 
 from riffusion import ParameterError, PromptInput, Recipe, Riffuser
+from riffusion.decoders import register_decoder, unregister_decoder
 from riffusion.image import image_to_mel
-from riffusion.phase import register_decoder, unregister_decoder
 from riffusion.seeds import load_seed_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,8 +55,15 @@ class EchoModel:
                 )
                 latents = (out or {}).get("latents", latents)
         seeds = (start.seed,) if end is None else (start.seed, end.seed)
-        return SimpleNamespace(image=image, alpha=alpha, seeds=seeds, denoising=start.denoising,
-                               guidance=start.guidance, timesteps=(999, 998), timings_s={})  # fmt: skip
+        return SimpleNamespace(
+            image=image,
+            alpha=alpha,
+            seeds=seeds,
+            denoising=start.denoising,
+            guidance=start.guidance,
+            timesteps=(999, 998),
+            timings_s={},
+        )
 
     def describe_scheduler(self):
         return ("default", {})
@@ -167,7 +175,8 @@ def test_the_front_door_with_a_toy_model_loads_no_diffusers():
         import sys
         from tests.test_extension import EchoModel
         from riffusion import Riffuser
-        clip = Riffuser(EchoModel(), model="toy/echo").text_to_audio("x", seed=1, num_inference_steps=2)
+        riffuser = Riffuser(EchoModel(), model="toy/echo")
+        clip = riffuser.text_to_audio("x", seed=1, num_inference_steps=2)
         print(sorted(m for m in ("diffusers", "transformers", "peft") if m in sys.modules))
         """
     )

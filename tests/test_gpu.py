@@ -98,8 +98,8 @@ def test_decoding_on_cuda_is_as_faithful_as_on_cpu(method):
     params = SpectrogramParams()
     audio = Audio(music_like(2.0), sample_rate=44100)
     image = audio_to_image(audio, params)
-    from riffusion.convert import get_converter
     from riffusion.image import image_to_mel
+    from riffusion.spectrogram import get_converter
 
     mel = image_to_mel(image, params)
     errors = {}

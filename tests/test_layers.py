@@ -27,9 +27,12 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("riffusion.params",),
     # Phase recovery takes every parameter explicitly (magnitudes, grid sizes), so the
-    # spectrogram converter and its built-in decoders build on it.
+    # spectrogram converter builds on it.
     ("riffusion.phase",),
     ("riffusion.spectrogram",),
+    # The decoder protocol and registry, the built-in decoders (over the converter's math)
+    # registered like any plug-in, and the one dispatch every decode goes through.
+    ("riffusion.decoders",),
     ("riffusion.image",),
     ("riffusion.audio", "riffusion.convert"),
     ("riffusion.inputs", "riffusion.seeds", "riffusion.prompts", "riffusion.progress"),
@@ -139,6 +142,7 @@ BELOW_DIFFUSION = [
     "riffusion._files",
     "riffusion.params",
     "riffusion.spectrogram",
+    "riffusion.decoders",
     "riffusion.image",
     "riffusion.audio",
     "riffusion.convert",

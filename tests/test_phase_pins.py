@@ -17,7 +17,6 @@ import torch
 import torchaudio
 
 from riffusion import ParameterError, SpectrogramParams
-from riffusion import phase as phase_module
 from riffusion.phase import (
     SIGN_CHOICE_SHARE,
     _FrameGrid,
@@ -26,13 +25,9 @@ from riffusion.phase import (
     _single_intra_op_thread,
     _smooth_at_least,
     _with_magnitudes,
-    decoder_names,
-    get_decoder,
     gradient_phase,
     griffin_lim,
     reference_mel_to_waveform,
-    register_decoder,
-    unregister_decoder,
 )
 from riffusion.spectrogram import SpectrogramConverter
 
@@ -814,89 +809,3 @@ def test_single_intra_op_thread_sets_one_and_restores():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(original)
-
-
-# -------------------------------------------------------------------------------- registry
-class _Zeros:
-    supports_periodic = True
-
-    def decode(self, mel, params, *, seed=0, periodic=False, num_iterations=None, device="cpu"):
-        return torch.zeros(*mel.shape[:-2], params.samples_for_width(mel.shape[-1]))
-
-
-def test_register_replace_and_unregister():
-    first, second = _Zeros(), _Zeros()
-    register_decoder("zz-pin_1.0", first)
-    try:
-        assert get_decoder("zz-pin_1.0") is first
-        with pytest.raises(
-            ParameterError, match="^a decoder named 'zz-pin_1.0' is already registered$"
-        ):
-            register_decoder("zz-pin_1.0", second)
-        register_decoder("zz-pin_1.0", second, replace=True)
-        assert get_decoder("zz-pin_1.0") is second
-        register_decoder("aa-pin", first)
-        try:
-            assert decoder_names()[:2] == ("fast", "reference")
-            names = decoder_names()
-            assert names.index("aa-pin") < names.index("zz-pin_1.0")
-        finally:
-            unregister_decoder("aa-pin")
-    finally:
-        unregister_decoder("zz-pin_1.0")
-    assert "zz-pin_1.0" not in decoder_names()
-    unregister_decoder("zz-pin_1.0")  # removing a name that is not there is fine
-
-
-def test_built_in_decoders_cannot_be_replaced_or_removed():
-    fast = get_decoder("fast")
-    register_decoder("fast", fast)  # the same object again: a no-op (module reloads)
-    assert get_decoder("fast") is fast
-    for replace in (False, True):
-        with pytest.raises(ParameterError, match="^a decoder named 'fast' is already registered$"):
-            register_decoder("fast", _Zeros(), replace=replace)
-    assert get_decoder("fast") is fast
-    for name in ("fast", "reference"):
-        with pytest.raises(
-            ParameterError, match=f"^the built-in decoder '{name}' cannot be removed$"
-        ):
-            unregister_decoder(name)
-
-
-@pytest.mark.parametrize("name", ["", "a b", "x/y", 5, None])
-def test_register_decoder_rejects_bad_names(name):
-    message = f"decoder name {name!r} must be letters, digits, '_', '-' or '.'"
-    with pytest.raises(ParameterError, match=f"^{re.escape(message)}$"):
-        register_decoder(name, _Zeros())
-
-
-def test_register_decoder_rejects_non_decoders():
-    class NoFlag:
-        def decode(self, mel, params, **options):
-            return mel
-
-    class TextFlag(NoFlag):
-        supports_periodic = "yes"
-
-    for decoder in (object(), NoFlag(), TextFlag()):
-        message = (
-            f"decoder {decoder!r} must have a decode(mel, params, *, seed, periodic, "
-            "num_iterations, device) method and a bool supports_periodic"
-        )
-        with pytest.raises(ParameterError, match=f"^{re.escape(message)}$"):
-            register_decoder("pin-bad", decoder)
-    assert "pin-bad" not in decoder_names()
-
-
-@pytest.mark.parametrize("name", ["nope", 3, None, b"fast", ["fast"]])
-def test_get_decoder_error_lists_the_registered_names(name):
-    message = f"method={name!r} must be a registered decoder: 'fast', 'reference'"
-    with pytest.raises(ParameterError, match=f"^{re.escape(message)}$"):
-        get_decoder(name)
-
-
-def test_get_decoder_error_with_an_empty_registry(monkeypatch):
-    monkeypatch.setattr(phase_module, "_DECODERS", {})
-    message = "method='fast' must be a registered decoder: 'fast', 'reference'"
-    with pytest.raises(ParameterError, match=f"^{re.escape(message)}$"):
-        get_decoder("fast")

@@ -1,8 +1,9 @@
 """Pins for riffusion.spectrogram: exact values of the helpers, the forward transform's padding
 and frame blocks against torchaudio, the reference inverse against torchaudio on small
-parameters, the plug-in decoder path of ``mel_to_waveform``, and every message of this module
-word for word. Decoder output itself is pinned in tests/test_phase.py and
-tests/test_decoder_quality.py; here only what spectrogram.py decides."""
+parameters, the fast inverse's wiring, and every message of this module word for word. Decoder
+output itself is pinned in tests/test_phase.py and tests/test_decoder_quality.py, the registry
+and the dispatch of decoders by name in tests/test_decoders.py; here only what spectrogram.py
+decides."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import torch
 import torchaudio
 
 from riffusion.errors import ParameterError
+from riffusion.limits import MAX_DECODE_BYTES
 from riffusion.params import SpectrogramParams
-from riffusion.phase import register_decoder, unregister_decoder
 from riffusion.spectrogram import (
     DEFAULT_ITERATIONS,
     FAST_DEFAULT_ITERATIONS,
@@ -23,7 +24,9 @@ from riffusion.spectrogram import (
     SpectrogramConverter,
     _fit_samples,
     band_limit,
-    check_decoder_name,
+    check_decode_memory,
+    decoded_length,
+    inverse_bytes_per_frame,
     mel_filterbank,
     num_frames,
     spectral_convergence,
@@ -164,14 +167,6 @@ def test_spectral_convergence_messages():
         _message(spectral_convergence, torch.zeros(2), torch.ones(2))
         == "spectral convergence is undefined for an all-zero reference"
     )
-
-
-def test_check_decoder_name():
-    assert check_decoder_name("decode_method", "fast") == "fast"
-    assert check_decoder_name("method", "reference") == "reference"
-    message = _message(check_decoder_name, "decode_method", "nope")
-    assert message.startswith("decode_method='nope' must be a registered decoder: 'fast', ")
-    assert _message(check_decoder_name, "method", 3).startswith("method=3 must be a registered")
 
 
 # -------------------------------------------------------------------------------- converter
@@ -355,82 +350,6 @@ def test_fast_inverse_lengths_and_leading_dimensions():
     assert torch.equal(converter.mel_to_waveform(mel.double(), num_iterations=2), decoded)
 
 
-class _Recorder:
-    """A plug-in decoder that records its arguments and returns what it is told to."""
-
-    supports_periodic = True
-
-    def __init__(self, output=None) -> None:
-        self.output = output
-        self.calls: list[dict] = []
-
-    def decode(self, mel, params, *, seed=0, periodic=False, num_iterations=None, device="cpu"):
-        self.calls.append(
-            {
-                "mel": mel,
-                "params": params,
-                "seed": seed,
-                "periodic": periodic,
-                "num_iterations": num_iterations,
-                "device": device,
-            }
-        )
-        if self.output is not None:
-            return self.output
-        length = params.samples_for_width(mel.shape[-1], periodic=periodic)
-        return torch.ones(*mel.shape[:-2], length, dtype=torch.float64)
-
-
-@pytest.fixture
-def recorder():
-    decoder = _Recorder()
-    register_decoder("pins-recorder", decoder)
-    yield decoder
-    unregister_decoder("pins-recorder")
-
-
-def test_plug_in_decoder_gets_the_arguments_and_its_output_is_float32(recorder):
-    converter = SpectrogramConverter(SMALL)
-    mel = torch.rand(2, 64, 10, dtype=torch.float64)
-    decoded = converter.mel_to_waveform(mel, method="pins-recorder", seed=9, periodic=True)
-    assert decoded.dtype == torch.float32 and torch.equal(decoded, torch.ones(2, 800))
-    (call,) = recorder.calls
-    assert call["mel"].dtype == torch.float32 and torch.equal(call["mel"], mel.float())
-    assert call["params"] is SMALL and call["seed"] == 9 and call["periodic"] is True
-    # None stays None: the decoder picks its own default.
-    assert call["num_iterations"] is None and call["device"] == torch.device("cpu")
-    converter.mel_to_waveform(mel[0], method="pins-recorder", num_iterations=3)
-    assert recorder.calls[1]["num_iterations"] == 3 and recorder.calls[1]["periodic"] is False
-    assert recorder.calls[1]["seed"] == 0
-
-
-@pytest.mark.parametrize(
-    ("output", "shown"),
-    [(torch.zeros(3), "(3,)"), (torch.zeros(1, 721), "(1, 721)"), ([0.0], "[0.0]")],
-)
-def test_plug_in_decoder_with_the_wrong_output_is_refused(recorder, output, shown):
-    recorder.output = output
-    mel = torch.rand(1, 64, 10)
-    assert _message(SpectrogramConverter(SMALL).mel_to_waveform, mel, method="pins-recorder") == (
-        f"decoder 'pins-recorder' returned {shown}; expected a tensor of shape (1, 720)"
-    )
-
-
-def test_plug_in_decoder_without_a_circular_mode(recorder):
-    recorder.supports_periodic = False
-    message = (
-        "periodic=True needs method='fast' or another decoder with a circular mode "
-        "(method='pins-recorder' has none)"
-    )
-    mel = torch.rand(64, 10)
-    assert (
-        _message(
-            SpectrogramConverter(SMALL).mel_to_waveform, mel, method="pins-recorder", periodic=True
-        )
-        == message
-    )
-
-
 @pytest.mark.parametrize(
     ("mel", "message"),
     [
@@ -477,42 +396,36 @@ def test_inverse_argument_messages(kwargs, message):
     assert _message(SpectrogramConverter(SMALL).mel_to_waveform, mel, **kwargs) == message
 
 
+def test_inverse_refuses_a_decode_too_large():
+    per_frame = inverse_bytes_per_frame(SMALL, "fast")
+    assert per_frame == 20 * 8 * 301 + 16 * 400
+    assert inverse_bytes_per_frame(SMALL, "reference") == 8 * 8 * 401
+    frames = MAX_DECODE_BYTES // per_frame + 1
+    message = _message(SpectrogramConverter(SMALL).mel_to_waveform, torch.zeros(64, frames))
+    assert message == (
+        f"mel ({frames} columns, 1 channel(s)) needs about 8.0 GiB to decode with "
+        f"method='fast'; at most 8 GiB (riffusion.limits.MAX_DECODE_BYTES), i.e. "
+        f"{frames - 1} columns at these parameters"
+    )
+    check_decode_memory(frames - 1, 1, per_frame, "fast")
+    assert _message(check_decode_memory, 3, 2, MAX_DECODE_BYTES // 5, "x", what="it") == (
+        "it (3 columns, 2 channel(s)) needs about 9.6 GiB to decode with method='x'; at most "
+        "8 GiB (riffusion.limits.MAX_DECODE_BYTES), i.e. 2 columns at these parameters"
+    )
+
+
+def test_decoded_length():
+    assert decoded_length(10, SMALL, periodic=False) == 720
+    assert decoded_length(10, SMALL, periodic=True) == 800
+    assert decoded_length(1, SMALL, periodic=True) == 80
+    assert _message(decoded_length, 1, SMALL, periodic=False).startswith("mel with 1 frame")
+
+
 def test_inverse_accepts_one_iteration_and_any_integer_seed():
     converter = SpectrogramConverter(SMALL)
     mel = torch.rand(64, 8, generator=torch.Generator().manual_seed(2)) * 1e4
     assert converter.mel_to_waveform(mel, num_iterations=1, seed=-3).shape == (560,)
     assert converter.mel_to_waveform(mel[:, :1], num_iterations=1, periodic=True).shape == (80,)
-
-
-# ---------------------------------------------------------------------- built-in decoders
-@pytest.mark.parametrize("name", ["fast", "reference"])
-def test_built_in_decoders_decode_like_the_converter(name):
-    from riffusion.phase import get_decoder
-
-    decoder = get_decoder(name)
-    assert repr(decoder) == f"<riffusion decoder {name!r}>"
-    assert decoder.supports_periodic is (name == "fast")
-    mel = torch.rand(1, 64, 8, generator=torch.Generator().manual_seed(4)) * 1e4
-    decoded = decoder.decode(mel, SMALL, seed=7, num_iterations=2, device="cpu")
-    expected = SpectrogramConverter(SMALL).mel_to_waveform(
-        mel, method=name, seed=7, num_iterations=2
-    )
-    assert torch.equal(decoded, expected)
-    # One converter per parameters and device, kept.
-    converter = decoder._converters[(SMALL, "cpu")]
-    decoder.decode(mel, SMALL, device=torch.device("cpu"), num_iterations=1)
-    assert decoder._converters[(SMALL, "cpu")] is converter
-
-
-def test_built_in_fast_decoder_defaults_and_periodic():
-    from riffusion.phase import get_decoder
-
-    decoder = get_decoder("fast")
-    mel = torch.rand(64, 8, generator=torch.Generator().manual_seed(5)) * 1e4
-    converter = SpectrogramConverter(SMALL)
-    assert torch.equal(decoder.decode(mel, SMALL), converter.mel_to_waveform(mel))
-    looped = decoder.decode(mel, SMALL, periodic=True, num_iterations=2)
-    assert torch.equal(looped, converter.mel_to_waveform(mel, periodic=True, num_iterations=2))
 
 
 # ------------------------------------------------------------------ fast inverse: the wiring
@@ -624,29 +537,3 @@ def test_fast_inverse_without_a_fine_grid_runs_every_iteration_on_the_coarse_one
     assert [call[0] for call in stages] == ["phase", "griffin_lim", "synthesize"]
     assert stages[1][1] is coarse.internal and stages[1][3] == 8
     assert stages[2] == ("synthesize", coarse.output, 5 * 441, False)
-
-
-def test_a_built_in_decoder_object_of_its_own(monkeypatch):
-    import riffusion.spectrogram as spectrogram
-
-    decoder = spectrogram._BuiltInDecoder("reference", supports_periodic=False)
-    assert decoder.method == "reference" and decoder.supports_periodic is False
-    assert decoder._converters == {}
-    built: list[SpectrogramParams] = []
-
-    class Counting(SpectrogramConverter):
-        def __init__(self, params=None, *, device="cpu"):
-            built.append(params)
-            super().__init__(params, device=device)
-
-    monkeypatch.setattr(spectrogram, "SpectrogramConverter", Counting)
-    mel = torch.rand(64, 8, generator=torch.Generator().manual_seed(9)) * 1e4
-    first = decoder.decode(mel, SMALL, seed=2, num_iterations=2)
-    again = decoder.decode(mel, SMALL, seed=2, num_iterations=2, device=torch.device("cpu"))
-    # One converter for the parameters and device, built once (its operators are costly).
-    assert built == [SMALL] and list(decoder._converters) == [(SMALL, "cpu")]
-    assert torch.equal(first, again)
-    expected = SpectrogramConverter(SMALL).mel_to_waveform(
-        mel, method="reference", seed=2, num_iterations=2
-    )
-    assert torch.equal(first, expected)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from riffusion._checks import finite_float
+from riffusion._checks import check_integer, finite_float
 from riffusion.defaults import DEFAULT_MODEL
 from riffusion.errors import ParameterError
 from riffusion.inputs import PromptInput
@@ -203,8 +203,8 @@ def _short_kind_values(data: Mapping[str, Any], kind: str, start: PromptInput) -
 
 def _check_short_values(values: Mapping[str, Any]) -> None:
     steps = values.get("num_inference_steps")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ParameterError(f"num_inference_steps={steps!r} must be a positive integer")
+    if steps is not None:
+        check_integer("num_inference_steps", steps)
     duration = values.get("duration_s")
     if duration is not None and ((number := finite_float(duration)) is None or number <= 0):
         raise ParameterError(f"duration_s={duration!r} must be a positive number of seconds")

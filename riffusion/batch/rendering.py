@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from riffusion._checks import finite_float
+from riffusion._checks import check_integer, finite_float
 from riffusion.batch.engines import run_local, run_ray
 from riffusion.batch.jobs import BatchJob, check_unique, make_job
 from riffusion.batch.manifest import Manifest, ManifestEntry, is_finished
@@ -184,9 +184,7 @@ def _engine(
 
 
 def _check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ParameterError(f"{name}={value!r} must be an integer >= {minimum}")
-    return value
+    return check_integer(name, value, minimum=minimum)
 
 
 def _check_engine(

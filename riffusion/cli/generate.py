@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from riffusion._checks import finite_float
+from riffusion._checks import check_integer, finite_float
 from riffusion.cli._base import (
     Commands,
     _add_crossfade,
@@ -384,8 +384,10 @@ def _read_recipes(text: str) -> tuple[list[Recipe], float, int]:
         repeat = data.get("repeat", 1)
         if finite_float(crossfade_s) is None:
             raise ParameterError(f"recipe file {text!r}: crossfade_s={crossfade_s!r} is invalid")
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-            raise ParameterError(f"recipe file {text!r}: repeat={repeat!r} is invalid")
+        try:
+            check_integer("repeat", repeat)
+        except ParameterError as error:
+            raise ParameterError(f"recipe file {text!r}: {error}") from None
         return [Recipe.parse(clip) for clip in clips], float(crossfade_s), repeat
     return [Recipe.parse(data)], 0.0, 1
 

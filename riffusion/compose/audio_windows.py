@@ -14,10 +14,10 @@ from PIL import Image
 from riffusion._checks import check_seed_walk
 from riffusion.compose.canvas import pixels, to_image
 from riffusion.compose.windows import GenerateWindow, WindowInfo, finish_clip
+from riffusion.decoders import check_decode_size
 from riffusion.defaults import WINDOW_WIDTH
 from riffusion.progress import expect_windows
 from riffusion.recipe import Clip, Recipe
-from riffusion.spectrogram import check_decode_size
 
 __all__ = ["OVERLAP_COLUMNS", "audio_to_audio", "window_lefts"]
 

@@ -14,11 +14,11 @@ from PIL import Image
 from riffusion._checks import check_seed_walk
 from riffusion.compose.canvas import pixels, to_image
 from riffusion.compose.windows import GenerateWindow, WindowInfo, finish_clip
+from riffusion.decoders import check_decode_size
 from riffusion.defaults import WINDOW_WIDTH
 from riffusion.diffusion.masks import time_range_mask
 from riffusion.progress import expect_windows
 from riffusion.recipe import Clip, Recipe
-from riffusion.spectrogram import check_decode_size
 
 __all__ = ["CONTEXT_COLUMNS", "continuation_windows", "text_to_audio"]
 

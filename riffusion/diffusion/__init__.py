@@ -16,13 +16,12 @@ if TYPE_CHECKING:
     from riffusion.diffusion.devices import cpu_generator, randn, resolve_device, resolve_dtype
     from riffusion.diffusion.generation import GenerationResult
     from riffusion.diffusion.interpolation import lerp, slerp
-    from riffusion.diffusion.loading import DEFAULT_MODEL, resolve_model_folder
+    from riffusion.diffusion.loading import resolve_model_folder
     from riffusion.diffusion.masks import mask_to_latent, time_range_mask
     from riffusion.diffusion.periodic import is_periodic, periodic_width
     from riffusion.diffusion.pipeline import RiffusionPipeline
     from riffusion.diffusion.prompt_weighting import parse_prompt_weights
-    from riffusion.diffusion.schedulers import SCHEDULER_NAMES, make_scheduler
-    from riffusion.inputs import PromptInput
+    from riffusion.diffusion.schedulers import make_scheduler
 
 # name -> module that defines it, imported on first access (PEP 562).
 _LAZY = {
@@ -30,10 +29,8 @@ _LAZY = {
     "randn": "riffusion.diffusion.devices",
     "resolve_device": "riffusion.diffusion.devices",
     "resolve_dtype": "riffusion.diffusion.devices",
-    "PromptInput": "riffusion.inputs",
     "lerp": "riffusion.diffusion.interpolation",
     "slerp": "riffusion.diffusion.interpolation",
-    "DEFAULT_MODEL": "riffusion.diffusion.loading",
     "resolve_model_folder": "riffusion.diffusion.loading",
     "mask_to_latent": "riffusion.diffusion.masks",
     "time_range_mask": "riffusion.diffusion.masks",
@@ -42,7 +39,6 @@ _LAZY = {
     "GenerationResult": "riffusion.diffusion.generation",
     "RiffusionPipeline": "riffusion.diffusion.pipeline",
     "parse_prompt_weights": "riffusion.diffusion.prompt_weighting",
-    "SCHEDULER_NAMES": "riffusion.diffusion.schedulers",
     "make_scheduler": "riffusion.diffusion.schedulers",
 }
 
@@ -60,10 +56,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "DEFAULT_MODEL",
-    "SCHEDULER_NAMES",
     "GenerationResult",
-    "PromptInput",
     "RiffusionPipeline",
     "cpu_generator",
     "is_periodic",

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from riffusion._checks import mps_available, unavailable_reason
-from riffusion.errors import DeviceError, ParameterError
+from riffusion._checks import check_seed, mps_available, unavailable_reason
+from riffusion.errors import DeviceError
 
 __all__ = ["cpu_generator", "randn", "resolve_device", "resolve_dtype"]
 
@@ -28,7 +28,6 @@ _DTYPES: dict[str, torch.dtype] = {
     "bf16": torch.bfloat16,
 }
 _ALLOWED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_MAX_SEED = 2**63
 
 
 def resolve_dtype(dtype: torch.dtype | str | None, *, device: torch.device) -> torch.dtype:
@@ -133,8 +132,7 @@ def cpu_generator(seed: int) -> torch.Generator:
     Raises:
         ParameterError: If ``seed`` is not such an int.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _MAX_SEED:
-        raise ParameterError(f"seed={seed!r} must be an int in [0, 2**63)")
+    check_seed("seed", seed)
     generator = torch.Generator(device="cpu")
     generator.manual_seed(seed)
     return generator

@@ -24,12 +24,10 @@ import torch
 from diffusers import AutoencoderKL, SchedulerMixin, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from riffusion.defaults import DEFAULT_MODEL
 from riffusion.errors import ModelLoadError
 
 __all__ = [
     "COMPONENTS",
-    "DEFAULT_MODEL",
     "SINGLE_FILE_SUFFIXES",
     "ModelComponents",
     "load_components",

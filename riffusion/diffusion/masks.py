@@ -15,15 +15,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from riffusion._checks import check_integer
 from riffusion.errors import ParameterError
 
 __all__ = ["mask_to_latent", "time_range_mask"]
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ParameterError(f"{name}={value!r} must be a positive int")
-    return value
 
 
 def time_range_mask(
@@ -50,11 +45,10 @@ def time_range_mask(
     Raises:
         ParameterError: If a size is not a positive int or the range is out of bounds.
     """
-    _check_positive_int("width", width)
-    _check_positive_int("height", height)
-    for name, value in (("keep_start_px", keep_start_px), ("keep_end_px", keep_end_px)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ParameterError(f"{name}={value!r} must be an int")
+    check_integer("width", width)
+    check_integer("height", height)
+    check_integer("keep_start_px", keep_start_px, minimum=None)
+    check_integer("keep_end_px", keep_end_px, minimum=None)
     if not 0 <= keep_start_px <= keep_end_px <= width:
         raise ParameterError(
             f"keep_start_px={keep_start_px}, keep_end_px={keep_end_px} must satisfy "
@@ -92,8 +86,8 @@ def mask_to_latent(
     """
     if not isinstance(mask_image, Image.Image):
         raise ParameterError(f"mask_image={type(mask_image).__name__} must be a PIL.Image.Image")
-    _check_positive_int("latent_height", latent_height)
-    _check_positive_int("latent_width", latent_width)
+    check_integer("latent_height", latent_height)
+    check_integer("latent_width", latent_width)
     values = np.asarray(mask_image.convert("L"), dtype=np.float32) / 255.0
     full = torch.from_numpy(values.copy())[None, None]
     # Area interpolation in float (not a uint8 PIL resize) averages each block exactly.

@@ -20,17 +20,16 @@ import torch
 from diffusers import AutoencoderKL, SchedulerMixin, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from riffusion.defaults import DEFAULT_MODEL, SCHEDULER_NAMES
 from riffusion.diffusion.devices import resolve_device
 from riffusion.diffusion.generation import GenerationMixin
 from riffusion.diffusion.loading import (
-    DEFAULT_MODEL,
     load_components,
     load_single_file,
     resolve_model_folder,
 )
 from riffusion.diffusion.lora import LoraMixin
 from riffusion.diffusion.schedulers import (
-    SCHEDULER_NAMES,
     build_scheduler,
     describe_scheduler,
     make_scheduler,
@@ -132,7 +131,7 @@ class RiffusionPipeline(GenerationMixin, LoraMixin, TextualInversionMixin):
             cache_dir: Hugging Face cache folder.
             revision: Hub branch, tag or commit.
             scheduler: ``None`` for the checkpoint's own, a name from
-                :data:`~riffusion.diffusion.schedulers.SCHEDULER_NAMES`, or a diffusers
+                :data:`~riffusion.defaults.SCHEDULER_NAMES`, or a diffusers
                 scheduler instance.
             variant: Weights variant as in diffusers (``"fp16"`` reads
                 ``diffusion_pytorch_model.fp16.safetensors``); ``None`` for the plain files.

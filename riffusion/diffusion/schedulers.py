@@ -16,7 +16,7 @@ from diffusers import SchedulerMixin
 from riffusion.defaults import SCHEDULER_NAMES
 from riffusion.errors import ParameterError
 
-__all__ = ["SCHEDULER_NAMES", "build_scheduler", "describe_scheduler", "make_scheduler"]
+__all__ = ["build_scheduler", "describe_scheduler", "make_scheduler"]
 
 # name -> (diffusers class name, config overrides). "default" is handled by the pipeline: it is
 # the scheduler the checkpoint ships with.

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from riffusion.errors import GenerationCancelled, ParameterError, RiffusionError
+from riffusion._checks import check_integer
+from riffusion.errors import GenerationCancelled, RiffusionError
 
 __all__ = ["DeviceWorker", "Job", "QueueFull"]
 
@@ -75,8 +76,7 @@ class DeviceWorker:
     """
 
     def __init__(self, max_queue: int = 8) -> None:
-        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 0:
-            raise ParameterError(f"max_queue={max_queue!r} must be an integer >= 0")
+        self.max_queue = check_integer("max_queue", max_queue, minimum=0)
         self.max_queue = max_queue
         self._waiting: collections.deque[Job] = collections.deque()
         self._running: Job | None = None
