@@ -15,9 +15,10 @@ from riffusion.errors import ParameterError, RiffusionError
 
 __all__ = ["atomic_output", "check_allowed_file", "check_output_path", "file_fingerprint"]
 
-# Most file systems allow 255 bytes per name; atomic_output's temporary name adds up to 11
-# characters around the stem and suffix.
-_MAX_NAME_BYTES = 240
+# Most file systems allow 255 bytes per name; atomic_output's temporary name is 18 bytes longer
+# than the file's ("." + stem + "." + 8 random characters + ".partial" + suffix), so a name the
+# temporary can still have is at most 255 - 18 bytes.
+_MAX_NAME_BYTES = 237
 
 
 def check_output_path(

@@ -1,6 +1,6 @@
 """Pins for riffusion.diffusion.interpolation: exact values of lerp and slerp (hand-computed
 geometry), identity at the endpoints, the parallel threshold at its boundary, dtypes of the
-fallbacks, extreme magnitudes, and every error message word for word."""
+fallbacks, extreme magnitudes, and every refused input (type, named value, key phrase)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,10 @@ import pytest
 import torch
 
 from riffusion.diffusion.interpolation import lerp, slerp
-from riffusion.errors import ParameterError
+from tests.errors import assert_refused
 
 # Compares floats that pass through CPU-dependent kernels: CI reruns it under other ones.
 pytestmark = pytest.mark.numerics
-
-
-def _message(call, *args) -> str:
-    with pytest.raises(ParameterError) as info:
-        call(*args)
-    return str(info.value)
 
 
 def _unit(degrees: float, norm: float = 1.0) -> torch.Tensor:
@@ -43,16 +37,21 @@ def test_lerp_returns_the_endpoints_themselves():
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "message"),
+    ("a", "b", "named", "expected"),
     [
-        (torch.zeros(2), 1.0, "lerp needs a and b both tensors or both numbers"),
-        (1.0, torch.zeros(2), "lerp needs a and b both tensors or both numbers"),
-        (torch.zeros(2), torch.zeros(3), "a.shape=(2,) and b.shape=(3,) must be equal"),
-        (torch.zeros(2, 1), torch.zeros(1, 2), "a.shape=(2, 1) and b.shape=(1, 2) must be equal"),
+        (torch.zeros(2), 1.0, None, "both tensors or both numbers"),
+        (1.0, torch.zeros(2), None, "both tensors or both numbers"),
+        (torch.zeros(2), torch.zeros(3), "a.shape=(2,)", ("b.shape=(3,)", "must be equal")),
+        (
+            torch.zeros(2, 1),
+            torch.zeros(1, 2),
+            "a.shape=(2, 1)",
+            ("b.shape=(1, 2)", "must be equal"),
+        ),
     ],
 )
-def test_lerp_messages(a, b, message):
-    assert _message(lerp, 0.5, a, b) == message
+def test_lerp_refuses(a, b, named, expected):
+    assert_refused(lerp, 0.5, a, b, named=named, phrase=expected)
 
 
 # ---------------------------------------------------------------------------------- slerp
@@ -126,26 +125,19 @@ def test_slerp_near_the_largest_float64():
 
 
 @pytest.mark.parametrize(
-    ("v0", "v1", "message"),
+    ("v0", "v1", "named", "expected"),
     [
-        ([1.0], torch.zeros(1), "v0=list must be a floating-point tensor"),
+        ([1.0], torch.zeros(1), "v0=list", "must be a floating-point tensor"),
         (
             torch.zeros(1),
             torch.zeros(1, dtype=torch.int64),
-            "v1=Tensor must be a floating-point tensor",
+            "v1=Tensor",
+            "must be a floating-point tensor",
         ),
-        (torch.zeros(2), torch.zeros(3), "v0.shape=(2,) and v1.shape=(3,) must be equal"),
-        (
-            torch.tensor([1.0, math.nan]),
-            torch.ones(2),
-            "slerp inputs v0 and v1 must not contain NaN or inf",
-        ),
-        (
-            torch.ones(2),
-            torch.tensor([math.inf, 1.0]),
-            "slerp inputs v0 and v1 must not contain NaN or inf",
-        ),
+        (torch.zeros(2), torch.zeros(3), "v0.shape=(2,)", ("v1.shape=(3,)", "must be equal")),
+        (torch.tensor([1.0, math.nan]), torch.ones(2), None, "must not contain NaN or inf"),
+        (torch.ones(2), torch.tensor([math.inf, 1.0]), None, "must not contain NaN or inf"),
     ],
 )
-def test_slerp_messages(v0, v1, message):
-    assert _message(slerp, 0.5, v0, v1) == message
+def test_slerp_refuses(v0, v1, named, expected):
+    assert_refused(slerp, 0.5, v0, v1, named=named, phrase=expected)
