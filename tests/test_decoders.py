@@ -280,6 +280,11 @@ def test_the_dispatch_refuses_a_decode_too_large_before_the_decoder_runs(recorde
         f"{frames - 1} columns at these parameters"
     )
     assert recorder.calls == []
+    # Every leading dimension is a channel: two channels of half as many columns are as much.
+    half = MAX_DECODE_BYTES // per_frame // 2 + 1
+    message = _message(decode_mel, torch.zeros(2, 64, half), SMALL, method="pins-recorder")
+    assert message.startswith(f"mel ({half} columns, 2 channel(s)) needs about 8.0 GiB")
+    assert recorder.calls == []
 
 
 def test_built_ins_go_through_the_same_dispatch(monkeypatch):
