@@ -42,7 +42,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from diffusers import UNet2DConditionModel
 
-    from riffusion.diffusion import RiffusionPipeline
+    from riffusion.models.sd1 import RiffusionPipeline
     from riffusion.testing import SD15_ARCHITECTURE, make_tiny_model
 
     with tempfile.TemporaryDirectory() as folder:

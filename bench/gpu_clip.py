@@ -38,7 +38,7 @@ def build_pipeline(device: torch.device):
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from riffusion.diffusion import RiffusionPipeline
+    from riffusion.models.sd1 import RiffusionPipeline
     from riffusion.testing import SD15_ARCHITECTURE, TINY_SCHEDULER_CONFIG, make_tiny_model
 
     # The real 49408-token vocabulary cannot be downloaded; the tiny model's tokenizer yields

@@ -23,7 +23,7 @@ import torch
 from machine import machine_line
 from PIL import Image
 
-from riffusion.diffusion import RiffusionPipeline
+from riffusion.models.sd1 import RiffusionPipeline
 from riffusion.testing import make_tiny_model
 
 

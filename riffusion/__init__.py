@@ -6,7 +6,7 @@ Layers, bottom to top (``docs/layers.md``; ``tests/test_layers.py`` checks every
 built-ins and plug-ins) → :mod:`riffusion.image` (8-bit encoding) → :mod:`riffusion.audio` (I/O) and
 :mod:`riffusion.convert` → :mod:`riffusion.inputs` (value types), :mod:`riffusion.seeds`,
 :mod:`riffusion.prompts`, :mod:`riffusion.progress` → :mod:`riffusion.models` (the image-model
-protocol) and :mod:`riffusion.diffusion` (its Stable Diffusion 1.x pipeline) →
+protocol) and :mod:`riffusion.models.sd1` (its Stable Diffusion 1.x pipeline) →
 :mod:`riffusion.joins`, :mod:`riffusion.tempo`, :mod:`riffusion.schedule` →
 :mod:`riffusion.recipe`, :mod:`riffusion.adapters` → :mod:`riffusion.compose` (the music
 algorithms) → :class:`riffusion.Riffuser` → apps (CLI, server, batch).
@@ -36,9 +36,10 @@ if TYPE_CHECKING:
     from riffusion.audio import Audio
     from riffusion.convert import audio_to_image, image_to_audio
     from riffusion.decoders import register_decoder
-    from riffusion.diffusion import GenerationResult, RiffusionPipeline, slerp
     from riffusion.inputs import PromptInput
     from riffusion.joins import periodic_image_to_audio, stitch
+    from riffusion.models.loading import register_model
+    from riffusion.models.sd1 import GenerationResult, RiffusionPipeline, slerp
     from riffusion.params import ExifTag, SpectrogramParams
     from riffusion.progress import Progress
     from riffusion.prompts import random_prompt
@@ -56,6 +57,7 @@ _LAZY = {
     "audio_to_image": "riffusion.convert",
     "image_to_audio": "riffusion.convert",
     "register_decoder": "riffusion.decoders",
+    "register_model": "riffusion.models.loading",
     "ExifTag": "riffusion.params",
     "SpectrogramParams": "riffusion.params",
     "random_prompt": "riffusion.prompts",
@@ -65,9 +67,9 @@ _LAZY = {
     "seed_images": "riffusion.seeds",
     "SpectrogramConverter": "riffusion.spectrogram",
     "PromptInput": "riffusion.inputs",
-    "GenerationResult": "riffusion.diffusion",
-    "RiffusionPipeline": "riffusion.diffusion",
-    "slerp": "riffusion.diffusion",
+    "GenerationResult": "riffusion.models.sd1",
+    "RiffusionPipeline": "riffusion.models.sd1",
+    "slerp": "riffusion.models.sd1",
     "estimate_tempo": "riffusion.tempo",
     "periodic_image_to_audio": "riffusion.joins",
     "stitch": "riffusion.joins",
@@ -124,6 +126,7 @@ __all__ = [
     "periodic_image_to_audio",
     "random_prompt",
     "register_decoder",
+    "register_model",
     "seed_images",
     "slerp",
     "stitch",

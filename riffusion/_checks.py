@@ -199,7 +199,7 @@ def unavailable_reason(device: Any) -> str | None:
     """Why this machine cannot run on ``device`` (a ``torch.device``), or ``None`` if it can.
 
     The one availability check of CUDA (and its device index) and MPS, shared by
-    :func:`check_device` and :func:`riffusion.diffusion.devices.resolve_device`; each words
+    :func:`check_device` and :func:`riffusion.models.sd1.devices.resolve_device`; each words
     its own error around the reason.
 
     Args:

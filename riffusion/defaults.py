@@ -31,7 +31,7 @@ RECIPE_URL_PREFIX = "riffusion:1:"
 #: Longest clip (in seconds) one call generates or one recipe describes.
 MAX_CLIP_DURATION_S = 600.0
 
-#: Schedulers by short name (``riffusion.diffusion.schedulers`` builds them): "default" is the
+#: Schedulers by short name (``riffusion.models.sd1.schedulers`` builds them): "default" is the
 #: checkpoint's own. A recipe, the CLI and the server check names against this tuple without
 #: loading diffusers.
 SCHEDULER_NAMES: tuple[str, ...] = (

@@ -144,7 +144,7 @@ class ModelHolder:
             **kwargs: ``config`` (a diffusers folder or hub id whose configs fit), ``device``,
                 ``dtype``, ``local_files_only``: see :meth:`RiffusionPipeline.from_single_file`.
         """
-        from riffusion.diffusion import RiffusionPipeline
+        from riffusion.models.sd1 import RiffusionPipeline
 
         if "dtype" in kwargs:
             kwargs["torch_dtype"] = kwargs.pop("dtype")

@@ -46,7 +46,7 @@ class Riffuser(ModelHolder):
     """Text to music, audio to audio, interpolation, endless streams and seamless loops.
 
     Args:
-        pipeline: an image model: a loaded :class:`~riffusion.diffusion.RiffusionPipeline`,
+        pipeline: an image model: a loaded :class:`~riffusion.models.sd1.RiffusionPipeline`,
             or anything with the members of :class:`riffusion.models.ImageModel`.
         model: the id or folder it came from (recorded in recipes).
         params: spectrogram parameters of the model's images (Riffusion's by default; mono).

@@ -5,7 +5,7 @@
 #   scripts/mutation.sh [--tests "tests/test_a.py tests/test_b.py"] [--show] MODULE...
 #
 #   MODULE     a module of the riffusion package: audio, image, params, _files, _checks, limits,
-#              spectrogram, ..., a module of a subpackage as diffusion/interpolation, or a path
+#              spectrogram, ..., a module of a subpackage as models/sd1/interpolation, or a path
 #              such as riffusion/audio.py. Several may be given.
 #   --tests    the test files to run against the mutants (default: per module, see tests_for);
 #              also settable as MUTATION_TESTS.
@@ -51,7 +51,7 @@ tests_for() {
         _checks) echo tests/test_audio.py tests/test_checks_pins.py ;;
         limits) echo tests/test_robustness.py ;;
         joins|tempo|schedule) echo tests/test_looping.py tests/test_looping_pins.py ;;
-        diffusion/interpolation) echo tests/test_diffusion_math.py tests/test_interpolation_pins.py ;;
+        models/sd1/interpolation) echo tests/test_diffusion_math.py tests/test_interpolation_pins.py ;;
         *) echo "tests/test_${1#_}.py" "tests/test_${1#_}_pins.py" ;;
     esac
 }
@@ -59,8 +59,8 @@ tests_for() {
 names=()
 files=()
 for module in "${modules[@]}"; do
-    # riffusion/diffusion/interpolation.py, diffusion/interpolation and diffusion.interpolation
-    # all name the module diffusion/interpolation.
+    # riffusion/models/sd1/interpolation.py, models/sd1/interpolation and
+    # models.sd1.interpolation all name the module models/sd1/interpolation.
     name="${module%.py}"
     name="${name#riffusion/}"
     name="${name//.//}"

@@ -61,7 +61,7 @@ def tiny_model() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def tiny_pipe(tiny_model):
     """A CPU pipeline on the tiny model, progress bar off. Tests must restore its scheduler."""
-    from riffusion.diffusion import RiffusionPipeline
+    from riffusion.models.sd1 import RiffusionPipeline
 
     if "pipe" not in _CACHE:
         pipe = RiffusionPipeline.from_pretrained(tiny_model, device="cpu")

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-import riffusion.diffusion.loading as loading_module
-from riffusion.diffusion import RiffusionPipeline, resolve_model_folder
+import riffusion.models.sd1.loading as loading_module
 from riffusion.errors import DeviceError, ModelLoadError, ParameterError
+from riffusion.models.sd1 import RiffusionPipeline, resolve_model_folder
 from riffusion.testing import make_tiny_model
 
 try:

@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 from riffusion.defaults import SCHEDULER_NAMES
-from riffusion.diffusion import (
+from riffusion.errors import DeviceError, ParameterError
+from riffusion.inputs import PromptInput
+from riffusion.models.sd1 import (
     cpu_generator,
     is_periodic,
     lerp,
@@ -24,9 +26,7 @@ from riffusion.diffusion import (
     slerp,
     time_range_mask,
 )
-from riffusion.diffusion.prompt_weighting import pad_chunks, tokenize_weighted, weighted_embeddings
-from riffusion.errors import DeviceError, ParameterError
-from riffusion.inputs import PromptInput
+from riffusion.models.sd1.prompt_weighting import pad_chunks, tokenize_weighted, weighted_embeddings
 
 # Compares floats that pass through CPU-dependent kernels: CI reruns it under other ones.
 pytestmark = pytest.mark.numerics

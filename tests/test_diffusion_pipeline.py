@@ -7,15 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-import riffusion.diffusion.denoising as pipeline_module
+import riffusion.models.sd1.denoising as pipeline_module
 from riffusion.defaults import SCHEDULER_NAMES
-from riffusion.diffusion import (
+from riffusion.errors import ParameterError
+from riffusion.inputs import PromptInput
+from riffusion.models.sd1 import (
     GenerationResult,
     is_periodic,
     time_range_mask,
 )
-from riffusion.errors import ParameterError
-from riffusion.inputs import PromptInput
 
 # Compares floats that pass through CPU-dependent kernels: CI reruns it under other ones.
 pytestmark = pytest.mark.numerics

@@ -26,7 +26,7 @@ PUBLIC_MODULES = [
     "riffusion.inputs",
     "riffusion.seeds",
     "riffusion.prompts",
-    "riffusion.diffusion",
+    "riffusion.models.sd1",
     "riffusion.joins",
     "riffusion.tempo",
     "riffusion.schedule",

@@ -23,6 +23,7 @@ from PIL import Image
 from riffusion import ParameterError, PromptInput, Recipe, Riffuser
 from riffusion.decoders import register_decoder, unregister_decoder
 from riffusion.image import image_to_mel
+from riffusion.models.loading import register_model, unregister_model
 from riffusion.seeds import load_seed_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,3 +185,28 @@ def test_the_front_door_with_a_toy_model_loads_no_diffusers():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_registered_model_family_is_loaded_by_id_and_its_recipes_render_in_a_fresh_riffuser(toy):
+    made: list[dict] = []
+
+    def factory(**options):
+        made.append(options)
+        return EchoModel()
+
+    register_model("toy/echo", factory)
+    try:
+        riffuser = Riffuser.from_pretrained("toy/echo", device="cpu")
+        assert made == [{"device": "cpu", "dtype": None, "scheduler": None}]
+        riffuser.decode_method = "toy-levels"
+        clip = riffuser.text_to_audio("x", seed=4, num_inference_steps=4)
+        assert clip.recipe.model == "toy/echo"
+        # A fresh Riffuser from the share string alone: the model comes from the factory.
+        url = clip.recipe.to_url()
+        again = Riffuser.from_recipe(url).render(url)
+        assert len(made) == 2 and again.audio == clip.audio
+        with pytest.raises(ParameterError, match="already registered") as caught:
+            register_model("toy/echo", factory)
+        assert "'toy/echo'" in str(caught.value)
+    finally:
+        unregister_model("toy/echo")

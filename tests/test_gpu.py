@@ -29,7 +29,7 @@ def _pixels(image) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def cpu_pipe():
-    from riffusion.diffusion import RiffusionPipeline
+    from riffusion.models.sd1 import RiffusionPipeline
 
     pipe = RiffusionPipeline.from_pretrained(tiny_model_dir(), device="cpu")
     pipe.set_progress_bar_config(disable=True)
@@ -37,7 +37,7 @@ def cpu_pipe():
 
 
 def test_auto_device_picks_cuda_float16():
-    from riffusion.diffusion import RiffusionPipeline
+    from riffusion.models.sd1 import RiffusionPipeline
 
     pipe = RiffusionPipeline.from_pretrained(tiny_model_dir())
     assert pipe.device.type == "cuda" and pipe.dtype == torch.float16
@@ -45,7 +45,7 @@ def test_auto_device_picks_cuda_float16():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_cuda_img2img_matches_cpu(cpu_pipe, dtype):
-    from riffusion.diffusion import RiffusionPipeline
+    from riffusion.models.sd1 import RiffusionPipeline
 
     gpu = RiffusionPipeline.from_pretrained(tiny_model_dir(), device="cuda", torch_dtype=dtype)
     gpu.set_progress_bar_config(disable=True)
@@ -60,7 +60,7 @@ def test_cuda_img2img_matches_cpu(cpu_pipe, dtype):
 
 
 def test_model_cpu_offload_gives_the_same_image(cpu_pipe):
-    from riffusion.diffusion import RiffusionPipeline
+    from riffusion.models.sd1 import RiffusionPipeline
 
     plain = RiffusionPipeline.from_pretrained(
         tiny_model_dir(), device="cuda", torch_dtype=torch.float32
@@ -137,7 +137,7 @@ def test_lora_training_on_cuda_after_a_cpu_training_runs_on_cuda(tmp_path):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_slerp_on_cuda_keeps_the_device_and_matches_cpu(dtype):
     # Computed in float64 on the CPU (MPS has no float64), returned on v0's device and dtype.
-    from riffusion.diffusion.interpolation import slerp
+    from riffusion.models.sd1.interpolation import slerp
 
     generator = torch.Generator().manual_seed(0)
     v0, v1 = torch.randn(2, 4, 8, 8, generator=generator).to(dtype)

@@ -1,4 +1,4 @@
-"""Pins for riffusion.diffusion.interpolation: exact values of lerp and slerp (hand-computed
+"""Pins for riffusion.models.sd1.interpolation: exact values of lerp and slerp (hand-computed
 geometry), identity at the endpoints, the parallel threshold at its boundary, dtypes of the
 fallbacks, extreme magnitudes, and every refused input (type, named value, key phrase)."""
 
@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from riffusion.diffusion.interpolation import lerp, slerp
+from riffusion.models.sd1.interpolation import lerp, slerp
 from tests.errors import assert_refused
 
 # Compares floats that pass through CPU-dependent kernels: CI reruns it under other ones.

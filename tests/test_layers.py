@@ -36,8 +36,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("riffusion.image",),
     ("riffusion.audio", "riffusion.convert"),
     ("riffusion.inputs", "riffusion.seeds", "riffusion.prompts", "riffusion.progress"),
-    # The image models: the protocol (models) and its Stable Diffusion 1.x home (diffusion).
-    ("riffusion.models", "riffusion.diffusion"),
+    # The image models: the protocol and loading (models) and one folder per model family
+    # (models.sd1: Stable Diffusion 1.x, the riffusion checkpoint's).
+    ("riffusion.models",),
     ("riffusion.joins", "riffusion.tempo", "riffusion.schedule"),
     ("riffusion.recipe", "riffusion.adapters"),
     # The music algorithms over any image model and decoder.
@@ -55,8 +56,8 @@ LAYERS: list[tuple[str, ...]] = [
     ),
 ]
 
-# The diffusion layer works on pixels and latents: it must not know the audio side.
-DIFFUSION_MAY_IMPORT = (
+# The image models work on pixels and latents: they must not know the audio side.
+MODELS_MAY_IMPORT = (
     "riffusion.errors",
     "riffusion.defaults",
     "riffusion.progress",
@@ -65,7 +66,6 @@ DIFFUSION_MAY_IMPORT = (
     "riffusion._checks",
     "riffusion._files",
     "riffusion.inputs",
-    "riffusion.diffusion",
 )
 
 
@@ -108,17 +108,17 @@ def test_the_package_shell_imports_only_errors_eagerly():
     assert eager == ["riffusion.errors"]
 
 
-def test_the_diffusion_layer_does_not_know_audio():
+def test_the_image_models_do_not_know_audio():
     for module, edges in GRAPH.items():
-        if module.startswith("riffusion.diffusion"):
+        if module.startswith("riffusion.models"):
             for target in edges:
                 if target.startswith("riffusion"):
-                    assert target.startswith(DIFFUSION_MAY_IMPORT), (module, target)
+                    assert target.startswith(MODELS_MAY_IMPORT), (module, target)
 
 
 def test_the_table_catches_an_upward_import():
-    # The check itself must fail on a leak: spectrogram importing the diffusion layer.
-    assert layer_of("riffusion.diffusion.pipeline") > layer_of("riffusion.spectrogram")
+    # The check itself must fail on a leak: spectrogram importing an image model.
+    assert layer_of("riffusion.models.sd1.pipeline") > layer_of("riffusion.spectrogram")
     assert layer_of("riffusion.riffuser") > layer_of("riffusion.schedule")
     assert layer_of("riffusion.cli.main") == len(LAYERS) - 1
 
@@ -168,7 +168,7 @@ def test_lower_layers_import_neither_diffusers_nor_transformers():
 def test_import_riffusion_and_value_types_do_not_import_torch():
     code = (
         "import riffusion, riffusion.inputs, riffusion.schedule, riffusion.prompts, "
-        "riffusion.diffusion\nfrom riffusion import PromptInput, RiffusionError"
+        "riffusion.models.sd1\nfrom riffusion import PromptInput, RiffusionError"
     )
     assert _loaded(code) == []
 
@@ -196,7 +196,7 @@ def test_the_front_door_and_recipes_load_no_model_code():
 
 def test_the_pipeline_does_load_diffusers():
     # The probe can see a heavy import (so the empty lists above mean something).
-    assert "diffusers" in _loaded("from riffusion.diffusion import RiffusionPipeline")
+    assert "diffusers" in _loaded("from riffusion.models.sd1 import RiffusionPipeline")
 
 
 def test_submodules_are_attributes_after_import_riffusion():

@@ -13,8 +13,8 @@ from PIL import Image
 
 import riffusion
 from riffusion import Audio, ModelLoadError, ParameterError, PromptInput, Riffuser
-from riffusion.diffusion import RiffusionPipeline
 from riffusion.errors import DeviceError
+from riffusion.models.sd1 import RiffusionPipeline
 from riffusion.seeds import SEED_BPM, synthesize_seed_audio
 from tests.diffusion_fixtures import single_thread_riffuser, tiny_model_dir
 

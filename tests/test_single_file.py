@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from riffusion import ParameterError
-from riffusion.diffusion import RiffusionPipeline
+from riffusion.models.sd1 import RiffusionPipeline
 from riffusion.riffuser import Riffuser
 from riffusion.testing import SD15_ARCHITECTURE, make_tiny_model, make_tiny_single_file
 from tests.diffusion_fixtures import _one_torch_thread, tiny_model_dir  # noqa: F401

@@ -454,9 +454,9 @@ def _load_riffuser(
 
 
 def _plain_device(name: str) -> str:
-    """Device of the model-free commands: :func:`riffusion.diffusion.resolve_device`, with the
+    """Device of the model-free commands: :func:`riffusion.models.sd1.resolve_device`, with the
     decode rule of :class:`~riffusion.Riffuser` (MPS lacks some FFT operations: CPU there)."""
-    from riffusion.diffusion.devices import resolve_device
+    from riffusion.models.sd1.devices import resolve_device
 
     device, _ = resolve_device(name)
     return "cpu" if device.type == "mps" else str(device)

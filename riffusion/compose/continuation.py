@@ -16,7 +16,7 @@ from riffusion.compose.canvas import pixels, to_image
 from riffusion.compose.windows import GenerateWindow, WindowInfo, finish_clip
 from riffusion.decoders import check_decode_size
 from riffusion.defaults import WINDOW_WIDTH
-from riffusion.diffusion.masks import time_range_mask
+from riffusion.models.sd1.masks import time_range_mask
 from riffusion.progress import expect_windows
 from riffusion.recipe import Clip, Recipe
 

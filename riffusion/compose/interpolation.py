@@ -1,7 +1,7 @@
 """One window between two prompt inputs (``riffuse``), and the alphas of an interpolation.
 
 The mixing itself (text embeddings linearly, noise spherically) belongs to the image model
-(:func:`riffusion.diffusion.slerp`); here a window becomes a clip.
+(:func:`riffusion.models.sd1.slerp`); here a window becomes a clip.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ def setup_models(
         ModelLoadError: the checkpoint cannot be loaded.
         RiffusionError: a damaged saved state.
     """
-    from riffusion.diffusion import RiffusionPipeline
+    from riffusion.models.sd1 import RiffusionPipeline
 
     parts, noise_scheduler = _load_parts(settings)
     unet, vae, text_encoder = parts.unet, parts.vae, parts.text_encoder
@@ -147,8 +147,8 @@ def _load_parts(settings: TrainingSettings) -> tuple[Any, Any]:
     """The checkpoint's parts in float32 on the CPU, and its training noise scheduler."""
     from diffusers import DDPMScheduler
 
-    from riffusion.diffusion import resolve_model_folder
-    from riffusion.diffusion.loading import load_components
+    from riffusion.models.sd1 import resolve_model_folder
+    from riffusion.models.sd1.loading import load_components
 
     model = os.fspath(settings.model)
     folder = resolve_model_folder(settings.model, local_files_only=settings.local_files_only)

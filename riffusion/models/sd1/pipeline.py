@@ -2,11 +2,11 @@
 
 :class:`RiffusionPipeline` holds the models (UNet, VAE, text encoder, tokenizer), the scheduler,
 the device and dtype, CPU offload, attention/VAE slicing and tiling, and the LoRA and
-textual-inversion adapters (diffusers-style mixins of :mod:`~riffusion.diffusion.lora` and
-:mod:`~riffusion.diffusion.textual_inversion`). Its generation methods (``riffuse``,
-``img2img``, ``text_to_image``, from :class:`~riffusion.diffusion.generation.GenerationMixin`)
+textual-inversion adapters (diffusers-style mixins of :mod:`~riffusion.models.sd1.lora` and
+:mod:`~riffusion.models.sd1.textual_inversion`). Its generation methods (``riffuse``,
+``img2img``, ``text_to_image``, from :class:`~riffusion.models.sd1.generation.GenerationMixin`)
 check their arguments, then hand the components to the explicit denoising loop of
-:mod:`riffusion.diffusion.denoising`.
+:mod:`riffusion.models.sd1.denoising`.
 
 This layer knows pixels, latents and embeddings; it knows nothing about audio.
 """
@@ -21,22 +21,22 @@ from diffusers import AutoencoderKL, SchedulerMixin, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from riffusion.defaults import DEFAULT_MODEL, SCHEDULER_NAMES
-from riffusion.diffusion.devices import resolve_device
-from riffusion.diffusion.generation import GenerationMixin
-from riffusion.diffusion.loading import (
+from riffusion.errors import DeviceError, ParameterError
+from riffusion.models.sd1.devices import resolve_device
+from riffusion.models.sd1.generation import GenerationMixin
+from riffusion.models.sd1.loading import (
     load_components,
     load_single_file,
     resolve_model_folder,
 )
-from riffusion.diffusion.lora import LoraMixin
-from riffusion.diffusion.schedulers import (
+from riffusion.models.sd1.lora import LoraMixin
+from riffusion.models.sd1.schedulers import (
     build_scheduler,
     describe_scheduler,
     make_scheduler,
 )
-from riffusion.diffusion.textual_inversion import TextualInversionMixin
-from riffusion.diffusion.validation import is_int
-from riffusion.errors import DeviceError, ParameterError
+from riffusion.models.sd1.textual_inversion import TextualInversionMixin
+from riffusion.models.sd1.validation import is_int
 
 __all__ = ["RiffusionPipeline"]
 
@@ -50,9 +50,9 @@ class RiffusionPipeline(GenerationMixin, LoraMixin, TextualInversionMixin):
     :meth:`set_progress_bar_config` work as in diffusers. Not thread-safe: the scheduler holds
     per-run state.
 
-    The generation methods are :class:`~riffusion.diffusion.generation.GenerationMixin`'s, the
-    adapter methods :class:`~riffusion.diffusion.lora.LoraMixin`'s and
-    :class:`~riffusion.diffusion.textual_inversion.TextualInversionMixin`'s.
+    The generation methods are :class:`~riffusion.models.sd1.generation.GenerationMixin`'s, the
+    adapter methods :class:`~riffusion.models.sd1.lora.LoraMixin`'s and
+    :class:`~riffusion.models.sd1.textual_inversion.TextualInversionMixin`'s.
 
     Attributes:
         unet: The denoising ``UNet2DConditionModel``.
@@ -171,7 +171,7 @@ class RiffusionPipeline(GenerationMixin, LoraMixin, TextualInversionMixin):
     ) -> RiffusionPipeline:
         """Load a single-file ``.ckpt`` / ``.safetensors`` Stable Diffusion 1.x checkpoint.
 
-        See :func:`riffusion.diffusion.loading.load_single_file` (diffusers'
+        See :func:`riffusion.models.sd1.loading.load_single_file` (diffusers'
         ``from_single_file``); ``config`` is a diffusers-format folder or hub id whose configs
         fit the checkpoint. Other arguments as :meth:`from_pretrained`.
 
@@ -341,7 +341,7 @@ class RiffusionPipeline(GenerationMixin, LoraMixin, TextualInversionMixin):
     def describe_scheduler(self) -> tuple[str, dict[str, Any]]:
         """The current scheduler as ``(name, config overrides)``, as recipes record it.
 
-        See :func:`riffusion.diffusion.schedulers.describe_scheduler`: ``"default"`` for the
+        See :func:`riffusion.models.sd1.schedulers.describe_scheduler`: ``"default"`` for the
         checkpoint's own, a :data:`SCHEDULER_NAMES` name, or the diffusers class name of a
         scheduler assigned to :attr:`scheduler` directly.
         """

@@ -172,7 +172,7 @@ _Pipeline = TypeVar("_Pipeline", bound="LoraMixin")
 
 
 class LoraMixin:
-    """The LoRA methods of :class:`~riffusion.diffusion.pipeline.RiffusionPipeline`, as
+    """The LoRA methods of :class:`~riffusion.models.sd1.pipeline.RiffusionPipeline`, as
     diffusers' ``StableDiffusionLoraLoaderMixin``: one LoRA at a time on ``unet`` and
     ``text_encoder``, remembered in ``_lora`` as ``(weights file, scale)``."""
 

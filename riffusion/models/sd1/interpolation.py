@@ -1,10 +1,10 @@
-"""Interpolation between two prompts: the prompt input record and the pure mixing math.
+"""Interpolation between two prompts: the mixing math.
 
 Riffusion generates a smooth stream of clips by walking ``alpha`` from 0 to 1 between a start
-and an end :class:`PromptInput`: text embeddings, denoising strength and guidance are mixed
-linearly (:func:`lerp`) and the two seeds' noise tensors spherically (:func:`slerp`), because a
-linear mix of two independent Gaussian tensors has a smaller norm than either and would decode to
-a washed-out image, while a spherical mix keeps the norm.
+and an end :class:`~riffusion.PromptInput`: text embeddings, denoising strength and guidance
+are mixed linearly (:func:`lerp`) and the two seeds' noise tensors spherically
+(:func:`slerp`), because a linear mix of two independent Gaussian tensors has a smaller norm
+than either and would decode to a washed-out image, while a spherical mix keeps the norm.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from typing import TypeVar
 import torch
 
 from riffusion.errors import ParameterError
-
-# The value types live in the diffusers-free riffusion.inputs; re-exported here.
-from riffusion.inputs import PromptInput, check_alpha  # noqa: F401 (re-exported)
+from riffusion.inputs import check_alpha
 
 __all__ = ["lerp", "slerp"]
 

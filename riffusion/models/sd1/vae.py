@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from riffusion.diffusion.validation import check_size
 from riffusion.errors import ParameterError, RiffusionError
+from riffusion.models.sd1.validation import check_size
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL

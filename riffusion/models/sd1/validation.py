@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from riffusion.diffusion.interpolation import PromptInput, check_alpha
 from riffusion.errors import ParameterError
+from riffusion.inputs import PromptInput, check_alpha
 
 __all__ = ["check_callback", "check_inputs", "check_size", "is_int"]
 

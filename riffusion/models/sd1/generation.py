@@ -1,16 +1,16 @@
 """One generation: prompts (and an optional seed image) in, an RGB image out.
 
-:class:`GenerationMixin` gives :class:`~riffusion.diffusion.pipeline.RiffusionPipeline` its
+:class:`GenerationMixin` gives :class:`~riffusion.models.sd1.pipeline.RiffusionPipeline` its
 generation methods (``riffuse``, ``img2img``, ``text_to_image`` and the building blocks
 ``check_inputs``, ``encode_prompt``, ``encode_image``, ``decode_latents``). ``riffuse`` checks
-every argument before any model runs (:mod:`riffusion.diffusion.validation`), then
+every argument before any model runs (:mod:`riffusion.models.sd1.validation`), then
 :func:`generate` runs, in order:
 
 1. the text embeddings and the starting noise (mixed between two prompt inputs when
    interpolating);
 2. img2img: the seed image's VAE latents, and the mask on the latent grid;
 3. the scheduler's timesteps, the starting latents and the explicit denoising loop of
-   :mod:`riffusion.diffusion.denoising`, with the step callback after every step;
+   :mod:`riffusion.models.sd1.denoising`, with the step callback after every step;
 4. the VAE decode to an 8-bit RGB image.
 
 This layer knows pixels, latents and embeddings; it knows nothing about audio.
@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from riffusion.diffusion import prompt_encoding, vae
-from riffusion.diffusion.denoising import (
+from riffusion.errors import GenerationCancelled, ParameterError, RiffusionError
+from riffusion.inputs import PromptInput, check_alpha
+from riffusion.models.sd1 import prompt_encoding, vae
+from riffusion.models.sd1.denoising import (
     SeedMask,
     Timer,
     conditioning,
@@ -37,18 +39,16 @@ from riffusion.diffusion.denoising import (
     initial_latents,
     step_kwargs,
 )
-from riffusion.diffusion.interpolation import PromptInput, check_alpha
-from riffusion.diffusion.masks import mask_to_latent
-from riffusion.diffusion.periodic import periodic_width
-from riffusion.diffusion.prompt_weighting import WeightedTokens
-from riffusion.diffusion.validation import check_callback, check_inputs
-from riffusion.errors import GenerationCancelled, ParameterError, RiffusionError
+from riffusion.models.sd1.masks import mask_to_latent
+from riffusion.models.sd1.periodic import periodic_width
+from riffusion.models.sd1.prompt_weighting import WeightedTokens
+from riffusion.models.sd1.validation import check_callback, check_inputs
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL, SchedulerMixin, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from riffusion.diffusion.pipeline import RiffusionPipeline
+    from riffusion.models.sd1.pipeline import RiffusionPipeline
 
 __all__ = [
     "GenerationMixin",
@@ -282,10 +282,10 @@ def generate(
 
 
 class GenerationMixin:
-    """The generation methods of :class:`~riffusion.diffusion.pipeline.RiffusionPipeline`.
+    """The generation methods of :class:`~riffusion.models.sd1.pipeline.RiffusionPipeline`.
 
-    They delegate to the functions of this module, :mod:`~riffusion.diffusion.denoising`,
-    :mod:`~riffusion.diffusion.prompt_encoding` and :mod:`~riffusion.diffusion.vae`, handing
+    They delegate to the functions of this module, :mod:`~riffusion.models.sd1.denoising`,
+    :mod:`~riffusion.models.sd1.prompt_encoding` and :mod:`~riffusion.models.sd1.vae`, handing
     them the pipeline's components. The pipeline provides the attributes below, ``device``,
     ``dtype``, ``interrupt`` and ``_offload_all()``.
     """
@@ -349,7 +349,8 @@ class GenerationMixin:
 
         Returns:
             ``(1, 4, H/8, W/8)`` latents, ``(mean - shift_factor) * vae.config.scaling_factor``,
-            in the pipeline's dtype on its device; see :func:`riffusion.diffusion.vae.encode_image`.
+            in the pipeline's dtype on its device; see
+            :func:`riffusion.models.sd1.vae.encode_image`.
         """
         return vae.encode_image(self.vae, image, device=self.device, dtype=self.dtype)
 

@@ -133,7 +133,7 @@ _Pipeline = TypeVar("_Pipeline", bound="TextualInversionMixin")
 
 
 class TextualInversionMixin:
-    """The textual-inversion methods of :class:`~riffusion.diffusion.pipeline.RiffusionPipeline`,
+    """The textual-inversion methods of :class:`~riffusion.models.sd1.pipeline.RiffusionPipeline`,
     as diffusers' ``TextualInversionLoaderMixin``: new tokens in ``tokenizer`` and
     ``text_encoder``; ``_token_expansions`` maps each to the tokens prompts expand it to."""
 
@@ -155,7 +155,7 @@ class TextualInversionMixin:
 
         Reads diffusers' ``{token: tensor}`` files and Automatic1111's ``string_to_param``
         files (``.safetensors``, ``.bin``, ``.pt``); see
-        :mod:`riffusion.diffusion.textual_inversion`.
+        :mod:`riffusion.models.sd1.textual_inversion`.
 
         Args:
             path: the embedding file (or a folder holding ``learned_embeds.*``).

@@ -14,7 +14,7 @@ In the order diffusers' Stable Diffusion img2img pipeline uses:
    the seed latents re-noised to the next timestep (:func:`denoise`).
 
 Every function takes the pipeline's components (UNet, scheduler, tokenizer, text encoder) and
-tensors, never the pipeline; :mod:`riffusion.diffusion.generation` runs them in order. The noise
+tensors, never the pipeline; :mod:`riffusion.models.sd1.generation` runs them in order. The noise
 and every scheduler draw come from CPU ``torch.Generator`` objects, so a seed gives the same
 image on every device.
 """
@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from riffusion.diffusion.devices import cpu_generator, randn
-from riffusion.diffusion.interpolation import PromptInput, lerp, slerp
-from riffusion.diffusion.prompt_encoding import encode_padded, encode_prompt, tokenize_prompt
+from riffusion.inputs import PromptInput
+from riffusion.models.sd1.devices import cpu_generator, randn
+from riffusion.models.sd1.interpolation import lerp, slerp
+from riffusion.models.sd1.prompt_encoding import encode_padded, encode_prompt, tokenize_prompt
 
 if TYPE_CHECKING:
     from diffusers import SchedulerMixin, UNet2DConditionModel

@@ -1,6 +1,6 @@
 """Prompts to CLIP text embeddings: textual-inversion tokens, weights, long-prompt chunks.
 
-The syntax and the chunking are :mod:`riffusion.diffusion.prompt_weighting`'s; this module puts
+The syntax and the chunking are :mod:`riffusion.models.sd1.prompt_weighting`'s; this module puts
 a pipeline's tokenizer, text encoder and textual-inversion tokens together and gives a prompt and
 its negative prompt the same sequence length, as classifier-free guidance batches them.
 """
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from riffusion.diffusion.prompt_weighting import (
+from riffusion.models.sd1.prompt_weighting import (
     WeightedTokens,
     encode_chunks,
     pad_chunks,
