@@ -1,9 +1,9 @@
 """Pins for riffusion.spectrogram: exact values of the helpers, the forward transform's padding
 and frame blocks against torchaudio, the reference inverse against torchaudio on small
-parameters, the fast inverse's wiring, and every message of this module word for word. Decoder
-output itself is pinned in tests/test_phase.py and tests/test_decoder_quality.py, the registry
-and the dispatch of decoders by name in tests/test_decoders.py; here only what spectrogram.py
-decides."""
+parameters, the fast inverse's wiring, and every input this module refuses (by its type, named
+value and key phrase, with every number the message computes). Decoder output itself is pinned
+in tests/test_phase.py and tests/test_decoder_quality.py, the registry and the dispatch of
+decoders by name in tests/test_decoders.py; here only what spectrogram.py decides."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pytest
 import torch
 import torchaudio
 
-from riffusion.errors import ParameterError
 from riffusion.limits import MAX_DECODE_BYTES
 from riffusion.params import SpectrogramParams
 from riffusion.spectrogram import (
@@ -32,6 +31,7 @@ from riffusion.spectrogram import (
     spectral_convergence,
 )
 from tests.conftest import music_like
+from tests.errors import assert_refused
 from tests.tolerances import assert_mel_matches_reference, torchaudio_filterbank_float64
 
 # Compares floats that pass through CPU-dependent kernels: CI reruns it under other ones.
@@ -58,12 +58,6 @@ SLANEY = SpectrogramParams(
 )
 # n_fft = 11025 (odd) with a 4410-sample window: no integer zero-padding factor.
 ODD = SpectrogramParams(padded_duration_ms=250.0, num_frequencies=128)
-
-
-def _message(call, *args, **kwargs) -> str:
-    with pytest.raises(ParameterError) as info:
-        call(*args, **kwargs)
-    return str(info.value)
 
 
 def _torchaudio_mel(params: SpectrogramParams, waveform: torch.Tensor) -> torch.Tensor:
@@ -158,14 +152,20 @@ def test_spectral_convergence_values():
     assert isinstance(spectral_convergence(reference, reference), float)
 
 
-def test_spectral_convergence_messages():
-    assert (
-        _message(spectral_convergence, torch.ones(3, 4), torch.ones(4, 3))
-        == "reference shape (3, 4) and estimate shape (4, 3) must match"
+def test_spectral_convergence_refusals():
+    assert_refused(
+        spectral_convergence,
+        torch.ones(3, 4),
+        torch.ones(4, 3),
+        named="reference shape (3, 4)",
+        mentions="estimate shape (4, 3)",
+        phrase="must match",
     )
-    assert (
-        _message(spectral_convergence, torch.zeros(2), torch.ones(2))
-        == "spectral convergence is undefined for an all-zero reference"
+    assert_refused(
+        spectral_convergence,
+        torch.zeros(2),
+        torch.ones(2),
+        phrase=("spectral convergence", "undefined", "all-zero reference"),
     )
 
 
@@ -201,13 +201,17 @@ def test_inverse_operators_are_built_once_with_a_fine_grid_only_for_even_zoom():
     assert no_zoom._zoom == 0 and fine is None and coarse.bin_hz == 8.0
 
 
-def test_converter_messages():
-    assert (
-        _message(SpectrogramConverter, {})
-        == "params must be a riffusion.SpectrogramParams or None, got dict"
+def test_converter_refusals():
+    assert_refused(
+        SpectrogramConverter,
+        {},
+        named="params",
+        phrase=("riffusion.SpectrogramParams or None", "got dict"),
     )
-    assert _message(SpectrogramConverter, SMALL, device="nope").startswith("device='nope' ")
-    assert _message(SpectrogramConverter, SMALL, device=None).startswith("device=None ")
+    assert_refused(
+        SpectrogramConverter, SMALL, device="nope", named="device='nope'", phrase="'cpu'"
+    )
+    assert_refused(SpectrogramConverter, SMALL, device=None, named="device=None", phrase="'cpu'")
 
 
 # ---------------------------------------------------------------------------------- forward
@@ -264,25 +268,36 @@ def test_forward_keeps_the_leading_dimensions():
 
 
 @pytest.mark.parametrize(
-    ("waveform", "message"),
+    ("waveform", "named", "expected"),
     [
-        (np.zeros(800), "waveform must be a torch.Tensor, got ndarray"),
-        (torch.zeros(()), "waveform of shape () has no samples"),
-        (torch.zeros(2, 0), "waveform of shape (2, 0) has no samples"),
-        (torch.zeros(800, dtype=torch.int16), "waveform dtype torch.int16 must be floating point"),
-        (torch.full((800,), math.inf), "waveform contains NaN or infinite samples"),
-        (torch.full((800,), math.nan), "waveform contains NaN or infinite samples"),
-        (torch.zeros(79), "waveform of 79 samples is shorter than one hop (80 samples = 10.0 ms)"),
+        (np.zeros(800), "waveform", ("torch.Tensor", "got ndarray")),
+        (torch.zeros(()), "waveform of shape ()", "no samples"),
+        (torch.zeros(2, 0), "waveform of shape (2, 0)", "no samples"),
+        (torch.zeros(800, dtype=torch.int16), "waveform dtype torch.int16", "floating point"),
+        (torch.full((800,), math.inf), "waveform", "NaN or infinite"),
+        (torch.full((800,), math.nan), "waveform", "NaN or infinite"),
+        # SMALL's hop: 80 samples at 8 kHz
+        (
+            torch.zeros(79),
+            "waveform of 79 samples",
+            ("shorter than one hop", "80 samples", "10.0 ms"),
+        ),
     ],
 )
-def test_forward_messages(waveform, message):
-    assert _message(SpectrogramConverter(SMALL).waveform_to_mel, waveform) == message
-
-
-def test_forward_method_message_and_one_hop_is_enough():
+def test_forward_refuses_bad_waveforms(waveform, named, expected):
     converter = SpectrogramConverter(SMALL)
-    message = "method='x' must be 'fast' or 'reference'"
-    assert _message(converter.waveform_to_mel, torch.zeros(800), method="x") == message
+    assert_refused(converter.waveform_to_mel, waveform, named=named, phrase=expected)
+
+
+def test_forward_refuses_an_unknown_method_and_one_hop_is_enough():
+    converter = SpectrogramConverter(SMALL)
+    assert_refused(
+        converter.waveform_to_mel,
+        torch.zeros(800),
+        method="x",
+        named="method='x'",
+        phrase="'fast' or 'reference'",
+    )
     assert converter.waveform_to_mel(torch.zeros(80)).shape == (64, 2)
 
 
@@ -308,14 +323,23 @@ def test_reference_inverse_needs_more_frames_than_the_reflect_padding():
     # (frames − 1) · hop must exceed n_fft // 2 = 400: 6 frames are refused, 7 decode.
     converter = SpectrogramConverter(SMALL)
     mel = torch.rand(64, 7) * 1e4
-    assert (
-        _message(converter.mel_to_waveform, mel[:, :6], method="reference")
-        == "mel with 6 frames is too short for method='reference' (torch.stft reflect-pads "
-        "400 samples); use at least 7 frames or method='fast'"
+    # n_fft // 2 = 400 samples of padding; 400 // 80 + 2 = 7 frames
+    too_short = ("too short", "reflect-pads 400 samples", "at least 7 frames", "method='fast'")
+    assert_refused(
+        converter.mel_to_waveform,
+        mel[:, :6],
+        method="reference",
+        named="mel with 6 frames",
+        mentions="method='reference'",
+        phrase=too_short,
     )
     assert converter.mel_to_waveform(mel, method="reference", num_iterations=1).shape == (480,)
-    assert _message(converter.mel_to_waveform, mel[None, :, :6], method="reference").startswith(
-        "mel with 6 frames is too short"
+    assert_refused(
+        converter.mel_to_waveform,
+        mel[None, :, :6],
+        method="reference",
+        named="mel with 6 frames",
+        phrase=too_short,
     )
 
 
@@ -350,50 +374,53 @@ def test_fast_inverse_lengths_and_leading_dimensions():
     assert torch.equal(converter.mel_to_waveform(mel.double(), num_iterations=2), decoded)
 
 
+BAD_MAGNITUDES = "finite and non-negative"
+ONE_FRAME = ("no samples", "at least 2 frames", "periodic=True")
+
+
 @pytest.mark.parametrize(
-    ("mel", "message"),
+    ("mel", "named", "expected"),
     [
-        (np.zeros((64, 3)), "mel must be a torch.Tensor, got ndarray"),
-        (torch.ones(64), "mel of shape (64,) must be (..., 64, frames)"),
-        (torch.ones(2, 63, 3), "mel of shape (2, 63, 3) must be (..., 64, frames)"),
-        (torch.ones(64, 0), "mel of shape (64, 0) has no frames"),
-        (torch.ones(2, 64, 0), "mel of shape (2, 64, 0) has no frames"),
-        (-torch.ones(64, 3), "mel magnitudes must be finite and non-negative"),
-        (torch.full((64, 3), math.inf), "mel magnitudes must be finite and non-negative"),
-        (torch.full((64, 3), math.nan), "mel magnitudes must be finite and non-negative"),
-        (
-            torch.ones(64, 1),
-            "mel with 1 frame decodes to no samples ((frames − 1) · hop_length); use at least "
-            "2 frames, or periodic=True",
-        ),
+        (np.zeros((64, 3)), "mel", ("torch.Tensor", "got ndarray")),
+        (torch.ones(64), "mel of shape (64,)", "(..., 64, frames)"),
+        (torch.ones(2, 63, 3), "mel of shape (2, 63, 3)", "(..., 64, frames)"),
+        (torch.ones(64, 0), "mel of shape (64, 0)", "no frames"),
+        (torch.ones(2, 64, 0), "mel of shape (2, 64, 0)", "no frames"),
+        (-torch.ones(64, 3), "mel magnitudes", BAD_MAGNITUDES),
+        (torch.full((64, 3), math.inf), "mel magnitudes", BAD_MAGNITUDES),
+        (torch.full((64, 3), math.nan), "mel magnitudes", BAD_MAGNITUDES),
+        (torch.ones(64, 1), "mel with 1 frame", ONE_FRAME),
     ],
 )
-def test_inverse_mel_messages(mel, message):
-    assert _message(SpectrogramConverter(SMALL).mel_to_waveform, mel) == message
+def test_inverse_refuses_bad_mel(mel, named, expected):
+    converter = SpectrogramConverter(SMALL)
+    assert_refused(converter.mel_to_waveform, mel, named=named, phrase=expected)
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "named", "expected"),
     [
-        ({"num_iterations": 0}, "num_iterations=0 must be a positive integer"),
-        ({"num_iterations": -2}, "num_iterations=-2 must be a positive integer"),
-        ({"num_iterations": 2.0}, "num_iterations=2.0 must be a positive integer"),
-        ({"num_iterations": True}, "num_iterations=True must be a positive integer"),
-        ({"seed": True}, "seed=True must be an integer"),
-        ({"seed": 1.0}, "seed=1.0 must be an integer"),
-        ({"seed": "1"}, "seed='1' must be an integer"),
-        ({"periodic": 1}, "periodic=1 must be True or False"),
-        ({"periodic": None}, "periodic=None must be True or False"),
+        ({"num_iterations": 0}, "num_iterations=0", "must be a positive integer"),
+        ({"num_iterations": -2}, "num_iterations=-2", "must be a positive integer"),
+        ({"num_iterations": 2.0}, "num_iterations=2.0", "must be a positive integer"),
+        ({"num_iterations": True}, "num_iterations=True", "must be a positive integer"),
+        ({"seed": True}, "seed=True", "must be an integer"),
+        ({"seed": 1.0}, "seed=1.0", "must be an integer"),
+        ({"seed": "1"}, "seed='1'", "must be an integer"),
+        ({"periodic": 1}, "periodic=1", "True or False"),
+        ({"periodic": None}, "periodic=None", "True or False"),
         (
             {"method": "reference", "periodic": True},
-            "periodic=True needs method='fast' or another decoder with a circular mode "
-            "(method='reference' has none)",
+            "periodic=True",
+            ("method='fast'", "circular mode", "method='reference' has none"),
         ),
     ],
 )
-def test_inverse_argument_messages(kwargs, message):
-    mel = torch.ones(64, 8)
-    assert _message(SpectrogramConverter(SMALL).mel_to_waveform, mel, **kwargs) == message
+def test_inverse_refuses_bad_arguments(kwargs, named, expected):
+    converter = SpectrogramConverter(SMALL)
+    assert_refused(
+        converter.mel_to_waveform, torch.ones(64, 8), **kwargs, named=named, phrase=expected
+    )
 
 
 def test_inverse_refuses_a_decode_too_large():
@@ -401,16 +428,26 @@ def test_inverse_refuses_a_decode_too_large():
     assert per_frame == 20 * 8 * 301 + 16 * 400
     assert inverse_bytes_per_frame(SMALL, "reference") == 8 * 8 * 401
     frames = MAX_DECODE_BYTES // per_frame + 1
-    message = _message(SpectrogramConverter(SMALL).mel_to_waveform, torch.zeros(64, frames))
-    assert message == (
-        f"mel ({frames} columns, 1 channel(s)) needs about 8.0 GiB to decode with "
-        f"method='fast'; at most 8 GiB (riffusion.limits.MAX_DECODE_BYTES), i.e. "
-        f"{frames - 1} columns at these parameters"
+    assert_refused(
+        SpectrogramConverter(SMALL).mel_to_waveform,
+        torch.zeros(64, frames),
+        named="mel",
+        mentions=(f"({frames} columns", ", 1 channel", "method='fast'"),
+        # the estimate, the limit (and where it is set) and the widest mel that fits
+        phrase=("about 8.0 GiB", "at most 8 GiB", "MAX_DECODE_BYTES", f" {frames - 1} columns"),
     )
     check_decode_memory(frames - 1, 1, per_frame, "fast")
-    assert _message(check_decode_memory, 3, 2, MAX_DECODE_BYTES // 5, "x", what="it") == (
-        "it (3 columns, 2 channel(s)) needs about 9.6 GiB to decode with method='x'; at most "
-        "8 GiB (riffusion.limits.MAX_DECODE_BYTES), i.e. 2 columns at these parameters"
+    # 3 columns × 2 channels × 1/5 of the limit = 6/5 of 8 GiB; 2 columns of 2 channels fit
+    assert_refused(
+        check_decode_memory,
+        3,
+        2,
+        MAX_DECODE_BYTES // 5,
+        "x",
+        what="it",
+        named="it",
+        mentions=("(3 columns", ", 2 channel", "method='x'"),
+        phrase=("about 9.6 GiB", "at most 8 GiB", "MAX_DECODE_BYTES", " 2 columns"),
     )
 
 
@@ -418,7 +455,9 @@ def test_decoded_length():
     assert decoded_length(10, SMALL, periodic=False) == 720
     assert decoded_length(10, SMALL, periodic=True) == 800
     assert decoded_length(1, SMALL, periodic=True) == 80
-    assert _message(decoded_length, 1, SMALL, periodic=False).startswith("mel with 1 frame")
+    assert_refused(
+        decoded_length, 1, SMALL, periodic=False, named="mel with 1 frame", phrase=ONE_FRAME
+    )
 
 
 def test_inverse_accepts_one_iteration_and_any_integer_seed():
