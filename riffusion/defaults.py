@@ -42,6 +42,12 @@ SCHEDULER_NAMES: tuple[str, ...] = (
     "euler_ancestral",
     "lms",
     "pndm",
+    # Few-step samplers: UniPC and DPM-Solver++ 2M with Karras sigmas run well in 10-20 steps;
+    # LCM and TCD are the samplers of the LCM- and TCD-LoRAs (about 4 steps, guidance <= 1).
+    "unipc",
+    "dpm++2m-karras",
+    "lcm",
+    "tcd",
 )
 
 #: Most scheduler steps of a full run: the checkpoint has 1,000 training timesteps.

@@ -377,3 +377,32 @@ def test_periodic_restores_after_an_error():
         assert not is_periodic(model)
 
 
+def test_few_step_samplers_by_name_keep_the_checkpoints_noise_schedule():
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        LCMScheduler,
+        PNDMScheduler,
+        TCDScheduler,
+        UniPCMultistepScheduler,
+    )
+
+    from riffusion.testing import TINY_SCHEDULER_CONFIG
+
+    base = PNDMScheduler(**TINY_SCHEDULER_CONFIG)
+    expected = {
+        "unipc": UniPCMultistepScheduler,
+        "dpm++2m-karras": DPMSolverMultistepScheduler,
+        "lcm": LCMScheduler,
+        "tcd": TCDScheduler,
+    }
+    for name, cls in expected.items():
+        built = make_scheduler(name, base.config)
+        assert type(built) is cls, name
+        # The checkpoint's noise schedule carries over; only the sampling algorithm changes.
+        assert built.config.beta_start == base.config.beta_start
+        assert built.config.beta_end == base.config.beta_end
+        assert built.config.beta_schedule == base.config.beta_schedule
+    karras = make_scheduler("dpm++2m-karras", base.config)
+    assert karras.config.use_karras_sigmas is True and karras.config.solver_order == 2
+    assert karras.config.algorithm_type == "dpmsolver++"
+    assert make_scheduler("dpm++", base.config).config.use_karras_sigmas is False

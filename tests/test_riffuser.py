@@ -314,9 +314,12 @@ def test_scheduler_assigned_directly_is_recorded_by_name_or_class(riffuser):
     other.pipeline.scheduler = diffusers.EulerDiscreteScheduler.from_config(config)
     assert other.scheduler_name == "euler"
     other.pipeline.scheduler = diffusers.UniPCMultistepScheduler.from_config(config)
-    assert other.pipeline.describe_scheduler() == ("UniPCMultistepScheduler", {})
-    unipc = other.text_to_audio("x", seed=2, num_inference_steps=3, seed_image=None)
-    assert unipc.recipe.scheduler == "UniPCMultistepScheduler"
+    assert other.scheduler_name == "unipc"
+    # A scheduler class without a short name is recorded by its class name.
+    other.pipeline.scheduler = diffusers.DEISMultistepScheduler.from_config(config)
+    assert other.pipeline.describe_scheduler() == ("DEISMultistepScheduler", {})
+    deis = other.text_to_audio("x", seed=2, num_inference_steps=3, seed_image=None)
+    assert deis.recipe.scheduler == "DEISMultistepScheduler"
     # A changed config is recorded as overrides, and rendering elsewhere rebuilds it.
     # (our "ddim" turns clip_sample off, as diffusers' SD pipelines do)
     other.pipeline.scheduler = diffusers.DDIMScheduler.from_config(
@@ -327,7 +330,7 @@ def test_scheduler_assigned_directly_is_recorded_by_name_or_class(riffuser):
     assert trailing.recipe.scheduler_config == {"timestep_spacing": "trailing"}
     recipe = Recipe.from_json(trailing.recipe.to_json())
     assert riffuser.render(recipe).audio == trailing.audio
-    assert riffuser.render(unipc.recipe).audio == unipc.audio
+    assert riffuser.render(deis.recipe).audio == deis.audio
 
 
 def test_render_has_no_side_effects(riffuser, clip):

@@ -132,7 +132,8 @@ def _model_parent(
             "--scheduler",
             default=None,
             metavar="NAME",
-            help="sampling scheduler: default, ddim, dpm++, euler, euler_ancestral, lms, pndm "
+            help="sampling scheduler: default, ddim, dpm++, euler, euler_ancestral, lms, pndm, "
+            "unipc, dpm++2m-karras, lcm, tcd "
             "(default: the model's own)",
         )
     group.add_argument(

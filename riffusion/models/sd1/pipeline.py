@@ -323,7 +323,8 @@ class RiffusionPipeline(GenerationMixin, LoraMixin, TextualInversionMixin):
 
         Args:
             name: ``"default"`` (the checkpoint's own), ``"ddim"``, ``"dpm++"``, ``"euler"``,
-                ``"euler_ancestral"``, ``"lms"`` or ``"pndm"``.
+                ``"euler_ancestral"``, ``"lms"``, ``"pndm"``, or a few-step sampler:
+                ``"unipc"``, ``"dpm++2m-karras"``, ``"lcm"``, ``"tcd"``.
 
         Returns:
             ``self``.

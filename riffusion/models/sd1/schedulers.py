@@ -29,6 +29,13 @@ _SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
     "lms": ("LMSDiscreteScheduler", {}),
     "pndm": ("PNDMScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "dpm++2m-karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
+    ),
+    "lcm": ("LCMScheduler", {}),
+    "tcd": ("TCDScheduler", {}),
 }
 
 
@@ -38,7 +45,8 @@ def make_scheduler(name: str, config: Any) -> SchedulerMixin:
     Args:
         name: One of :data:`SCHEDULER_NAMES` except ``"default"`` (which only the pipeline knows):
             ``"ddim"``, ``"dpm++"`` (DPM-Solver++ multistep), ``"euler"``, ``"euler_ancestral"``,
-            ``"lms"`` (needs scipy), ``"pndm"``.
+            ``"lms"`` (needs scipy), ``"pndm"``, and the few-step ``"unipc"``,
+            ``"dpm++2m-karras"`` (DPM-Solver++ 2M, Karras sigmas), ``"lcm"``, ``"tcd"``.
         config: A diffusers scheduler config (``scheduler.config``), whose noise schedule is kept.
 
     Returns:
