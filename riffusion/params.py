@@ -224,7 +224,7 @@ class SpectrogramParams:
             >>> params.width_for_samples(225_792, periodic=True)
             512
         """
-        _check_count("num_samples", num_samples)
+        check_integer("num_samples", num_samples, minimum=0)
         if periodic:
             return num_samples // self.hop_length
         return num_samples // self.hop_length + 1
@@ -251,7 +251,7 @@ class SpectrogramParams:
             >>> SpectrogramParams().samples_for_width(512, periodic=True)  # 512 · 441 = 5.12 s
             225792
         """
-        _check_count("width", width, minimum=1)
+        check_integer("width", width)
         if periodic:
             return width * self.hop_length
         return (width - 1) * self.hop_length
@@ -351,10 +351,6 @@ class SpectrogramParams:
             raise ImageFormatError(
                 f"the image's EXIF parameters are impossible ({tags}): {error}"
             ) from error
-
-
-def _check_count(name: str, value: Any, *, minimum: int = 0) -> None:
-    check_integer(name, value, minimum=minimum)
 
 
 def _exif_number(value: float) -> int | float:

@@ -100,17 +100,18 @@ class StepHooks:
             denoising step of every window, as in diffusers; it may return a dict whose
             ``"latents"`` replaces the current latents. ``None``: no hook.
         tensor_inputs: the keys of ``callback_kwargs`` it receives, from
-            :data:`STEP_TENSOR_INPUTS` (diffusers' ``callback_on_step_end_tensor_inputs``).
+            :data:`STEP_TENSOR_INPUTS` (diffusers' ``callback_on_step_end_tensor_inputs``);
+            ``None`` is all of them.
     """
 
     callback_on_step_end: Callable[..., Any] | None = None
-    tensor_inputs: tuple[str, ...] = STEP_TENSOR_INPUTS
+    tensor_inputs: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         hook = self.callback_on_step_end
         if hook is not None and not callable(hook):
             raise ParameterError(f"callback_on_step_end={hook!r} must be callable or None")
-        inputs = self.tensor_inputs
+        inputs = STEP_TENSOR_INPUTS if self.tensor_inputs is None else self.tensor_inputs
         if isinstance(inputs, str) or not isinstance(inputs, tuple | list):
             raise ParameterError(
                 f"callback_on_step_end_tensor_inputs={inputs!r} must be a list of names from "
@@ -123,20 +124,6 @@ class StepHooks:
                 f"the tensors offered are {list(STEP_TENSOR_INPUTS)}"
             )
         object.__setattr__(self, "tensor_inputs", tuple(inputs))
-
-    @classmethod
-    def of(
-        cls, callback_on_step_end: Any = None, tensor_inputs: Sequence[str] | None = None
-    ) -> StepHooks:
-        """Hooks from a verb's two diffusers keywords (``None`` inputs: all of them).
-
-        Args:
-            callback_on_step_end: the hook, or ``None``.
-            tensor_inputs: the keys it receives, or ``None`` for all.
-        """
-        if tensor_inputs is None:
-            return cls(callback_on_step_end)
-        return cls(callback_on_step_end, tensor_inputs)  # type: ignore[arg-type]
 
 
 def window_step_callback(hooks: StepHooks | None = None) -> Callable[..., Any] | None:
@@ -159,7 +146,7 @@ def window_step_callback(hooks: StepHooks | None = None) -> Callable[..., Any] |
     def on_step_end(model: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> Any:
         outputs = None
         if hook is not None:
-            assert hooks is not None
+            assert hooks is not None and hooks.tensor_inputs is not None  # see __post_init__
             given = {name: kwargs[name] for name in hooks.tensor_inputs}
             outputs = hook(model, step, timestep, given)
             if outputs is not None and not isinstance(outputs, dict):

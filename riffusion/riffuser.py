@@ -125,7 +125,7 @@ class Riffuser(ModelHolder):
         Returns:
             A :class:`Clip` of exactly ``round(duration_s * sample_rate)`` samples.
         """
-        hooks = StepHooks.of(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        hooks = StepHooks(callback_on_step_end, callback_on_step_end_tensor_inputs)
         start = prompt_input(
             prompt, seed=seed, negative_prompt=negative_prompt, denoising=denoising,
             guidance=guidance, example="riffuser.text_to_audio('funky bass', seed=42)",
@@ -183,7 +183,7 @@ class Riffuser(ModelHolder):
                 f"audio and prompt look swapped: the audio comes first, e.g. {example}"
             )
         audio = as_audio(audio, example)
-        hooks = StepHooks.of(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        hooks = StepHooks(callback_on_step_end, callback_on_step_end_tensor_inputs)
         start = prompt_input(
             prompt, seed=seed, negative_prompt=negative_prompt, denoising=denoising,
             guidance=guidance, example=example,
@@ -224,7 +224,7 @@ class Riffuser(ModelHolder):
             callback_on_step_end, callback_on_step_end_tensor_inputs: as
                 :meth:`text_to_audio`.
         """
-        hooks = StepHooks.of(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        hooks = StepHooks(callback_on_step_end, callback_on_step_end_tensor_inputs)
         start = as_prompt_input(start, 0, "start")
         end = None if end is None else as_prompt_input(end, start.seed + 1, "end")
         steps = _check_steps(num_inference_steps)
@@ -334,7 +334,7 @@ class Riffuser(ModelHolder):
             bars: length in 4/4 bars at the seed images' tempo (``riffusion.seeds.SEED_BPM``,
                 93.75 BPM: a bar is 256 columns), an int in [1, 16]; ``None``: 512 columns.
         """
-        hooks = StepHooks.of(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        hooks = StepHooks(callback_on_step_end, callback_on_step_end_tensor_inputs)
         start = prompt_input(
             prompt, seed=seed, negative_prompt=negative_prompt, denoising=denoising,
             guidance=guidance, example="riffuser.loop('techno beat', seed=42, bars=4)",

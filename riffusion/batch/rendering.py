@@ -183,19 +183,15 @@ def _engine(
     )
 
 
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    return check_integer(name, value, minimum=minimum)
-
-
 def _check_engine(
     engine: Any, workers: Any, gpus_per_worker: Any, cpus_per_worker: Any, max_retries: Any
 ) -> None:
     """Check :func:`render`'s engine settings before any job is read or model loaded."""
     if engine not in ENGINES:
         raise ParameterError(f"engine={engine!r} must be one of {', '.join(ENGINES)}")
-    _check_count("workers", workers, 1)
-    _check_count("cpus_per_worker", cpus_per_worker, 1)
-    _check_count("max_retries", max_retries, 0)
+    check_integer("workers", workers)
+    check_integer("cpus_per_worker", cpus_per_worker)
+    check_integer("max_retries", max_retries, minimum=0)
     gpus = finite_float(gpus_per_worker)
     if gpus is None or gpus < 0:
         raise ParameterError(f"gpus_per_worker={gpus_per_worker!r} must be a number >= 0")

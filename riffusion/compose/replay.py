@@ -2,7 +2,8 @@
 
 Every verb of :class:`riffusion.Riffuser` builds a :class:`~riffusion.Recipe` and renders it
 with :func:`render_recipe`; :meth:`riffusion.Riffuser.render` does the same with a recipe
-someone shared. So a clip and its share string take the same path, bit for bit.
+someone shared, with the recipe's scheduler and adapters installed for the call. So a clip and
+its share string run the same algorithm, bit for bit.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from riffusion.compose.continuation import text_to_audio
 from riffusion.compose.inputs import recipe_image, resolve_mask_image, resolve_seed_image
 from riffusion.compose.interpolation import riffuse
 from riffusion.compose.loops import loop, recipe_loop_width
-from riffusion.compose.windows import window_generator
+from riffusion.compose.windows import GenerateWindow, window_generator
 from riffusion.convert import audio_to_image
 from riffusion.errors import ParameterError
 from riffusion.inputs import PromptInput
@@ -43,7 +44,9 @@ class Inputs:
         source: an ``audio_to_audio`` input's RGB spectrogram and its length in samples.
         seed_image: the caller's image for a recipe's ``custom:`` seed image id.
         mask_image: the caller's image for a recipe's ``custom:`` mask id.
-        resolved: whether the pictures are already resolved (a verb's) or come from the ids.
+        resolved: a verb's inputs, resolved when its recipe was recorded from the model (so
+            there is no scheduler or adapter to install and no input to check), rather than
+            pictures to resolve from the recipe's ids.
     """
 
     seed_picture: Image.Image | None = None
@@ -155,20 +158,36 @@ def render_recipe(
         hooks: the caller's per-step hook.
     """
     generate = window_generator(model, recipe.params, hooks)
+    if inputs.resolved:
+        # A verb's recipe was just recorded from this model's scheduler, adapters and input:
+        # installing them again or fingerprinting the input again would only repeat that work.
+        return _make(generate, recipe, inputs, device)
     with scheduler_of(model, recipe), adapters_of(model, recipe):
         if recipe.kind == "audio_to_audio":
-            if inputs.source is None:
-                raise ParameterError("this recipe transforms audio: pass audio=")
-            source, num_samples = inputs.source
-            found = image_fingerprint(source)
-            if found != recipe.input_audio:
-                raise ParameterError(
-                    f"audio fingerprint {found} differs from the recipe's {recipe.input_audio}"
-                )
-            return audio_to_audio(generate, recipe, source, num_samples, device=device)
-        seed_picture, mask_picture = _pictures(recipe, inputs)
-        if recipe.kind == "text_to_audio":
-            return text_to_audio(generate, recipe, seed_picture, mask_picture, device=device)
-        if recipe.kind == "loop":
-            return loop(generate, recipe, seed_picture, device=device)
-        return riffuse(generate, recipe, seed_picture, mask_picture, device=device)
+            _check_source(recipe, inputs)
+        return _make(generate, recipe, inputs, device)
+
+
+def _check_source(recipe: Recipe, inputs: Inputs) -> None:
+    """The caller's input audio of an ``audio_to_audio`` recipe, checked by fingerprint."""
+    if inputs.source is None:
+        raise ParameterError("this recipe transforms audio: pass audio=")
+    found = image_fingerprint(inputs.source[0])
+    if found != recipe.input_audio:
+        raise ParameterError(
+            f"audio fingerprint {found} differs from the recipe's {recipe.input_audio}"
+        )
+
+
+def _make(generate: GenerateWindow, recipe: Recipe, inputs: Inputs, device: Any) -> Clip:
+    """Run the recipe's algorithm (the scheduler and adapters are in place)."""
+    if recipe.kind == "audio_to_audio":
+        assert inputs.source is not None  # the verb made it, or _check_source checked it
+        source, num_samples = inputs.source
+        return audio_to_audio(generate, recipe, source, num_samples, device=device)
+    seed_picture, mask_picture = _pictures(recipe, inputs)
+    if recipe.kind == "text_to_audio":
+        return text_to_audio(generate, recipe, seed_picture, mask_picture, device=device)
+    if recipe.kind == "loop":
+        return loop(generate, recipe, seed_picture, device=device)
+    return riffuse(generate, recipe, seed_picture, mask_picture, device=device)
