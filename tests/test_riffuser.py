@@ -86,6 +86,40 @@ def test_bad_recipe_strings():
         Recipe.from_dict({"kind": "riffuse", "bogus": 1})
 
 
+def test_recipe_parse_reads_every_shared_form_and_names_what_it_refuses():
+    import base64
+    import zlib
+
+    recipe = Recipe(kind="riffuse", model="m", scheduler="default", start=PromptInput("a", seed=3))
+    forms = [
+        recipe,
+        recipe.to_url(),
+        f"  {recipe.to_url()}\n",
+        recipe.to_json(),
+        recipe.to_json().encode(),
+        recipe.to_dict(),
+    ]
+    for form in forms:
+        assert Recipe.parse(form) == recipe
+    assert Recipe.parse(recipe) is recipe
+    refusals = [
+        (5, "got 5"),
+        (b"\xff", "not UTF-8"),
+        ("riffusion:2:abc", "recipe format version '2'"),
+        ("riffusion:1:AAAA", "corrupt"),
+        ("{", "not valid JSON"),
+        # A deflate stream of 5 MiB of spaces: bounded before it is inflated in full.
+        (
+            "riffusion:1:" + base64.urlsafe_b64encode(zlib.compress(b" " * (5 << 20))).decode(),
+            "inflates to more than 1048576 bytes",
+        ),
+    ]
+    for form, phrase in refusals:
+        with pytest.raises(ParameterError) as caught:
+            Recipe.parse(form)
+        assert phrase in str(caught.value), form
+
+
 def test_duration_20_s_by_continuation(riffuser):
     clip = riffuser.text_to_audio("ambient drone", seed=3, num_inference_steps=STEPS, duration_s=20)
     assert clip.audio.num_samples == 20 * 44100
