@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_ITERATIONS",
     "FAST_DEFAULT_ITERATIONS",
     "FINE_SHARE",
+    "MEL_FROM",
     "MOMENTUM",
     "SIGN_CHOICE_SHARE",
     "gradient_phase",
@@ -42,18 +44,23 @@ DEFAULT_ITERATIONS = 32
 """Griffin-Lim iterations of the ``"reference"`` decoder (Riffusion's) and of
 :func:`griffin_lim` when not given."""
 
-FAST_DEFAULT_ITERATIONS = 48
-"""Griffin-Lim iterations of the ``"fast"`` decoder when ``num_iterations`` is ``None``: the
-fewest (in steps of 8) at which its mean spectral convergence over seeds 0–3 is below the
-reference's on every 512-column image of the decode bench (at 40 the noise swell seed was level
-with it; measured in issue 9, in the history of docs/performance.md)."""
+FAST_DEFAULT_ITERATIONS = 40
+"""Griffin-Lim iterations of the ``"fast"`` decoder when ``num_iterations`` is ``None``: 32 on
+the coarse grid and 8 on the fine one. The fewest (in steps of 4) at which the median spectral
+convergence over the four corpus clips of the decode bench is no worse than the decoder's
+before issue 25 (48 iterations, the fine ones towards fixed magnitudes); at 40 the median over
+all 16 bench images and the worst image are lower too (docs/performance.md)."""
 
 MOMENTUM = 0.95
 """Fast Griffin-Lim momentum of the ``"fast"`` inverse (the reference uses 0.99)."""
 
-FINE_SHARE = 4
+FINE_SHARE = 5
 """The ``"fast"`` inverse runs ``num_iterations // FINE_SHARE`` of its Griffin-Lim iterations on
 the finer (2x padded) grid, the rest on the ``win_length``-point grid."""
+
+MEL_FROM = 2
+"""Iterations on the fine grid that project onto the filterbank's minimum-norm magnitudes before
+the projection onto the mel magnitudes themselves takes over (:class:`_MelBands`)."""
 
 
 SIGN_CHOICE_SHARE = 0.1
@@ -122,11 +129,9 @@ def gradient_phase(
         d_freq, d_time, bin_hz=bin_hz, hop_s=hop_s, lam=lam, periodic=periodic
     )
     continues = _continuing_bins(magnitudes, peak, tolerance=tolerance, periodic=periodic)
-    anchor, offset, needs_anchor = _lobe_anchors(magnitudes, along_freq, continues)
+    anchor, offset = _lobe_anchors(magnitudes, along_freq)
     current = _initial_phase(magnitudes, anchor, seed=seed, periodic=periodic)
-    return _integrate_phase(
-        magnitudes, current, step_time, continues, anchor, offset, needs_anchor, periodic=periodic
-    )
+    return _integrate_phase(current, step_time, continues, anchor, offset, periodic=periodic)
 
 
 def _log_magnitude_gradients(
@@ -232,10 +237,9 @@ def _continuing_bins(
 
 
 def _lobe_anchors(
-    magnitudes: torch.Tensor, along_freq: torch.Tensor, continues: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, list[bool]]:
-    """The anchor (lobe peak) of every bin, its phase offset from it, and the frames that need
-    anchors.
+    magnitudes: torch.Tensor, along_freq: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The anchor (lobe peak) of every bin and its phase offset from it.
 
     Bins that do not continue (onsets, quiet bins) take the phase of the peak of their own
     spectral lobe plus the frequency integral from it; a peak that is itself an onset goes on
@@ -248,20 +252,17 @@ def _lobe_anchors(
         magnitudes: ``(batch, frames, bins)`` non-negative float32 magnitudes.
         along_freq: ``(batch, frames, bins)`` float32 phase in radians integrated along
             frequency (:func:`_phase_increments`).
-        continues: ``(batch, frames, bins)`` bool, the bins that continue their phase track.
 
     Returns:
         ``anchor``: ``(batch, frames, bins)`` int64 index of each bin's lobe peak;
         ``offset``: ``(batch, frames, bins)`` float32 phase in radians of each bin relative to
-        its anchor; ``needs_anchor``: per frame, whether any item has a bin that does not
-        continue.
+        its anchor.
     """
     batch, frames, bins = magnitudes.shape
     anchor = _lobe_peaks(magnitudes.reshape(batch * frames, bins)).reshape(batch, frames, bins)
     # Seeded bins take their anchor's phase plus the frequency integral from the anchor.
     offset = along_freq - along_freq.gather(-1, anchor)
-    needs_anchor = (~continues).any(dim=-1).any(dim=0).tolist()
-    return anchor, offset, needs_anchor
+    return anchor, offset
 
 
 def _initial_phase(
@@ -295,45 +296,64 @@ def _initial_phase(
 
 
 def _integrate_phase(
-    magnitudes: torch.Tensor,
     current: torch.Tensor,
     step_time: torch.Tensor,
     continues: torch.Tensor,
     anchor: torch.Tensor,
     offset: torch.Tensor,
-    needs_anchor: list[bool],
     *,
     periodic: bool,
 ) -> torch.Tensor:
-    """Integrate the phase frame by frame: continuing bins step on along time, the others
-    take their anchor's phase plus their offset from it.
+    """Integrate the phase along time: continuing bins step on from their own previous phase,
+    the others take their anchor's stepped phase plus their offset from it.
+
+    Frame ``t`` is a map of the previous frame's phase, ``φ_t = φ_{t−1}[src_t] + add_t``
+    (``src_t[k]`` is ``k`` for a continuing bin, its anchor otherwise). Maps of that form
+    compose into one of the same form, so the maps from the start to every frame come from a
+    parallel prefix scan (Hillis-Steele: ``log2(frames)`` rounds of gathers over all frames at
+    once) rather than a loop over frames: the same recurrence, as a handful of large operations
+    that suit a GPU as well as a CPU. Along a run of continuing frames the scan sums the steps:
+    the cumulative sum of the recurrence. The steps are reduced modulo 2π first, so after the
+    ``log2(frames)`` doublings every partial sum stays below ``2π · frames`` (about 3,200 rad
+    at 512 frames, where float32 resolves 2.4e-4 rad); a loop summing unreduced steps reached
+    6e4 rad and rounded to 4e-3 rad per step.
 
     Args:
-        magnitudes: ``(batch, frames, bins)`` magnitudes (only their shape, dtype and device
-            are used: those of the result).
         current: ``(batch, bins)`` float32 starting phase in radians (:func:`_initial_phase`).
         step_time: ``(batch, frames, bins)`` float32 phase advance in radians per frame.
         continues: ``(batch, frames, bins)`` bool, the bins that continue their track.
         anchor: ``(batch, frames, bins)`` int64 lobe peak of each bin.
         offset: ``(batch, frames, bins)`` float32 phase in radians relative to the anchor.
-        needs_anchor: per frame, whether any bin does not continue.
-        periodic: go round the loop twice, the second pass from the first pass's last frame.
+        periodic: go round the loop twice: the second pass starts from the first pass's last
+            frame, so the first frame continues from the last one as every other frame
+            continues from its predecessor.
 
     Returns:
-        ``(batch, frames, bins)`` phase in radians, referenced to the window centre.
+        ``(batch, frames, bins)`` float32 phase in radians (not reduced to one turn),
+        referenced to the window centre.
     """
-    frames = magnitudes.shape[1]
-    phase = torch.empty_like(magnitudes)
-    # A loop goes round twice: the second pass starts where the first ended, so the first
-    # frame continues from the last one as every other frame continues from its predecessor.
-    for _ in range(2 if periodic else 1):
-        for t in range(frames):
-            candidate = current + step_time[:, t]
-            if needs_anchor[t]:
-                seeded = candidate.gather(-1, anchor[:, t]).add_(offset[:, t])
-                candidate = torch.where(continues[:, t], candidate, seeded)
-            phase[:, t] = candidate
-            current = candidate
+    batch, frames, bins = step_time.shape
+    own = torch.arange(bins, device=step_time.device).expand(batch, frames, bins)
+    source = torch.where(continues, own, anchor)
+    seeded = step_time.gather(-1, anchor).add_(offset)
+    shift = torch.remainder(torch.where(continues, step_time, seeded), 2 * math.pi)
+    # Round d: frame t's map becomes (its map) ∘ (frame t − d's map), so after the round it
+    # maps frame t − 2d's phase (or the start's) to frame t's. Two buffers, swapped.
+    next_source, next_shift = torch.empty_like(source), torch.empty_like(shift)
+    span = 1
+    while span < frames:
+        next_source[:, :span] = source[:, :span]
+        next_shift[:, :span] = shift[:, :span]
+        later = source[:, span:]
+        torch.gather(source[:, :-span], -1, later, out=next_source[:, span:])
+        torch.gather(shift[:, :-span], -1, later, out=next_shift[:, span:])
+        next_shift[:, span:] += shift[:, span:]
+        source, next_source = next_source, source
+        shift, next_shift = next_shift, shift
+        span *= 2
+    phase = current[:, None].expand(batch, frames, bins).gather(-1, source).add_(shift)
+    if periodic:
+        phase = phase[:, -1:].expand(batch, frames, bins).gather(-1, source).add_(shift)
     return phase
 
 
@@ -341,8 +361,8 @@ def _integrate_phase(
 def _single_intra_op_thread() -> Iterator[None]:
     """Run the block with one intra-op thread in the calling thread, then restore its count.
 
-    The fast inverse is hundreds of small operations (per-frame phase steps, Griffin-Lim
-    iterations on ~500 × 1000 bins). Split over several OpenMP threads, every one of them ends
+    The fast inverse is hundreds of small operations (Griffin-Lim iterations on ~500 × 1000
+    bins, each a dozen operations; until issue 25 also a loop over frames for the phase). Split over several OpenMP threads, every one of them ends
     in a barrier; when other processes keep the cores busy, each barrier waits for a descheduled
     thread's next time slice, and the decode slowed down 15–60x under two CPU-bound processes
     (one thread: no barrier, and 1.0–1.3x at the time; docs/performance.md has today's
@@ -511,10 +531,11 @@ class _FrameGrid:
         """
         count = spectrum.shape[-2]
         length = count * self.hop if length is None else length
-        frames = torch.fft.irfft(spectrum, n=self.fft_size)[..., : self.win] * self.window
+        # In place on fresh buffers: each pass over ~500 x 2000 samples allocates nothing.
+        frames = torch.fft.irfft(spectrum, n=self.fft_size)[..., : self.win].mul_(self.window)
         buffer = self._overlap_add(frames)
         envelope = self._inverse_envelope(count, length, periodic)
-        return self._place(buffer, length, periodic) * envelope
+        return self._place(buffer, length, periodic).mul_(envelope)
 
     def analyze(
         self, waveform: torch.Tensor, count: int, *, periodic: bool = False
@@ -543,6 +564,7 @@ class _FrameGrid:
         *,
         length: int | None = None,
         periodic: bool = False,
+        mel: tuple[_MelBands, torch.Tensor, int] | None = None,
     ) -> torch.Tensor:
         """Fast Griffin-Lim (Perraudin, Balazs & Søndergaard 2013) on this grid.
 
@@ -552,31 +574,101 @@ class _FrameGrid:
             iterations: projections; momentum: the fast Griffin-Lim momentum in ``[0, 1)``.
             length: samples of the signal on this grid (default ``T · hop``).
             periodic: treat the signal as one period of a loop (circular framing).
+            mel: ``(bands, mel_t, start)``: from iteration ``start`` on, project onto the mel
+                magnitudes ``mel_t`` (``(batch, T, n_mels)``) through ``bands``
+                (:meth:`_MelBands.project`) instead of onto ``magnitudes``.
 
         Returns:
-            the refined complex spectrum (magnitudes ``magnitudes``, recovered phase).
+            the refined complex spectrum (magnitudes ``magnitudes``, or with ``mel`` whose mel
+            magnitudes approach ``mel_t``; recovered phase).
         """
         count = magnitudes.shape[-2]
         alpha = momentum / (1 + momentum)
         previous: torch.Tensor | None = None
-        for _ in range(iterations):
+        for iteration in range(iterations):
             waveform = self.synthesize(spectrum, length=length, periodic=periodic)
             rebuilt = self.analyze(waveform, count, periodic=periodic)
-            target = rebuilt if previous is None else torch.sub(rebuilt, previous, alpha=alpha)
+            if previous is None:
+                target = rebuilt.clone()
+            else:  # rebuilt − α · previous, written over the previous iterate (no allocation)
+                target = torch.add(rebuilt, previous, alpha=-alpha, out=previous)
             previous = rebuilt
-            spectrum = _with_magnitudes(target, magnitudes)
+            if mel is not None and iteration >= mel[2]:
+                spectrum = mel[0].project_(target, mel[1])
+            else:
+                spectrum = _set_magnitudes_(target, magnitudes)
         return spectrum
 
 
 def _with_magnitudes(spectrum: torch.Tensor, magnitudes: torch.Tensor) -> torch.Tensor:
-    """``spectrum · magnitudes / |spectrum|``: the phase of ``spectrum`` with ``magnitudes``.
+    """``spectrum · magnitudes / |spectrum|``: the phase of ``spectrum`` with ``magnitudes``
+    (a new tensor; :func:`_set_magnitudes_` writes over ``spectrum``)."""
+    return _set_magnitudes_(spectrum.clone(), magnitudes)
+
+
+def _set_magnitudes_(spectrum: torch.Tensor, magnitudes: torch.Tensor) -> torch.Tensor:
+    """Give ``spectrum`` (complex, contiguous) ``magnitudes`` in place, keeping its phase;
+    returns it.
 
     Uses ``rsqrt(re² + im²)`` rather than the complex ``abs`` (a careful, slow ``hypot``); bins
-    with zero energy keep magnitude zero."""
+    with zero energy keep magnitude zero. One temporary, the size of ``magnitudes``."""
     parts = torch.view_as_real(spectrum)
     real, imaginary = parts[..., 0], parts[..., 1]
-    power = torch.addcmul(real * real, imaginary, imaginary)
-    return spectrum * (magnitudes * power.clamp_min(1e-30).rsqrt())
+    gain = real.square().addcmul_(imaginary, imaginary).clamp_min_(1e-30).rsqrt_()
+    return spectrum.mul_(gain.mul_(magnitudes))
+
+
+class _MelBands:
+    """A mel filterbank on one DFT grid as two sparse matrices (triangular bands overlap
+    pairwise: two nonzeros per bin), so that mapping magnitudes to bands and back costs about a
+    millisecond instead of two dense products (~500 × 2000 × 512 each, ~10 ms on one core).
+
+    :meth:`project_` is the magnitude step of the fine Griffin-Lim iterations once they have a
+    phase: instead of imposing the minimum-norm linear magnitudes (a smooth estimate that
+    blurs harmonics the mel bands cannot resolve), it rescales each bin of the current spectrum
+    by the weighted mean, over the bands that hold the bin, of (target mel / current mel). What
+    the iterate knows beyond the mel bands (sharp partials consistent with its neighbours)
+    stays; what the image fixes (each band's magnitude) is matched. Over the decode bench's
+    images this gave a lower spectral convergence in 8 fine iterations than the fixed target in
+    12 (issue 25; docs/performance.md).
+    """
+
+    #: A band's current magnitude is floored at this share of the item's largest target value
+    #: (silent bands do not divide by zero), and a bin is scaled by at most this much per step.
+    FLOOR = 1e-6
+    MAX_GAIN = 4.0
+
+    def __init__(self, filterbank: torch.Tensor, device: torch.device) -> None:
+        """``filterbank``: ``(bins, n_mels)`` non-negative weights on this grid's bins, scaled
+        so that ``magnitudes @ filterbank`` is the image's mel magnitudes."""
+        weights = filterbank.to(torch.float32)
+        coverage = weights.sum(dim=1, keepdim=True)
+        # Each bin's weighted mean over its bands; bins in no band keep their magnitude.
+        spread = torch.where(coverage > 0, weights / coverage.clamp_min(1e-30), 0.0)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": matmul is all we use
+            warnings.simplefilter("ignore", UserWarning)
+            self.to_bands = weights.T.contiguous().to_sparse_csr().to(device)  # (n_mels, bins)
+            self.to_bins = spread.to_sparse_csr().to(device)  # (bins, n_mels)
+        self.uncovered = (coverage[:, 0] <= 0).to(device=device, dtype=torch.float32)
+
+    def to_mel(self, magnitudes: torch.Tensor) -> torch.Tensor:
+        """``(batch, T, bins)`` → ``(batch, T, n_mels)``: ``magnitudes @ filterbank``."""
+        return torch.stack([(self.to_bands @ item.T).T for item in magnitudes])
+
+    def spread(self, per_band: torch.Tensor) -> torch.Tensor:
+        """``(batch, T, n_mels)`` → ``(batch, T, bins)``: each bin's weighted mean of the values
+        of its bands (1 for a bin in no band)."""
+        spread = torch.stack([(self.to_bins @ item.T).T for item in per_band])
+        return spread.add_(self.uncovered)
+
+    def project_(self, spectrum: torch.Tensor, mel_t: torch.Tensor) -> torch.Tensor:
+        """Scale ``spectrum`` (``(batch, T, bins)`` complex, contiguous) in place towards the
+        mel magnitudes ``mel_t`` (``(batch, T, n_mels)``); returns it."""
+        parts = torch.view_as_real(spectrum)
+        magnitudes = parts[..., 0].square().addcmul_(parts[..., 1], parts[..., 1]).sqrt_()
+        floor = mel_t.amax(dim=(-2, -1), keepdim=True) * self.FLOOR
+        ratio = mel_t / torch.maximum(self.to_mel(magnitudes), floor)
+        return spectrum.mul_(self.spread(ratio.clamp_max_(self.MAX_GAIN)))
 
 
 class _InverseOperators:
@@ -589,12 +681,14 @@ class _InverseOperators:
         centre_shift: torch.Tensor,
         internal: _FrameGrid,
         output: _FrameGrid,
+        bands: _MelBands,
     ) -> None:
         self.mel_to_linear = mel_to_linear  # (n_mels, bins)
         self.bin_hz = bin_hz
         self.centre_shift = centre_shift  # (bins,)
         self.internal = internal
         self.output = output
+        self.bands = bands
 
     @classmethod
     def build(
@@ -603,7 +697,16 @@ class _InverseOperators:
         band: torch.Tensor,
         zoom: int,
         device: torch.device,
+        *,
+        internal_hop: int | None = None,
     ) -> _InverseOperators:
+        """The operators on the grid that keeps every ``zoom``-th bin of the ``n_fft`` grid.
+
+        ``internal_hop``: the hop of the reduced-rate grid, in its samples (default: that of
+        the lowest rate whose Nyquist bin holds the mel range). The fine grid takes the coarse
+        grid's, so both run at one rate and hand a signal over as is; with a bin spacing half
+        the coarse grid's its rate is high enough too.
+        """
         n_fft, win, hop = params.n_fft, params.win_length, params.hop_length
         # The analysis grid: win-point DFT when n_fft = zoom · win (every zoom-th n_fft bin).
         grid = n_fft // zoom
@@ -620,18 +723,24 @@ class _InverseOperators:
         per_unit = grid // common
         # (When no 5-smooth size up to ``common`` is large enough this is ``common``: the full
         # rate.)
-        scale = _smooth_at_least(-(-2 * bins // per_unit), common)
+        if internal_hop is None:
+            scale = _smooth_at_least(-(-2 * bins // per_unit), common)
+        else:
+            scale = internal_hop * common // hop
         internal = _FrameGrid(
             scale * per_unit, scale * win // common, scale * hop // common, bins, device
         )
         output = _FrameGrid(grid, win, hop, bins, device)
         shift = math.pi * torch.arange(bins, dtype=torch.float64) * win / grid
+        # This grid samples every zoom-th bin of the n_fft grid the mel bands sum over.
+        bands = _MelBands(band[::zoom][:bins].double() * zoom, device)
         return cls(
             mel_to_linear.to(device=device, dtype=torch.float32),
             params.sample_rate / grid,
             shift.to(device=device, dtype=torch.float32),
             internal,
             output,
+            bands,
         )
 
 

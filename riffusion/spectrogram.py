@@ -34,10 +34,11 @@ from riffusion.phase import (
     DEFAULT_ITERATIONS,
     FAST_DEFAULT_ITERATIONS,
     FINE_SHARE,
+    MEL_FROM,
     MOMENTUM,
     _InverseOperators,
+    _set_magnitudes_,
     _single_intra_op_thread,
-    _with_magnitudes,
     gradient_phase,
     reference_mel_to_waveform,
 )
@@ -509,11 +510,12 @@ class SpectrogramConverter:
           restricted to the bins below ``max_frequency_hz`` on the ``win_length``-point DFT grid),
           phase initialised by integrating the phase gradient implied by the magnitudes (PGHI,
           Průša et al. 2017; the first frame, which the encoder reflect-padded, as the real
-          spectrum that padding implies), then ``num_iterations`` (default 48) fast Griffin-Lim
+          spectrum that padding implies), then ``num_iterations`` (default 40) fast Griffin-Lim
           iterations with momentum 0.95 at a reduced internal sample rate that still holds
-          every bin below ``max_frequency_hz`` — three quarters on that grid, the last quarter
-          on the grid padded 2x, whose finer bins shape the narrow low mel bands; the final
-          synthesis is at ``params.sample_rate``. ``seed`` picks the integration constants of
+          every bin below ``max_frequency_hz`` — four fifths on that grid, the last fifth on the
+          grid padded 2x, whose finer bins shape the narrow low mel bands (after two of them,
+          towards the mel magnitudes themselves rather than the filterbank's minimum-norm
+          inverse); the final synthesis is at ``params.sample_rate``. ``seed`` picks the integration constants of
           the phase (the starting phase of each bin's track; in a one-shot clip the sign of each
           quieter lobe of the first frame), so the output is a deterministic function of ``mel``
           and ``seed``. On CPU it runs with one intra-op thread in the calling thread (other threads
@@ -526,7 +528,7 @@ class SpectrogramConverter:
             mel: ``(..., n_mels, frames)`` non-negative magnitudes (any float dtype, any device).
             method: ``"fast"`` or ``"reference"``.
             num_iterations: Griffin-Lim iterations (more is slower and more faithful); ``None``
-                picks 48 for ``"fast"`` and 32 (Riffusion's) for ``"reference"``.
+                picks 40 for ``"fast"`` and 32 (Riffusion's) for ``"reference"``.
             seed: seed of the initial phase (random for the reference, integration constants for
                 ``"fast"``); equal seeds give equal output.
             periodic: treat ``mel`` as one period of a loop (``"fast"`` only): the STFT frames
@@ -650,14 +652,26 @@ class SpectrogramConverter:
             coarse = _InverseOperators.build(self.params, band, self._zoom or 1, self.device)
             fine = None
             if self._zoom and self._zoom % 2 == 0:
-                fine = _InverseOperators.build(self.params, band, self._zoom // 2, self.device)
+                fine = _InverseOperators.build(
+                    self.params,
+                    band,
+                    self._zoom // 2,
+                    self.device,
+                    internal_hop=coarse.internal.hop,  # one rate for both grids
+                )
             self._inverse = (coarse, fine)
         return self._inverse
 
     def _fast_mel_to_waveform(
         self, mel: torch.Tensor, num_iterations: int, seed: int, periodic: bool
     ) -> torch.Tensor:
-        """``(batch, n_mels, frames)`` → ``(batch, params.samples_for_width(frames))``."""
+        """``(batch, n_mels, frames)`` → ``(batch, params.samples_for_width(frames))``.
+
+        The iterations: ``num_iterations − num_iterations // FINE_SHARE`` on the coarse grid
+        (from the phase-gradient start), then the rest on the fine grid, the first
+        :data:`~riffusion.phase.MEL_FROM` of them towards the minimum-norm magnitudes and the
+        others towards the mel magnitudes themselves.
+        """
         coarse, fine = self._get_inverse()
         params = self.params
         frames = mel.shape[-1]
@@ -687,19 +701,21 @@ class SpectrogramConverter:
             length=internal_length,
             periodic=periodic,
         )
-        waveform = coarse.output.synthesize(spectrum, length=length, periodic=periodic)
         if fine is None or fine_iterations == 0:
-            return waveform
+            return coarse.output.synthesize(spectrum, length=length, periodic=periodic)
         fine_magnitudes = torch.relu(torch.matmul(mel_t, fine.mel_to_linear))
-        rebuilt = fine.output.analyze(waveform, frames, periodic=periodic)
-        spectrum = _with_magnitudes(rebuilt, fine_magnitudes)
+        # Both reduced grids frame one signal at one rate (the fine one zero-pads its frames):
+        # hand it over at that rate, not through a 44.1 kHz round trip.
+        waveform = coarse.internal.synthesize(spectrum, length=internal_length, periodic=periodic)
+        rebuilt = fine.internal.analyze(waveform, frames, periodic=periodic)
         spectrum = fine.internal.griffin_lim(
             fine_magnitudes,
-            spectrum,
+            _set_magnitudes_(rebuilt, fine_magnitudes),
             fine_iterations,
             momentum=MOMENTUM,
             length=-(-length * fine.internal.hop // fine.output.hop),
             periodic=periodic,
+            mel=(fine.bands, mel_t.contiguous(), MEL_FROM),
         )
         return fine.output.synthesize(spectrum, length=length, periodic=periodic)
 

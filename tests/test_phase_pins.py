@@ -20,8 +20,10 @@ from riffusion import SpectrogramParams
 from riffusion.phase import (
     SIGN_CHOICE_SHARE,
     _FrameGrid,
+    _integrate_phase,
     _InverseOperators,
     _lobe_peaks,
+    _MelBands,
     _single_intra_op_thread,
     _smooth_at_least,
     _with_magnitudes,
@@ -41,6 +43,13 @@ CPU = torch.device("cpu")
 def _close(actual: torch.Tensor, expected, atol: float = 1e-5) -> None:
     expected = torch.as_tensor(expected, dtype=actual.dtype)
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=atol)
+
+
+def _close_angles(actual: torch.Tensor, expected, atol: float = 1e-5) -> None:
+    """Phases equal modulo 2π (gradient_phase returns them unreduced, summed in any order)."""
+    expected = torch.as_tensor(expected, dtype=torch.float64)
+    turns = torch.remainder(actual.double() - expected + math.pi, 2 * math.pi) - math.pi
+    torch.testing.assert_close(turns, torch.zeros_like(turns), rtol=0, atol=atol)
 
 
 # ----------------------------------------------------------------------------- _lobe_peaks
@@ -303,7 +312,7 @@ def test_a_flat_stationary_spectrum_advances_every_bin_at_its_frequency():
     phase = gradient_phase(magnitudes, bin_hz=bin_hz, hop_s=hop_s, window_s=8.0, seed=5)
     advance = 2 * math.pi * bin_hz * hop_s * torch.arange(bins)
     expected = _start_phases(bins, 5)[0] + torch.arange(frames)[:, None] * advance
-    _close(phase[0], expected, atol=1e-5)
+    _close_angles(phase[0], expected, atol=1e-5)
 
 
 def test_a_flat_stationary_loop_goes_round_twice_from_the_integration_constants():
@@ -317,8 +326,8 @@ def test_a_flat_stationary_loop_goes_round_twice_from_the_integration_constants(
     advance = 2 * math.pi * bin_hz * hop_s * torch.arange(bins)
     steps = frames + 1 + torch.arange(frames)[:, None]
     expected = _start_phases(bins, 2, periodic=True) + steps * advance
-    _close(phase[0], expected, atol=1e-5)
-    _close(phase[1], expected, atol=1e-5)
+    _close_angles(phase[0], expected, atol=1e-5)
+    _close_angles(phase[1], expected, atol=1e-5)
 
 
 def test_default_seed_and_determinism():
@@ -408,7 +417,7 @@ def test_gradient_phase_two_frames_golden_values():
         [0.0, 0.0, 0.0, 0.0],
         [0.0, -4.209814, 4.356874, 4.712389],
     ]
-    _close(phase[0], expected, atol=1e-5)
+    _close_angles(phase[0], expected, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -419,7 +428,7 @@ def test_gradient_phase_golden_values(periodic, golden):
         _golden_magnitudes(), bin_hz=1 / 12, hop_s=3.0, window_s=12.0, seed=7, periodic=periodic
     )
     assert phase.dtype == torch.float32 and phase.shape == (2, 5, 7)
-    _close(phase.reshape(10, 7), golden, atol=1e-4)
+    _close_angles(phase.reshape(10, 7), golden, atol=1e-4)
 
 
 # Three lobes in one frame: weights (2 · summed magnitudes) 2.0, 0.6 and 0.1; the last is under
@@ -439,7 +448,7 @@ def test_first_frame_lobes_take_signs_that_keep_the_first_sample_small(seed, sig
     kwargs = {"bin_hz": 1.0, "hop_s": 1.0, "window_s": 1.0, "seed": seed}
     phase = gradient_phase(magnitudes, **kwargs)
     first, second, third = signs
-    _close(phase[0, 0], [first] * 2 + [second] * 3 + [third] * 4, atol=1e-6)
+    _close_angles(phase[0, 0], [first] * 2 + [second] * 3 + [third] * 4, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -456,7 +465,7 @@ def test_the_dc_bin_weighs_half_as_much_as_the_others_at_the_first_sample(
     # first two lobes keeps it, the lighter one flips; the silent lobe from bin 3 keeps its draw.
     magnitudes = torch.tensor([[[1.0, 0.0, other, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]])
     phase = gradient_phase(magnitudes, bin_hz=1.0, hop_s=1.0, window_s=1.0, seed=3)
-    _close(phase[0, 0], [dc_phase] + [other_phase] * 2 + [0.0] * 6, atol=1e-6)
+    _close_angles(phase[0, 0], [dc_phase] + [other_phase] * 2 + [0.0] * 6, atol=1e-6)
 
 
 def test_lobes_that_cancel_exactly_leave_the_next_lobe_its_drawn_sign():
@@ -464,7 +473,7 @@ def test_lobes_that_cancel_exactly_leave_the_next_lobe_its_drawn_sign():
     # exactly 0 neither sign is closer, so the third keeps its draw
     magnitudes = torch.tensor([[[0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.3, 0.0]]])
     phase = gradient_phase(magnitudes, bin_hz=1.0, hop_s=1.0, window_s=1.0, seed=0)
-    _close(phase[0, 0], [math.pi] * 2 + [0.0] * 3 + [math.pi] * 4, atol=1e-6)
+    _close_angles(phase[0, 0], [math.pi] * 2 + [0.0] * 3 + [math.pi] * 4, atol=1e-6)
 
 
 def test_a_lobe_at_exactly_the_share_of_the_heaviest_has_its_sign_chosen():
@@ -472,7 +481,7 @@ def test_a_lobe_at_exactly_the_share_of_the_heaviest_has_its_sign_chosen():
     # lobes, so the third is chosen + (drawn −).
     magnitudes = torch.tensor([[[0.0, 5.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.5, 0.0]]])
     phase = gradient_phase(magnitudes, bin_hz=1.0, hop_s=1.0, window_s=1.0, seed=0)
-    _close(phase[0, 0], [math.pi] * 2 + [0.0] * 7, atol=1e-6)
+    _close_angles(phase[0, 0], [math.pi] * 2 + [0.0] * 7, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- griffin_lim
@@ -810,3 +819,123 @@ def test_single_intra_op_thread_sets_one_and_restores():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(original)
+
+
+# ----------------------------------------------------------------- _integrate_phase (the scan)
+def _integrate_frame_by_frame(current, step_time, continues, anchor, offset, periodic):
+    """The recurrence as written: frame t from frame t − 1, one frame at a time (float64)."""
+    phase = torch.empty(step_time.shape, dtype=torch.float64)
+    current = current.double()
+    for _ in range(2 if periodic else 1):
+        for t in range(step_time.shape[1]):
+            candidate = current + step_time[:, t].double()
+            seeded = candidate.gather(-1, anchor[:, t]) + offset[:, t].double()
+            current = torch.where(continues[:, t], candidate, seeded)
+            phase[:, t] = current
+    return phase
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+@pytest.mark.parametrize("frames", [1, 2, 5, 8, 37])
+def test_the_scan_integrates_the_same_recurrence_as_a_loop_over_frames(frames, periodic):
+    generator = torch.Generator().manual_seed(frames)
+    batch, bins = 2, 9
+    current = torch.rand(batch, bins, generator=generator) * 6.0
+    # Steps of a 10 kHz partial at a 10 ms hop (~630 rad a frame): the loop's unreduced sums
+    # grow to 2e4 rad, where the float64 reference still resolves 1e-11 rad.
+    step_time = torch.rand(batch, frames, bins, generator=generator) * 630.0
+    continues = torch.rand(batch, frames, bins, generator=generator) < 0.6
+    anchor = torch.randint(0, bins, (batch, frames, bins), generator=generator)
+    offset = torch.randn(batch, frames, bins, generator=generator)
+    phase = _integrate_phase(current, step_time, continues, anchor, offset, periodic=periodic)
+    expected = _integrate_frame_by_frame(current, step_time, continues, anchor, offset, periodic)
+    assert phase.dtype == torch.float32 and phase.shape == (batch, frames, bins)
+    # Each of the ≤ 2·frames additions of the scan rounds at most 2π · 2^⌈log2 frames⌉ · 2⁻²⁴
+    # (its partial sums are reduced modulo 2π first): ≤ 3e-3 rad at 37 frames.
+    _close_angles(phase, expected, atol=3e-3)
+
+
+def test_the_scan_follows_an_anchor_chain_across_frames():
+    # Bin 1 continues; bin 0 takes bin 1's stepped phase in frame 1, bin 2 takes bin 0's in
+    # frame 2: the value travels 1 → 0 → 2 with every offset on the way.
+    current = torch.tensor([[0.0, 1.0, 2.0]])
+    step_time = torch.tensor([[[0.1, 0.2, 0.3], [0.1, 0.2, 0.3], [0.1, 0.2, 0.3]]])
+    continues = torch.tensor([[[True, True, True], [False, True, True], [True, True, False]]])
+    anchor = torch.tensor([[[0, 1, 2], [1, 1, 2], [0, 1, 0]]])
+    offset = torch.tensor([[[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, -0.25]]])
+    phase = _integrate_phase(current, step_time, continues, anchor, offset, periodic=False)
+    frame0 = [0.1, 1.2, 2.3]
+    frame1 = [1.2 + 0.2 + 0.5, 1.4, 2.6]  # bin 0 from bin 1's stepped phase plus 0.5
+    frame2 = [1.9 + 0.1, 1.6, 1.9 + 0.1 - 0.25]  # bin 2 from bin 0's stepped phase
+    _close_angles(phase[0], [frame0, frame1, frame2], atol=1e-5)
+
+
+# -------------------------------------------------------------------------------- _MelBands
+def _bands_filterbank() -> torch.Tensor:
+    # 6 bins, 3 bands; bin 0 in no band, every other bin in one or two.
+    return torch.tensor(
+        [
+            [0.0, 0.0, 0.0],
+            [1.0, 0.0, 0.0],
+            [0.5, 0.5, 0.0],
+            [0.0, 1.0, 0.0],
+            [0.0, 0.25, 0.75],
+            [0.0, 0.0, 1.0],
+        ],
+        dtype=torch.float64,
+    )
+
+
+def test_mel_bands_map_like_the_dense_filterbank():
+    filterbank = _bands_filterbank()
+    bands = _MelBands(filterbank, CPU)
+    magnitudes = torch.rand(2, 4, 6, generator=torch.Generator().manual_seed(1))
+    _close(bands.to_mel(magnitudes), magnitudes @ filterbank.float())
+    per_band = torch.tensor([[[2.0, 4.0, 8.0]]])
+    # Each bin's weighted mean of its bands; bin 0 (no band) gets 1.
+    expected = [[[1.0, 2.0, 3.0, 4.0, (0.25 * 4 + 0.75 * 8) / 1.0, 8.0]]]
+    _close(bands.spread(per_band), expected)
+
+
+def test_mel_projection_matches_single_band_bins_and_keeps_the_phase():
+    bands = _MelBands(_bands_filterbank(), CPU)
+    spectrum = torch.polar(
+        torch.tensor([[[3.0, 1.0, 2.0, 2.0, 0.0, 1.0]]]),
+        torch.tensor([[[0.1, 0.2, -0.3, 0.4, 0.5, -0.6]]]),
+    )
+    before = spectrum.clone()
+    mel_t = torch.tensor([[[4.0, 3.0, 0.5]]])
+    # Current mel: [1 + 1, 1 + 2, 0 + 1] = [2, 3, 1] → ratios [2, 1, 0.5].
+    result = bands.project_(spectrum, mel_t)
+    assert result is spectrum  # in place
+    gains = [1.0, 2.0, 1.5, 1.0, 0.25 * 1 + 0.75 * 0.5, 0.5]
+    _close(result.abs(), before.abs() * torch.tensor(gains), atol=1e-6)
+    _close(torch.angle(result[..., 1:4]), torch.angle(before[..., 1:4]), atol=1e-6)
+    assert result[0, 0, 4] == 0  # a silent bin stays silent
+
+
+def test_mel_projection_bounds_the_gain_and_floors_silent_bands():
+    bands = _MelBands(_bands_filterbank(), CPU)
+    spectrum = torch.tensor([[[0, 1e-3, 0, 0, 0, 1.0]]], dtype=torch.complex64)
+    mel_t = torch.tensor([[[1e3, 0.0, 1.0]]])
+    result = bands.project_(spectrum.clone(), mel_t)
+    # Band 0 wants 1e3 / 1e-3: the gain stops at MAX_GAIN; band 1 has no energy and a floored
+    # current value (no division by zero, no NaN).
+    assert torch.isfinite(torch.view_as_real(result)).all()
+    assert result[0, 0, 1].real == pytest.approx(1e-3 * _MelBands.MAX_GAIN, rel=1e-6)
+    assert result[0, 0, 5].real == pytest.approx(1.0, rel=1e-6)
+
+
+def test_mel_projection_brings_the_mel_magnitudes_closer():
+    converter = SpectrogramConverter(SpectrogramParams(num_frequencies=64))
+    _, fine = converter._get_inverse()
+    generator = torch.Generator().manual_seed(3)
+    bins = fine.internal.bins
+    target = torch.rand(1, 5, bins, generator=generator) ** 4
+    mel_t = fine.bands.to_mel(target)
+    start = target * (0.5 + torch.rand(1, 5, bins, generator=generator))
+    spectrum = torch.polar(start, torch.rand(1, 5, bins, generator=generator) * 6)
+    before = torch.linalg.vector_norm(fine.bands.to_mel(start) - mel_t)
+    projected = fine.bands.project_(spectrum, mel_t).abs()
+    after = torch.linalg.vector_norm(fine.bands.to_mel(projected) - mel_t)
+    assert after < 0.5 * before

@@ -345,8 +345,8 @@ def test_reference_inverse_needs_more_frames_than_the_reflect_padding():
 
 def test_default_iterations_and_seed():
     # None means the method's default number of iterations; seed 0 by default. The defaults
-    # are the documented 48 (fast; docs/performance.md, third round) and Riffusion's 32.
-    assert (FAST_DEFAULT_ITERATIONS, DEFAULT_ITERATIONS) == (48, 32)
+    # are the documented 40 (fast; docs/performance.md) and Riffusion's 32.
+    assert (FAST_DEFAULT_ITERATIONS, DEFAULT_ITERATIONS) == (40, 32)
     converter = SpectrogramConverter(SMALL)
     mel = torch.rand(1, 64, 12, generator=torch.Generator().manual_seed(0)) * 1e4
     default = converter.mel_to_waveform(mel)
@@ -495,12 +495,21 @@ def stages(monkeypatch):
         record("phase", magnitudes, options, result)
         return result
 
-    def griffin_lim(grid, magnitudes, spectrum, iterations, momentum, *, length, periodic):
-        record("griffin_lim", grid, spectrum, iterations, momentum, length, periodic)
+    def griffin_lim(
+        grid, magnitudes, spectrum, iterations, momentum, *, length, periodic, mel=None
+    ):
+        record("griffin_lim", grid, spectrum, iterations, momentum, length, periodic, mel)
         inside[0] += 1
         try:
             return real_griffin_lim(
-                grid, magnitudes, spectrum, iterations, momentum, length=length, periodic=periodic
+                grid,
+                magnitudes,
+                spectrum,
+                iterations,
+                momentum,
+                length=length,
+                periodic=periodic,
+                mel=mel,
             )
         finally:
             inside[0] -= 1
@@ -522,7 +531,7 @@ def stages(monkeypatch):
 
 @pytest.mark.parametrize("periodic", [False, True])
 def test_fast_inverse_stages_with_the_fine_grid(stages, periodic):
-    from riffusion.phase import FINE_SHARE, MOMENTUM
+    from riffusion.phase import FINE_SHARE, MEL_FROM, MOMENTUM
 
     converter = SpectrogramConverter(SMALL)
     coarse, fine = converter._get_inverse()
@@ -543,17 +552,22 @@ def test_fast_inverse_stages_with_the_fine_grid(stages, periodic):
     }
     expected = torch.relu(mel.transpose(-1, -2) @ coarse.mel_to_linear)
     torch.testing.assert_close(magnitudes, expected, rtol=1e-5, atol=1e-3)
-    _, grid, spectrum, count, momentum, internal_length, flag = stages[1]
+    _, grid, spectrum, count, momentum, internal_length, flag, mel_step = stages[1]
     assert grid is coarse.internal and count == iterations - 3 and momentum == MOMENTUM
     assert torch.equal(spectrum, torch.polar(magnitudes, phase - coarse.centre_shift))
     assert internal_length == math.ceil(length * coarse.internal.hop / coarse.output.hop)
-    assert flag is periodic
-    assert stages[2] == ("synthesize", coarse.output, length, periodic)
-    assert stages[3] == ("analyze", fine.output, length, 10, periodic)
-    _, grid, _, count, momentum, fine_length, flag = stages[4]
+    assert flag is periodic and mel_step is None
+    # The signal passes from the coarse grid to the fine one at their common reduced rate.
+    assert (fine.internal.win, fine.internal.hop) == (coarse.internal.win, coarse.internal.hop)
+    assert stages[2] == ("synthesize", coarse.internal, internal_length, periodic)
+    assert stages[3] == ("analyze", fine.internal, internal_length, 10, periodic)
+    _, grid, _, count, momentum, fine_length, flag, mel_step = stages[4]
     assert grid is fine.internal and count == 3 and momentum == MOMENTUM
-    assert fine_length == math.ceil(length * fine.internal.hop / fine.output.hop)
+    assert fine_length == internal_length
     assert flag is periodic
+    bands, mel_t, start = mel_step
+    assert bands is fine.bands and start == MEL_FROM
+    assert torch.equal(mel_t, mel.transpose(-1, -2))
     assert stages[5] == ("synthesize", fine.output, length, periodic)
 
 

@@ -48,7 +48,7 @@ def decode_mel(
         method: a registered decoder's name: ``"fast"`` (default), ``"reference"`` or one added
             with :func:`~riffusion.decoders.register_decoder`.
         num_iterations: iterations of an iterative decoder, >= 1; ``None`` for the decoder's
-            default (48 for ``"fast"``, 32 for ``"reference"``).
+            default (40 for ``"fast"``, 32 for ``"reference"``).
         seed: seed of anything random in the decoder; equal seeds give equal output.
         periodic: decode one period of a loop; only for a decoder whose ``supports_periodic``
             is true.
