@@ -394,8 +394,8 @@ class PromptInput:
         negative_prompt: What to steer away from; ``None`` means the empty prompt.
         denoising: img2img strength in [0, 1]: 0 keeps the seed image (no denoising steps), 1
             regenerates it entirely. Ignored for text-to-image (no seed image).
-        guidance: Classifier-free guidance scale, finite and >= 0 (1 = no guidance, 0 = the
-            negative prompt alone).
+        guidance: Classifier-free guidance scale, finite and >= 0 (<= 1: no guidance, the
+            prompt's prediction alone and the negative prompt unused, as diffusers).
     """
 
     prompt: str

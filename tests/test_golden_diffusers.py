@@ -2,8 +2,10 @@
 
 On the tiny random checkpoint, with the same components, scheduler, seed and starting noise,
 our text-to-image and img2img must give the image diffusers' ``StableDiffusionPipeline`` and
-``StableDiffusionImg2ImgPipeline`` give, to within one grey level. A sign flip in guidance, a
-wrong timestep slice or a wrong VAE scaling breaks these by tens of levels.
+``StableDiffusionImg2ImgPipeline`` give, to within one grey level, with classifier-free guidance
+(guidance > 1) and without it (guidance <= 1, where both run the UNet on the prompt alone). A
+sign flip in guidance, a wrong timestep slice or a wrong VAE scaling breaks these by tens of
+levels.
 """
 
 from __future__ import annotations
@@ -126,16 +128,69 @@ def test_negative_prompt_matches_diffusers(tiny_pipe):
 
 def test_guidance_identities(tiny_pipe):
     def run(prompt, negative, guidance):
-        return tiny_pipe.text_to_image(
-            prompt, negative_prompt=negative, guidance=guidance, seed=5, num_inference_steps=3,
-            width=64, height=64,
-        ).image
+        return np.asarray(
+            tiny_pipe.text_to_image(
+                prompt, negative_prompt=negative, guidance=guidance, seed=5,
+                num_inference_steps=3, width=64, height=64,
+            ).image
+        )
 
-    # guidance 0 keeps only the negative branch; guidance 1 only the positive one.
-    assert _levels(run("anything", "techno", 0.0), run("techno", None, 1.0)).max() <= 1
-    assert _levels(run("techno", "ambient", 1.0), run("techno", None, 1.0)).max() <= 1
-    # And guidance really steers: 7 differs from 1 by far more than rounding.
-    assert _levels(run("techno", None, 7.0), run("techno", None, 1.0)).max() > 3
+    # As diffusers (guidance_scale <= 1: no classifier-free guidance), every guidance <= 1 is
+    # the prompt's prediction alone, the negative prompt unused: the same run, bit for bit.
+    alone = run("techno", None, 1.0)
+    for negative, guidance in (("ambient", 1.0), ("ambient", 0.5), ("ambient", 0.0)):
+        assert np.array_equal(run("techno", negative, guidance), alone)
+    # Just above 1 guidance runs, and really steers: 7 differs from 1 by far more than rounding.
+    assert _levels(run("techno", "ambient", 1.01), alone).max() > 0
+    assert _levels(run("techno", None, 7.0), alone).max() > 3
+
+
+@pytest.mark.parametrize("guidance", [1.0, 0.5])
+@pytest.mark.parametrize("scheduler_named", ["default", "euler"], indirect=True)
+def test_img2img_without_guidance_matches_diffusers(scheduler_named, monkeypatch, guidance):
+    # diffusers skips classifier-free guidance for guidance_scale <= 1 (the UNet sees the
+    # prompt alone); so must we, negative prompt or not.
+    pipe = scheduler_named
+    seed_image = gradient_image(64, 64, seed=2)
+    ours = pipe.img2img(
+        "acid bass", seed_image, denoising=0.75, guidance=guidance, seed=3,
+        negative_prompt="vocals", num_inference_steps=6,
+    ).image
+    original = img2img_module.retrieve_latents
+
+    def posterior_mean(encoder_output, generator=None, sample_mode="sample"):
+        return original(encoder_output, generator, sample_mode="argmax")
+
+    monkeypatch.setattr(img2img_module, "retrieve_latents", posterior_mean)
+    reference = StableDiffusionImg2ImgPipeline(**_components(pipe))
+    reference.set_progress_bar_config(disable=True)
+    theirs = reference(
+        "acid bass",
+        negative_prompt="vocals",
+        image=seed_image,
+        strength=0.75,
+        guidance_scale=guidance,
+        num_inference_steps=6,
+        generator=torch.Generator("cpu").manual_seed(3),
+        output_type="pil",
+    ).images[0]
+    assert _levels(ours, theirs).max() <= 1
+
+
+@pytest.mark.parametrize("guidance", [1.0, 0.5])
+def test_text_to_image_without_guidance_matches_diffusers(tiny_pipe, guidance):
+    ours = tiny_pipe.text_to_image(
+        "drum and bass", negative_prompt="vocals", seed=1, guidance=guidance,
+        num_inference_steps=3, width=64, height=64,
+    ).image
+    reference = StableDiffusionPipeline(**_components(tiny_pipe))
+    reference.set_progress_bar_config(disable=True)
+    noise = torch.randn((1, 4, 8, 8), generator=torch.Generator("cpu").manual_seed(1))
+    theirs = reference(
+        "drum and bass", negative_prompt="vocals", guidance_scale=guidance,
+        num_inference_steps=3, width=64, height=64, latents=noise, output_type="pil",
+    ).images[0]
+    assert _levels(ours, theirs).max() <= 1
 
 
 def test_interpolation_end_points_match_single_prompts(tiny_pipe):

@@ -2,16 +2,18 @@
 
 In the order diffusers' Stable Diffusion img2img pipeline uses:
 
-1. encode the prompt and the negative prompt (with weights and long-prompt chunking) and draw
-   the starting noise on CPU generators seeded with the seeds, both mixed between two prompt
-   inputs when interpolating (:func:`conditioning`);
+1. encode the prompt and, when classifier-free guidance runs (guidance > 1, as diffusers'
+   ``do_classifier_free_guidance``), the negative prompt (with weights and long-prompt
+   chunking), and draw the starting noise on CPU generators seeded with the seeds, all mixed
+   between two prompt inputs when interpolating (:func:`conditioning`);
 2. text-to-image: start from ``noise * scheduler.init_noise_sigma`` over all timesteps;
    img2img: skip the first ``1 - denoising`` fraction of the timesteps and
    ``scheduler.add_noise`` the seed latents to the first remaining one
    (:func:`denoising_timesteps`, :func:`initial_latents`);
-3. for each timestep: ``scale_model_input``, UNet on ``[unconditional, conditional]``,
-   classifier-free guidance, ``scheduler.step``, and with a mask, overwrite the kept region with
-   the seed latents re-noised to the next timestep (:func:`denoise`).
+3. for each timestep: ``scale_model_input``, UNet on ``[unconditional, conditional]`` and
+   classifier-free guidance (or, for guidance <= 1, on the conditional batch alone: half the
+   work), ``scheduler.step``, and with a mask, overwrite the kept region with the seed latents
+   re-noised to the next timestep (:func:`denoise`).
 
 Every function takes the pipeline's components (UNet, scheduler, tokenizer, text encoder) and
 tensors, never the pipeline; :mod:`riffusion.models.sd1.generation` runs them in order. The noise
@@ -31,10 +33,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
+from riffusion.errors import ParameterError
 from riffusion.inputs import PromptInput
 from riffusion.models.sd1.devices import cpu_generator, randn
 from riffusion.models.sd1.interpolation import lerp, slerp
-from riffusion.models.sd1.prompt_encoding import encode_padded, encode_prompt, tokenize_prompt
+from riffusion.models.sd1.prompt_encoding import (
+    encode_conditional,
+    encode_padded,
+    encode_prompt,
+    tokenize_prompt,
+)
 
 if TYPE_CHECKING:
     from diffusers import SchedulerMixin, UNet2DConditionModel
@@ -50,10 +58,25 @@ __all__ = [
     "denoising_timesteps",
     "initial_latents",
     "step_kwargs",
+    "uses_guidance",
 ]
 
 #: The phases a :class:`Timer` of a generation accumulates, in order.
 TIMING_KEYS = ("text_encoder", "vae_encode", "unet", "vae_decode", "total")
+
+
+def uses_guidance(guidance: float) -> bool:
+    """Whether a run with this guidance scale does classifier-free guidance.
+
+    As diffusers' ``do_classifier_free_guidance = guidance_scale > 1``: at 1 the guided
+    prediction ``uncond + 1 * (cond - uncond)`` is the conditional one, and below 1 diffusers
+    (and so riffusion) takes the conditional prediction alone too; the UNet then runs on the
+    conditional batch only and the negative prompt is not encoded.
+
+    Args:
+        guidance: The (mixed) classifier-free guidance scale, finite and >= 0.
+    """
+    return guidance > 1.0
 
 
 @dataclass(frozen=True)
@@ -62,7 +85,8 @@ class Conditioning:
 
     Attributes:
         cond: ``(1, seq, hidden)`` prompt embeddings, the text encoder's dtype.
-        uncond: ``(1, seq, hidden)`` negative-prompt embeddings, same shape and dtype.
+        uncond: ``(1, seq, hidden)`` negative-prompt embeddings, same shape and dtype; ``None``
+            when ``guidance <= 1`` (see :func:`uses_guidance`): the negative prompt is unused.
         noise: ``(1, 4, h, w)`` float32 starting noise on the CPU.
         generator: The CPU generator for stochastic scheduler steps (the start seed's).
         denoising: The img2img strength in [0, 1].
@@ -70,11 +94,22 @@ class Conditioning:
     """
 
     cond: torch.Tensor
-    uncond: torch.Tensor
+    uncond: torch.Tensor | None
     noise: torch.Tensor
     generator: torch.Generator
     denoising: float
     guidance: float
+
+    def unet_embeddings(self, dtype: torch.dtype) -> torch.Tensor:
+        """The UNet's text batch: ``(2, seq, hidden)`` ``[uncond, cond]`` with guidance,
+        ``(1, seq, hidden)`` ``cond`` alone without (``uncond is None``), in ``dtype``.
+
+        Args:
+            dtype: The UNet's dtype.
+        """
+        if self.uncond is None:
+            return self.cond.to(dtype=dtype)
+        return torch.cat([self.uncond, self.cond]).to(dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -154,7 +189,8 @@ def conditioning(
     """Text embeddings, noise and scalars, mixed at ``alpha`` between ``start`` and ``end``.
 
     At ``alpha`` 0 or 1 only one end is computed, exactly as a single-prompt generation, so the
-    interpolation endpoints are bitwise equal to the single generations.
+    interpolation endpoints are bitwise equal to the single generations. The (mixed) guidance
+    decides whether the negative prompts are encoded at all (:func:`uses_guidance`).
 
     Args:
         start: The start prompt input.
@@ -170,36 +206,43 @@ def conditioning(
     if end is None or alpha == 0.0 or alpha == 1.0:
         single = start if end is None or alpha == 0.0 else end
         with timer("text_encoder"):
-            cond, uncond = encode_prompt(
-                tokenizer,
-                text_encoder,
-                single.prompt,
-                single.negative_prompt,
-                device=device,
-                expansions=expansions,
-            )
+            if uses_guidance(single.guidance):
+                cond, uncond = encode_prompt(
+                    tokenizer,
+                    text_encoder,
+                    single.prompt,
+                    single.negative_prompt,
+                    device=device,
+                    expansions=expansions,
+                )
+            else:
+                cond = encode_conditional(
+                    tokenizer, text_encoder, single.prompt, device=device, expansions=expansions
+                )
+                uncond = None
         generator = cpu_generator(single.seed)
         noise = randn(shape, generator=generator)
         return Conditioning(cond, uncond, noise, generator, single.denoising, single.guidance)
 
-    prompts = (start.prompt, end.prompt, start.negative_prompt or "", end.negative_prompt or "")
+    guidance = lerp(alpha, start.guidance, end.guidance)
+    prompts = [start.prompt, end.prompt]
+    if uses_guidance(guidance):
+        prompts += [start.negative_prompt or "", end.negative_prompt or ""]
     tokens = [tokenize_prompt(tokenizer, p, expansions) for p in prompts]
     # Every sequence must have the same length to be mixed and batched: the prompts' chunk
     # count wins, negative prompts are padded or truncated to it.
     chunks = max(tokens[0].num_chunks, tokens[1].num_chunks)
     with timer("text_encoder"):
-        cond_s, cond_e, uncond_s, uncond_e = encode_padded(
-            tokenizer, text_encoder, tokens, chunks, device=device
-        )
+        encoded = encode_padded(tokenizer, text_encoder, tokens, chunks, device=device)
     gen_start, gen_end = cpu_generator(start.seed), cpu_generator(end.seed)
     noise = slerp(alpha, randn(shape, generator=gen_start), randn(shape, generator=gen_end))
     return Conditioning(
-        cond=lerp(alpha, cond_s, cond_e),
-        uncond=lerp(alpha, uncond_s, uncond_e),
+        cond=lerp(alpha, encoded[0], encoded[1]),
+        uncond=lerp(alpha, encoded[2], encoded[3]) if len(encoded) == 4 else None,
         noise=noise,
         generator=gen_start,
         denoising=lerp(alpha, start.denoising, end.denoising),
-        guidance=lerp(alpha, start.guidance, end.guidance),
+        guidance=guidance,
     )
 
 
@@ -282,15 +325,22 @@ def denoise(
     check_interrupt: Callable[[int, int], None] = lambda done, total: None,
     progress_bar_config: Mapping[str, Any] | None = None,
 ) -> torch.Tensor:
-    """The denoising loop with classifier-free guidance.
+    """The denoising loop, with classifier-free guidance when ``guidance > 1``.
+
+    With guidance (:func:`uses_guidance`) the UNet runs on a batch of two,
+    ``[uncond, cond]``, and the noise prediction is ``uncond + guidance * (cond - uncond)``;
+    with ``guidance <= 1`` it runs on the conditional batch of one and its prediction is used as
+    it is, as in diffusers: one UNet evaluation of one sample per step instead of two.
 
     Args:
         unet: The denoising UNet.
         scheduler: The run's scheduler, its timesteps set.
         latents: ``(1, 4, h, w)`` starting latents (see :func:`initial_latents`).
-        embeddings: ``(2, seq, hidden)`` ``[uncond, cond]`` text embeddings, the UNet's dtype.
+        embeddings: The UNet's dtype; ``(2, seq, hidden)`` ``[uncond, cond]`` text embeddings
+            when ``guidance > 1``, else ``(1, seq, hidden)`` ``cond`` (see
+            :meth:`Conditioning.unet_embeddings`).
         timesteps: The timesteps to take, in order.
-        guidance: Classifier-free guidance scale.
+        guidance: Classifier-free guidance scale, >= 0.
         timer: Accumulates the ``unet`` time.
         extra_step_kwargs: Extra arguments of ``scheduler.step`` (see :func:`step_kwargs`).
         seed_mask: With a mask, the region to keep of the seed image after every step.
@@ -302,15 +352,30 @@ def denoise(
 
     Returns:
         The ``(1, 4, h, w)`` denoised latents.
+
+    Raises:
+        ParameterError: If ``embeddings`` is not the batch ``guidance`` needs.
     """
+    guided = uses_guidance(guidance)
+    if embeddings.ndim != 3 or embeddings.shape[0] != (2 if guided else 1):
+        raise ParameterError(
+            f"embeddings of shape {tuple(embeddings.shape)} must be a batch of "
+            f"{'2 ([uncond, cond])' if guided else '1 (cond)'} for guidance={guidance!r}"
+        )
     total = len(timesteps)
     for i, t in enumerate(tqdm(timesteps, **(progress_bar_config or {}))):
         check_interrupt(i, total)
-        model_input = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+        batch = torch.cat([latents, latents]) if guided else latents
+        model_input = scheduler.scale_model_input(batch, t)
         with timer("unet"):
             noise_pred = unet(model_input, t, encoder_hidden_states=embeddings).sample
-        uncond_pred, cond_pred = noise_pred.chunk(2)
-        noise_pred = uncond_pred + guidance * (cond_pred - uncond_pred)
+        if guided:
+            uncond_pred, cond_pred = noise_pred.chunk(2)
+            noise_pred = uncond_pred + guidance * (cond_pred - uncond_pred)
+        else:
+            # A compiled UNet under CUDA graphs (compile(mode="reduce-overhead")) overwrites its
+            # output buffer on the next call, and PNDM keeps past predictions: a copy of its own.
+            noise_pred = noise_pred.clone()
         latents = scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample
         if seed_mask is not None:
             latents = seed_mask.apply(scheduler, latents, timesteps, i)

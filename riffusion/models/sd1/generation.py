@@ -7,7 +7,7 @@ every argument before any model runs (:mod:`riffusion.models.sd1.validation`), t
 :func:`generate` runs, in order:
 
 1. the text embeddings and the starting noise (mixed between two prompt inputs when
-   interpolating);
+   interpolating); the negative prompt's only with classifier-free guidance (guidance > 1);
 2. img2img: the seed image's VAE latents, and the mask on the latent grid;
 3. the scheduler's timesteps, the starting latents and the explicit denoising loop of
    :mod:`riffusion.models.sd1.denoising`, with the step callback after every step;
@@ -187,7 +187,7 @@ def _run(
     scheduler = pipeline.scheduler
     timesteps = denoising_timesteps(scheduler, steps, denoising, img2img=img2img, device=device)
     latents = initial_latents(scheduler, noise, init_latents, timesteps)
-    embeddings = torch.cat([mix.uncond, mix.cond]).to(dtype=dtype)
+    embeddings = mix.unet_embeddings(dtype)
     on_step_end = None
     if callback_on_step_end is not None:
         on_step_end = functools.partial(callback_on_step_end, pipeline)
@@ -432,7 +432,10 @@ class GenerationMixin:
         """Generate one image, optionally interpolating between two prompts.
 
         At ``alpha`` in [0, 1]: text embeddings (and negative embeddings) are mixed linearly,
-        the noise of the two seeds spherically, denoising strength and guidance linearly.
+        the noise of the two seeds spherically, denoising strength and guidance linearly. The
+        mixed guidance decides for the whole run: above 1 classifier-free guidance (UNet batch
+        of two, ``[negative, prompt]``); at or below 1 the prompt's prediction alone (batch of
+        one, negative prompts not encoded), as diffusers' ``guidance_scale <= 1``.
         ``alpha=0`` (or ``end=None``) reproduces the start-only generation bitwise, ``alpha=1``
         the end-only one. The steps are those of :func:`generate`.
 
@@ -540,7 +543,8 @@ class GenerationMixin:
             prompt: text prompt (``(word:1.3)`` weights allowed).
             init_image: the image to regenerate (PIL, sides multiples of 8 pixels).
             denoising: img2img strength in [0, 1].
-            guidance: classifier-free guidance scale, >= 0.
+            guidance: classifier-free guidance scale, >= 0 (<= 1: no guidance, the
+                prompt's prediction alone, the negative prompt unused).
             negative_prompt: what to steer away from.
             seed: noise seed in [0, 2**63).
             num_inference_steps: scheduler steps of a full run.
@@ -579,7 +583,8 @@ class GenerationMixin:
         Args:
             prompt: text prompt (``(word:1.3)`` weights allowed).
             seed: noise seed in [0, 2**63).
-            guidance: classifier-free guidance scale, >= 0.
+            guidance: classifier-free guidance scale, >= 0 (<= 1: no guidance, the
+                prompt's prediction alone, the negative prompt unused).
             negative_prompt: what to steer away from.
             num_inference_steps: scheduler steps.
             width: image width in pixels (multiple of 8; 512 columns = 5.11 s).

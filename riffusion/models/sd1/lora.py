@@ -7,6 +7,13 @@ through ``StableDiffusionLoraLoaderMixin.lora_state_dict`` / ``load_lora_into_un
 ``load_lora_into_text_encoder``, so the adapters are ``peft`` layers exactly as in a diffusers
 ``StableDiffusionPipeline``. Needs ``peft`` (the ``train`` extra: ``pip install -e ".[train]"``).
 
+The few-step LoRAs load as they come from the hub: ``latent-consistency/lcm-lora-sdv1-5``'s
+``pytorch_lora_weights.safetensors`` is in Kohya's layout (``lora_unet_<module>.lora_down.weight``,
+``.lora_up.weight`` and a per-layer ``.alpha``, UNet only: attention, feed-forward, transformer
+projections, resnet convolutions and time projections, down/up-sampler convolutions), which
+diffusers converts, alphas kept (each layer is scaled by ``scale * alpha / rank``); pair it with
+the ``"lcm"`` scheduler. ``h1t/TCD-SD15-LoRA`` pairs with ``"tcd"``.
+
 At ``scale=0`` the adapters are switched off, so outputs equal the base model's bit for bit.
 """
 

@@ -22,6 +22,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from riffusion.defaults import DEFAULT_MODEL, SCHEDULER_NAMES
 from riffusion.errors import DeviceError, ParameterError
+from riffusion.models.sd1.compiling import CompileMixin
 from riffusion.models.sd1.devices import resolve_device
 from riffusion.models.sd1.generation import GenerationMixin
 from riffusion.models.sd1.loading import (
@@ -41,7 +42,7 @@ from riffusion.models.sd1.validation import is_int
 __all__ = ["RiffusionPipeline"]
 
 
-class RiffusionPipeline(GenerationMixin, LoraMixin, TextualInversionMixin):
+class RiffusionPipeline(GenerationMixin, LoraMixin, TextualInversionMixin, CompileMixin):
     """Stable Diffusion 1.x for riffusion: text-to-image, img2img, masks, prompt interpolation.
 
     Build it with :meth:`from_pretrained`. Follows diffusers conventions: :meth:`to` moves it and
@@ -52,7 +53,8 @@ class RiffusionPipeline(GenerationMixin, LoraMixin, TextualInversionMixin):
 
     The generation methods are :class:`~riffusion.models.sd1.generation.GenerationMixin`'s, the
     adapter methods :class:`~riffusion.models.sd1.lora.LoraMixin`'s and
-    :class:`~riffusion.models.sd1.textual_inversion.TextualInversionMixin`'s.
+    :class:`~riffusion.models.sd1.textual_inversion.TextualInversionMixin`'s, ``compile`` (the
+    GPU path's ``torch.compile``) :class:`~riffusion.models.sd1.compiling.CompileMixin`'s.
 
     Attributes:
         unet: The denoising ``UNet2DConditionModel``.
@@ -86,6 +88,7 @@ class RiffusionPipeline(GenerationMixin, LoraMixin, TextualInversionMixin):
         self._progress_bar_config: dict[str, Any] = {}
         self._interrupt = False
         self._lora: tuple[str, float] | None = None
+        self._compiled = None  # CompileSettings once compile() ran
 
     @property
     def interrupt(self) -> bool:

@@ -2,7 +2,8 @@
 
 The syntax and the chunking are :mod:`riffusion.models.sd1.prompt_weighting`'s; this module puts
 a pipeline's tokenizer, text encoder and textual-inversion tokens together and gives a prompt and
-its negative prompt the same sequence length, as classifier-free guidance batches them.
+its negative prompt the same sequence length, as classifier-free guidance batches them (a run
+without guidance encodes the prompt alone, :func:`encode_conditional`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from riffusion.models.sd1.prompt_weighting import (
 if TYPE_CHECKING:
     from transformers import CLIPTextModel, CLIPTokenizer
 
-__all__ = ["encode_padded", "encode_prompt", "expand_tokens", "tokenize_prompt"]
+__all__ = [
+    "encode_conditional",
+    "encode_padded",
+    "encode_prompt",
+    "expand_tokens",
+    "tokenize_prompt",
+]
 
 
 def expand_tokens(prompt: str, expansions: Mapping[str, str]) -> str:
@@ -97,6 +104,36 @@ def encode_prompt(
     )
     cond = encode_chunks(text_encoder, tokens, device=device)
     return cond, encode_chunks(text_encoder, negative, device=device)
+
+
+def encode_conditional(
+    tokenizer: CLIPTokenizer,
+    text_encoder: CLIPTextModel,
+    prompt: str,
+    *,
+    device: torch.device,
+    expansions: Mapping[str, str] | None = None,
+) -> torch.Tensor:
+    """Encode a (weighted) prompt alone, without a negative prompt.
+
+    What a run without classifier-free guidance (guidance <= 1) needs: bitwise the ``cond`` of
+    :func:`encode_prompt`, at half its text-encoder work.
+
+    Args:
+        tokenizer: The pipeline's CLIP tokenizer.
+        text_encoder: The pipeline's ``CLIPTextModel``.
+        prompt: The prompt; up to 3 x 75 tokens.
+        device: The text encoder's execution device.
+        expansions: Textual-inversion tokens, see :func:`expand_tokens`.
+
+    Returns:
+        ``(1, num_chunks * 77, hidden)`` in the text encoder's dtype on ``device``.
+
+    Raises:
+        ParameterError: If the prompt is not a str or is too long.
+    """
+    tokens = tokenize_prompt(tokenizer, prompt, expansions)
+    return encode_chunks(text_encoder, tokens, device=device)
 
 
 def encode_padded(
