@@ -12,10 +12,16 @@ model's images, skips near-silent windows, encodes each with :func:`riffusion.au
 
 so that ``datasets.load_dataset("imagefolder", data_dir=OUT)`` loads it with its captions.
 
+Windows start every ``hop_px`` columns; one more window, aligned to the end of the file, keeps
+its tail (real audio rather than padding). ``random_crop`` adds windows at seeded random offsets.
+Windows whose image repeats an earlier window's of the same file are skipped as duplicates.
+
 Captions come from, in order: a sidecar ``<audio stem>.txt`` beside the audio file, the
 ``captions`` mapping (a CSV or JSONL file, or a dict, keyed by the audio path relative to the
-input folder), the names of the folders between the input folder and the file (``jazz/piano/a.wav``
-→ ``"jazz, piano"``), and last ``template`` (``{stem}`` and ``{folder}`` are filled in).
+input folder), ``caption_template`` filled in from the file's tags (``{title}``, ``{artist}``,
+``{album}``, ``{genre}``), the names of the folders between the input folder and the file
+(``jazz/piano/a.wav`` → ``"jazz, piano"``), and last ``template`` (``{stem}`` and ``{folder}``
+are filled in).
 
 The work is split per audio file by a pure worker function (:func:`process_file`): the same
 input gives the same files, byte for byte, whatever the engine (``"local"`` runs it in this
@@ -52,6 +58,7 @@ from riffusion.params import SpectrogramParams
 __all__ = [
     "AUDIO_EXTENSIONS",
     "DEFAULT_TEMPLATE",
+    "TAG_FIELDS",
     "FileResult",
     "FileTask",
     "PrepareResult",
@@ -59,6 +66,7 @@ __all__ = [
     "load_caption_mapping",
     "prepare",
     "process_file",
+    "read_tags",
     "window_starts",
     "write_metadata",
 ]
@@ -74,7 +82,10 @@ _STATE_DIR = ".riffusion"
 _MANIFEST_DIR = "manifest"
 _IMAGES_DIR = "images"
 _METADATA = "metadata.jsonl"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: tail window, duplicate skipping, random crops
+#: The tags a ``caption_template`` may use (what libsndfile reads from WAV, FLAC and Ogg files).
+TAG_FIELDS: tuple[str, ...] = ("title", "artist", "album", "genre")
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 # ------------------------------------------------------------------------------ value types
@@ -91,6 +102,10 @@ class FileTask:
         window_px: image width (in pixels = spectrogram columns).
         hop_px: step between window starts (in pixels); ``window_px`` means no overlap.
         min_loudness_db: windows quieter than this (in LUFS) are skipped.
+        keep_tail: add a window aligned to the end of the file (see :func:`window_starts`).
+        skip_duplicates: skip windows whose image equals an earlier window's of this file.
+        random_crop: extra windows at random offsets (seeded by ``seed`` and ``source``).
+        seed: seed of the random crops.
     """
 
     path: str
@@ -101,6 +116,10 @@ class FileTask:
     window_px: int
     hop_px: int
     min_loudness_db: float
+    keep_tail: bool = True
+    skip_duplicates: bool = True
+    random_crop: int = 0
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,6 +132,7 @@ class FileResult:
         windows_written: windows encoded and written in this call.
         windows_reused: windows whose image already existed (an earlier, interrupted run).
         windows_silent: windows skipped as quieter than ``min_loudness_db``.
+        windows_duplicate: windows skipped as the same image as an earlier window of the file.
         already_done: the manifest already held this file; nothing was read.
         error: why the file was skipped (unreadable, corrupt, too short), else ``None``.
     """
@@ -122,6 +142,7 @@ class FileResult:
     windows_written: int = 0
     windows_reused: int = 0
     windows_silent: int = 0
+    windows_duplicate: int = 0
     already_done: bool = False
     error: str | None = None
 
@@ -139,6 +160,7 @@ class PrepareResult:
         windows_written: images encoded by this run.
         windows_reused: images that were already on disk.
         windows_silent: windows skipped as near-silent.
+        windows_duplicate: windows skipped as duplicates (by files processed in this run).
         num_records: lines in ``metadata.jsonl`` (every shard's finished files).
     """
 
@@ -150,6 +172,7 @@ class PrepareResult:
     windows_written: int
     windows_reused: int
     windows_silent: int
+    windows_duplicate: int = 0
     num_records: int = 0
     results: tuple[FileResult, ...] = field(default=(), repr=False)
 
@@ -187,16 +210,22 @@ def _write_text_atomic(path: Path, text: str) -> None:
         temporary.write_text(text, encoding="utf-8")
 
 
-def window_starts(num_samples: int, window_samples: int, hop_samples: int) -> list[int]:
+def window_starts(
+    num_samples: int, window_samples: int, hop_samples: int, *, keep_tail: bool = True
+) -> list[int]:
     """First samples of the windows cut from ``num_samples`` samples.
 
-    Whole windows only, from sample 0 every ``hop_samples``; audio shorter than one window gives
-    one window at 0 (zero-padded at the end by :func:`process_file`).
+    Whole windows only, from sample 0 every ``hop_samples``, and (``keep_tail``) one more that
+    ends with the audio when the last of those does not: the tail is kept as real audio,
+    overlapping the window before it, rather than dropped (up to a window less one sample) or
+    padded with silence the model would learn as part of the music. Audio shorter than one
+    window gives one window at 0 (zero-padded at the end by :func:`process_file`).
 
     Args:
         num_samples: length of the audio (samples per channel).
         window_samples: length of a window (samples).
         hop_samples: step between window starts (samples).
+        keep_tail: add the window aligned to the end of the audio.
 
     Returns:
         Start offsets in samples, ascending.
@@ -206,7 +235,52 @@ def window_starts(num_samples: int, window_samples: int, hop_samples: int) -> li
     check_integer("hop_samples", hop_samples)
     if num_samples <= window_samples:
         return [0]
-    return list(range(0, num_samples - window_samples + 1, hop_samples))
+    starts = list(range(0, num_samples - window_samples + 1, hop_samples))
+    if keep_tail and starts[-1] != num_samples - window_samples:
+        starts.append(num_samples - window_samples)
+    return starts
+
+
+def _crop_starts(
+    source: str, num_samples: int, window_samples: int, count: int, seed: int
+) -> list[int]:
+    """``count`` random window starts, a function of ``seed`` and ``source`` only (so the same
+    whatever the order, worker or shard the file is processed in)."""
+    import numpy as np
+
+    if count == 0 or num_samples <= window_samples:
+        return []
+    file_key = int(hashlib.sha256(source.encode("utf-8")).hexdigest()[:15], 16)
+    rng = np.random.default_rng([seed, file_key])
+    return [int(s) for s in rng.integers(0, num_samples - window_samples + 1, size=count)]
+
+
+def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The file's ``title``, ``artist``, ``album`` and ``genre`` tags, those that are set.
+
+    Read by libsndfile (through soundfile, no other dependency): WAV (``INFO`` chunk), FLAC
+    and Ogg Vorbis comments, AIFF. Formats libsndfile does not read (MP3 tags, for one) give
+    no tags.
+
+    Args:
+        path: the audio file.
+
+    Returns:
+        Tag name → value (whitespace collapsed); empty when the file has none or cannot be read.
+    """
+    import soundfile
+
+    try:
+        with soundfile.SoundFile(os.fspath(path)) as handle:
+            metadata = handle.copy_metadata()
+    except (OSError, RuntimeError, ValueError, TypeError):  # soundfile's errors derive from these
+        return {}
+    tags = {}
+    for name in TAG_FIELDS:
+        value = " ".join(str(metadata.get(name, "")).split())
+        if value:
+            tags[name] = value
+    return tags
 
 
 def find_audio_files(audio_dir: str | os.PathLike[str]) -> list[Path]:
@@ -285,8 +359,19 @@ def load_caption_mapping(
     return mapping
 
 
+def _template_fields(template: str) -> set[str]:
+    import string
+
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
 def _caption_for(
-    path: Path, root: Path, mapping: Mapping[str, str], use_folder_names: bool, template: str
+    path: Path,
+    root: Path,
+    mapping: Mapping[str, str],
+    use_folder_names: bool,
+    template: str,
+    caption_template: str | None = None,
 ) -> str:
     sidecar = path.with_suffix(".txt")
     if sidecar.is_file():
@@ -297,6 +382,15 @@ def _caption_for(
     for key in (relative.as_posix(), relative.with_suffix("").as_posix()):
         if key in mapping:
             return mapping[key]
+    if caption_template is not None:
+        tags = read_tags(path)
+        # Only when every tag it names is set: no "jazz, " for a file without a title.
+        if _template_fields(caption_template) & set(TAG_FIELDS) <= set(tags):
+            caption = caption_template.format(
+                stem=path.stem, folder=relative.parent.as_posix(), **tags
+            )
+            if caption.strip():
+                return " ".join(caption.split())
     folders = [part.replace("_", " ") for part in relative.parent.parts]
     if use_folder_names and folders:
         return ", ".join(folders)
@@ -347,19 +441,34 @@ def process_file(task: FileTask) -> FileResult:
     window = params.samples_for_width(task.window_px)
     hop = task.hop_px * params.hop_length  # one column per STFT hop, whatever the convention
     stem = _safe_name(task.source)
+    # Regular windows (the tail one included) are named by index, random crops c000, c001, ...
+    windows = [
+        (f"{index:05d}", start)
+        for index, start in enumerate(
+            window_starts(audio.num_samples, window, hop, keep_tail=task.keep_tail)
+        )
+    ]
+    crops = _crop_starts(task.source, audio.num_samples, window, task.random_crop, task.seed)
+    windows += [(f"c{index:03d}", start) for index, start in enumerate(crops)]
     records: list[dict[str, Any]] = []
-    written = reused = silent = 0
-    for index, start in enumerate(window_starts(audio.num_samples, window, hop)):
+    written = reused = silent = duplicate = 0
+    seen: set[str] = set()  # digests of this file's kept images
+    for label, start in windows:
         piece = Audio(audio.waveform[:, start : start + window], sample_rate=audio.sample_rate)
         piece = piece.fit_length(window)
         loudness = piece.loudness_lufs() if piece.duration_s >= 0.4 else _rms_dbfs(piece)
         if not math.isfinite(loudness) or loudness < task.min_loudness_db:
             silent += 1
             continue
-        file_name = f"{_IMAGES_DIR}/{stem}_{index:05d}.png"
+        file_name = f"{_IMAGES_DIR}/{stem}_{label}.png"
         target = out_dir / file_name
         if target.is_file():
-            reused += 1
+            image = None
+            if task.skip_duplicates:
+                from PIL import Image
+
+                with Image.open(target) as stored:
+                    image = stored.copy()
         else:
             image = audio_to_image(piece, params)
             if image.width != task.window_px:
@@ -367,6 +476,19 @@ def process_file(task: FileTask) -> FileResult:
                     f"internal: a window of {window} samples encoded to {image.width} columns, "
                     f"expected window_px={task.window_px}"
                 )
+        if task.skip_duplicates and image is not None:
+            # The image, not the audio: windows that encode alike train alike.
+            image_digest = hashlib.sha256(
+                f"{image.mode}{image.size}".encode() + image.tobytes()
+            ).hexdigest()
+            if image_digest in seen:
+                duplicate += 1
+                continue
+            seen.add(image_digest)
+        if target.is_file():
+            reused += 1
+        else:
+            assert image is not None
             save_image(image, target)
             written += 1
         records.append(
@@ -382,7 +504,13 @@ def process_file(task: FileTask) -> FileResult:
     _write_text_atomic(
         manifest,
         _manifest_text(
-            {"source": task.source, "sha256": digest, "silent": silent, "records": records}
+            {
+                "source": task.source,
+                "sha256": digest,
+                "silent": silent,
+                "duplicate": duplicate,
+                "records": records,
+            }
         ),
     )
     return FileResult(
@@ -391,6 +519,7 @@ def process_file(task: FileTask) -> FileResult:
         windows_written=written,
         windows_reused=reused,
         windows_silent=silent,
+        windows_duplicate=duplicate,
     )
 
 
@@ -455,14 +584,25 @@ def _run_local(
 
 
 def _run_ray(
-    tasks: Sequence[FileTask], workers: int | None, on_done: Callable[[FileResult], None]
+    tasks: Sequence[FileTask],
+    workers: int | None,
+    on_done: Callable[[FileResult], None],
+    address: str | None = None,
 ) -> None:
     try:
         import ray
     except ImportError as error:
         raise RiffusionError(f"engine='ray' needs Ray: {install_hint('ray')}") from error
     if not ray.is_initialized():
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        if address is not None:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            try:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            except ValueError:
+                # No address, but RAY_ADDRESS or a running `ray start` cluster: Ray joins it
+                # and refuses num_cpus (the cluster has its own); join it without.
+                ray.init(log_to_driver=False)
     remote = ray.remote(num_cpus=1)(process_file)
     pending = [remote.remote(task) for task in tasks]
     while pending:
@@ -487,13 +627,20 @@ def prepare(
     shard: tuple[int, int] = (0, 1),
     workers: int = 1,
     engine: str = "local",
+    address: str | None = None,
+    caption_template: str | None = None,
+    keep_tail: bool = True,
+    skip_duplicates: bool = True,
+    random_crop: int = 0,
+    seed: int = 0,
     progress: bool = True,
 ) -> PrepareResult:
     """Cut a folder of audio into spectrogram windows, ready for training.
 
     Args:
         audio_dir: folder of audio files, searched recursively (see :data:`AUDIO_EXTENSIONS`).
-        out_dir: dataset folder to create or continue (imagefolder layout, see the module doc).
+        out_dir: dataset folder to create or continue (imagefolder layout, see the module doc);
+            a local or mounted folder, not a URL (``s3://...`` is refused: sync the folder).
         window_px: window width in pixels; each window is ``params.samples_for_width(window_px)``
             samples and encodes to exactly ``window_px`` columns (512 = the model's width).
         hop_px: step between window starts in pixels; ``None`` = ``window_px`` (no overlap),
@@ -511,6 +658,20 @@ def prepare(
         workers: processes (local engine) or Ray CPUs (``engine="ray"``, when Ray is not
             already initialised).
         engine: ``"local"`` or ``"ray"``; both write the same bytes.
+        address: Ray cluster to join (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``), with
+            ``engine="ray"`` only; ``None``: ``RAY_ADDRESS`` or a running ``ray start`` cluster
+            if there is one, else a new local Ray with ``workers`` CPUs.
+        caption_template: caption from the file's tags (:data:`TAG_FIELDS`, read by
+            :func:`read_tags`), e.g. ``"{genre}, {title}"``; ``{stem}`` and ``{folder}`` too.
+            Used after a sidecar and the mapping, and only for files that have every tag it
+            names; the others fall through to folder names and ``template``.
+        keep_tail: add a window aligned to the end of each file, so that its last seconds are
+            kept (see :func:`window_starts`).
+        skip_duplicates: skip a window whose image is the same, pixel for pixel, as an earlier
+            kept window of the same file (loops, repeated digital silence above the threshold).
+        random_crop: extra windows per file at random offsets (augmentation), a function of
+            ``seed`` and the file's relative path only; ``0`` = none.
+        seed: seed of ``random_crop``.
         progress: show a tqdm progress bar (stderr).
 
     Returns:
@@ -526,7 +687,20 @@ def prepare(
     hop_px = window_px if hop_px is None else check_integer("hop_px", hop_px)
     min_loudness_db = _check_number("min_loudness_db", min_loudness_db)
     workers = check_integer("workers", workers)
+    random_crop = check_integer("random_crop", random_crop, minimum=0)
+    seed = check_integer("seed", seed, minimum=0)
     _check_run_options(engine, shard, template)
+    _check_caption_template(caption_template)
+    if address is not None and (engine != "ray" or not isinstance(address, str) or not address):
+        raise ParameterError(
+            f"address={address!r} needs engine='ray' (got engine={engine!r}) and a non-empty "
+            "string such as 'auto' or 'HOST:6379'"
+        )
+    if _URL_SCHEME.match(os.fspath(out_dir)):
+        raise ParameterError(
+            f"out_dir={os.fspath(out_dir)!r} is a URL; prepare writes to a local or mounted "
+            "folder only (prepare into a folder, then copy it, e.g. with `aws s3 sync`)"
+        )
     params = _dataset_params(params, stereo, window_px)
     mapping = load_caption_mapping(captions) if captions is not None else {}
 
@@ -534,22 +708,29 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     (out / _IMAGES_DIR).mkdir(exist_ok=True)
     (out / _STATE_DIR / _MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
-    _check_settings(out, params, window_px, hop_px, min_loudness_db)
+    options: dict[str, Any] = {
+        "keep_tail": bool(keep_tail),
+        "skip_duplicates": bool(skip_duplicates),
+        "random_crop": random_crop,
+        "seed": seed,
+    }
+    _check_settings(out, params, window_px, hop_px, min_loudness_db, options)
 
     tasks = [
         FileTask(
             path=str(path),
             source=path.relative_to(root).as_posix(),
-            caption=_caption_for(path, root, mapping, use_folder_names, template),
+            caption=_caption_for(path, root, mapping, use_folder_names, template, caption_template),
             out_dir=str(out),
             params=params,
             window_px=window_px,
             hop_px=hop_px,
             min_loudness_db=min_loudness_db,
+            **options,
         )
         for path in files[shard[0] :: shard[1]]
     ]
-    results = _run_tasks(tasks, engine, workers, progress)
+    results = _run_tasks(tasks, engine, workers, progress, address)
     return _summary(out, len(tasks), results, num_records=write_metadata(out))
 
 
@@ -574,6 +755,25 @@ def _check_run_options(engine: Any, shard: Any, template: Any) -> None:
         ) from error
 
 
+def _check_caption_template(caption_template: Any) -> None:
+    if caption_template is None:
+        return
+    allowed = {*TAG_FIELDS, "stem", "folder"}
+    valid = isinstance(caption_template, str)
+    if valid:
+        try:
+            fields = _template_fields(caption_template)
+            caption_template.format(**dict.fromkeys(allowed, ""))
+            valid = bool(fields) and fields <= allowed
+        except (KeyError, IndexError, ValueError):
+            valid = False
+    if not valid:
+        raise ParameterError(
+            f"caption_template={caption_template!r} must be a string using the fields "
+            f"{{{'}, {'.join(sorted(allowed))}}}, e.g. '{{genre}}, {{title}}'"
+        )
+
+
 def _dataset_params(params: Any, stereo: bool, window_px: int) -> SpectrogramParams:
     """The spectrogram parameters of the images: ``params``, or Riffusion's with ``stereo``."""
     if params is None:
@@ -588,7 +788,11 @@ def _dataset_params(params: Any, stereo: bool, window_px: int) -> SpectrogramPar
 
 
 def _run_tasks(
-    tasks: Sequence[FileTask], engine: str, workers: int, progress: bool
+    tasks: Sequence[FileTask],
+    engine: str,
+    workers: int,
+    progress: bool,
+    address: str | None = None,
 ) -> list[FileResult]:
     """Run every task on ``engine``, with a progress bar; the results in the order they land.
 
@@ -612,7 +816,7 @@ def _run_tasks(
 
     try:
         if engine == "ray":
-            _run_ray(tasks, workers, on_done)
+            _run_ray(tasks, workers, on_done, address)
         else:
             _run_local(tasks, workers, on_done)
     finally:
@@ -634,13 +838,19 @@ def _summary(
         windows_written=sum(r.windows_written for r in results),
         windows_reused=sum(r.windows_reused for r in results),
         windows_silent=sum(r.windows_silent for r in results),
+        windows_duplicate=sum(r.windows_duplicate for r in results),
         num_records=num_records,
         results=tuple(results),
     )
 
 
 def _check_settings(
-    out: Path, params: SpectrogramParams, window_px: int, hop_px: int, min_loudness_db: float
+    out: Path,
+    params: SpectrogramParams,
+    window_px: int,
+    hop_px: int,
+    min_loudness_db: float,
+    options: Mapping[str, Any],
 ) -> None:
     """Record the settings in ``out``; refuse to mix windows made with other settings."""
     settings = {
@@ -650,6 +860,7 @@ def _check_settings(
         "hop_px": hop_px,
         "window_samples": params.samples_for_width(window_px),
         "min_loudness_db": min_loudness_db,
+        **options,
     }
     path = out / _STATE_DIR / "settings.json"
     if path.is_file():
@@ -660,7 +871,8 @@ def _check_settings(
         if existing != json.loads(json.dumps(settings)):
             raise ParameterError(
                 f"out_dir={str(out)!r} was prepared with other settings ({existing}); use a new "
-                "folder, or the same window_px, hop_px, params and min_loudness_db"
+                "folder, or the same window_px, hop_px, params, min_loudness_db, keep_tail, "
+                "skip_duplicates, random_crop and seed"
             )
         return
     _write_text_atomic(path, json.dumps(settings, indent=1, sort_keys=True) + "\n")

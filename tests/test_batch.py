@@ -457,6 +457,82 @@ def test_cli_rejects_an_escaping_id(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+# ---------------------------------------------------------------------------- LoRA short form
+def _tiny_lora(tiny_model: str, folder: Path) -> Path:
+    """A random LoRA on the tiny UNet's attention, written by diffusers' own writer."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from diffusers.loaders import StableDiffusionLoraLoaderMixin
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_model, subfolder="unet")
+    unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k"]))
+    generator = torch.Generator().manual_seed(0)
+    weights = {
+        key: 0.5 * torch.randn(value.shape, generator=generator)
+        for key, value in get_peft_model_state_dict(unet).items()
+    }
+    StableDiffusionLoraLoaderMixin.save_lora_weights(folder, unet_lora_layers=weights)
+    return folder / "pytorch_lora_weights.safetensors"
+
+
+def test_short_form_lora_is_recorded_with_its_fingerprint(tmp_path):
+    from riffusion._files import file_fingerprint
+    from riffusion.recipe import Adapter
+
+    (tmp_path / "loras").mkdir()
+    weights = tmp_path / "loras" / "style.safetensors"
+    weights.write_bytes(b"not really weights, only their fingerprint matters here")
+    jobs_file = tmp_path / "jobs.jsonl"
+    jobs_file.write_text(
+        json.dumps(short_job("a", 1, lora="loras/style.safetensors", lora_scale=0.5))
+        + "\n"
+        + json.dumps(short_job("b", 1, lora=str(weights)))
+        + "\n"
+    )
+    a, b = load_jobs(jobs_file)  # relative to the jobs file's folder, wherever we run
+    expected = Adapter(
+        kind="lora", path=str(weights.resolve()), fingerprint=file_fingerprint(weights), scale=0.5
+    )
+    assert a.recipe.adapters == (expected,)
+    assert b.recipe.adapters == (Adapter(**{**expected.to_dict(), "scale": 1.0}),)
+    assert a.id == "a" and Recipe.from_json(a.recipe.to_json()) == a.recipe
+    for extra, message in (
+        ({"lora": "missing.safetensors"}, r"lora='missing.safetensors' \(resolved to"),
+        ({"lora": str(weights), "lora_scale": "x"}, "lora_scale='x' must be a finite number"),
+        ({"lora": 3}, "lora=3 must be the path"),
+        ({"lora_scale": 0.5}, "'lora_scale' needs a 'lora'"),
+    ):
+        with pytest.raises(ParameterError, match=message):
+            make_job(short_job("c", 1, **extra), base_dir=tmp_path)
+
+
+def test_short_form_lora_renders_like_riffuser_with_the_lora(tiny_model, tmp_path):
+    lora = _tiny_lora(tiny_model, tmp_path / "lora")
+    job = short_job("lora", 3, lora=str(lora), lora_scale=0.8)
+    out = tmp_path / "out"
+    result = render(
+        [job, short_job("plain", 3)], out, model=tiny_model, device="cpu", adapter_dirs=[tmp_path]
+    )
+    assert result.rendered == ("lora", "plain")
+    pipeline = Riffuser.from_pretrained(tiny_model, device="cpu").pipeline
+    riffuser = Riffuser(pipeline, model=tiny_model, params=SpectrogramParams(**SMALL))
+    recipe = Recipe.from_json((out / "lora" / RECIPE_NAME).read_text())
+    assert [(a.kind, a.scale) for a in recipe.adapters] == [("lora", 0.8)]
+    with _torch_threads(1):
+        clip = riffuser.use_adapters(recipe.adapters, adapter_dirs=[tmp_path]).render(recipe)
+    with Image.open(out / "lora" / IMAGE_NAME) as image:
+        lora_pixels = np.asarray(image)
+    np.testing.assert_array_equal(lora_pixels, np.asarray(clip.image))
+    with Image.open(out / "plain" / IMAGE_NAME) as image:
+        assert not np.array_equal(np.asarray(image), lora_pixels)  # the LoRA changed the clip
+    # Without the folder allowed, the worker refuses the file (and does not retry).
+    refused = render([job], tmp_path / "refused", model=tiny_model, device="cpu")
+    (entry,) = refused.entries
+    assert refused.failed == ("lora",) and entry.attempts == 1
+    assert entry.error.startswith("ModelLoadError:")
+
+
 # ------------------------------------------------------------------------------- Ray engine
 @pytest.fixture(scope="module")
 def local_ray():
@@ -531,3 +607,42 @@ def test_ray_job_that_always_kills_its_worker_is_reported(tiny_model, local_ray,
     assert result.rendered == ("fine",) and result.failed == ("poison",)
     poison = {entry.id: entry for entry in result.entries}["poison"]
     assert poison.attempts == 2 and poison.error.startswith("WorkerDied:")
+
+
+def test_no_node_with_the_requested_gpus_fails_fast(tiny_model, local_ray, tmp_path):
+    # The local Ray has 2 CPUs and no GPU: a GPU worker (or 4 CPUs) would wait forever.
+    for kwargs, message in (
+        ({"gpus_per_worker": 1}, r"gpus_per_worker=1 and cpus_per_worker=1: no node"),
+        ({"cpus_per_worker": 4}, r"gpus_per_worker=0 and cpus_per_worker=4: no node"),
+    ):
+        with pytest.raises(ParameterError, match=message) as raised:
+            render(
+                [short_job("gpu", 1)],
+                tmp_path / "out",
+                engine="ray",
+                model=tiny_model,
+                device="cpu",
+                **kwargs,
+            )
+        assert "0 GPU(s) and 2 CPU(s) in all" in str(raised.value)
+    assert read_manifest(tmp_path / "out") == []  # nothing was rendered
+    assert local_ray.is_initialized()  # the caller's Ray is left as it was
+
+
+def test_fast_fail_is_skipped_for_autoscaling_clusters(monkeypatch):
+    from riffusion.batch import engines
+
+    class FakeRay:
+        def nodes(self):
+            return [
+                {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+                {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 4.0}},
+            ]
+
+        def cluster_resources(self):
+            return {"CPU": 8.0, "GPU": 1.0}
+
+    engines._check_resources(FakeRay(), 8, 0.5)  # fits: no error
+    engines._check_resources(FakeRay(), 8, 1)
+    with pytest.raises(ParameterError, match="largest has 1 GPU"):
+        engines._check_resources(FakeRay(), 1, 2)  # the dead node does not count

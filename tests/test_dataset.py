@@ -82,8 +82,11 @@ def _records(out: Path) -> list[dict]:
 
 
 def test_window_starts():
-    assert window_starts(1000, 300, 300) == [0, 300, 600]
+    # The tail: one more window ends with the audio (700 + 300 = 1000) unless one already does.
+    assert window_starts(1000, 300, 300) == [0, 300, 600, 700]
+    assert window_starts(1000, 300, 300, keep_tail=False) == [0, 300, 600]
     assert window_starts(1000, 300, 100) == [0, 100, 200, 300, 400, 500, 600, 700]
+    assert window_starts(900, 300, 300) == [0, 300, 600]
     assert window_starts(100, 300, 300) == [0]
     assert window_starts(300, 300, 300) == [0]
     with pytest.raises(ParameterError, match="hop_samples=0"):
@@ -104,11 +107,17 @@ def test_windows_captions_and_metadata(prepared):
         by_source.setdefault(record["source"], []).append(record)
     # Windows start every WINDOW_PX columns (WINDOW_PX · hop samples), so their images tile the
     # whole file's spectrogram; each holds (WINDOW_PX − 1) · hop samples (Riffusion's frame
-    # convention). a.wav: 2 s; b: 1.5 s; c: 3 windows, the silent middle one skipped.
+    # convention), and one more ends with the file. a.wav: 2 s, b: 1.5 s, each 2 whole windows
+    # plus the tail; c: exactly 3 windows (no tail to add), the silent middle one skipped.
     step = WINDOW_PX * PARAMS.hop_length
-    a_windows = len(range(0, 2 * RATE - window + 1, step))
-    assert len(by_source["jazz/piano/a.wav"]) == a_windows
-    assert len(by_source["jazz/b.flac"]) == len(range(0, int(1.5 * RATE) - window + 1, step))
+    for source, seconds in (("jazz/piano/a.wav", 2.0), ("jazz/b.flac", 1.5)):
+        num_samples = int(seconds * RATE)
+        whole = list(range(0, num_samples - window + 1, step))
+        assert [r["start_s"] for r in by_source[source]] == [
+            round(s / RATE, 6) for s in [*whole, num_samples - window]
+        ]
+        # The tail window ends with the file: nothing after the last whole window is lost.
+        assert num_samples - (whole[-1] + window) > 0
     assert [r["start_s"] for r in by_source["c.wav"]] == [0.0, round(2 * step / RATE, 6)]
     assert result.windows_silent == 1
     # Captions: sidecar (whitespace collapsed), mapping without extension, template.
@@ -259,7 +268,7 @@ def test_folder_names_and_template(tmp_path):
         "lo_fi/x.wav": "lo fi",
         "y.wav": "a y track",
     }
-    assert write_metadata(out) == 2
+    assert write_metadata(out) == 4  # 0.7 s: one whole window and the tail, for each file
 
 
 @pytest.fixture(scope="module")
@@ -322,3 +331,173 @@ def _write_captions(folder: Path) -> Path:
     path = folder / "captions.csv"
     path.write_text("file,text\njazz/b,cool bass\n")
     return path
+
+
+def _looped_noise(periods: int, seed: int = 0) -> Audio:
+    """Seeded noise repeating every WINDOW_PX columns: whole windows at multiples of it match."""
+    period = np.random.default_rng(seed).uniform(-0.3, 0.3, WINDOW_PX * PARAMS.hop_length)
+    return Audio(np.tile(period, periods).astype(np.float32), RATE)
+
+
+def test_duplicate_windows_are_skipped_and_counted(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    _looped_noise(4).save(src / "loop.wav")
+    out = tmp_path / "out"
+    result = _prepare(src, out)
+    # Windows at 0, 1, 2 and 3 periods hold the same samples, so the same image: the first is
+    # kept, 3 are duplicates. The tail window starts 441 samples later in the period: kept.
+    window = PARAMS.samples_for_width(WINDOW_PX)
+    assert result.windows_duplicate == 3
+    assert [r["start_s"] for r in _records(out)] == [0.0, round((4 * 64 * 441 - window) / RATE, 6)]
+    manifest = json.loads(next((out / ".riffusion" / "manifest").glob("*.json")).read_text())
+    assert manifest["duplicate"] == 3
+    assert len(list((out / "images").glob("*.png"))) == 2
+    # Resuming re-decides the same way (the duplicates were never written): same bytes.
+    before = _tree(out)
+    next((out / ".riffusion" / "manifest").glob("*.json")).unlink()
+    resumed = _prepare(src, out)
+    assert (resumed.windows_duplicate, resumed.windows_reused, resumed.windows_written) == (3, 2, 0)
+    assert _tree(out) == before
+    kept = _prepare(src, tmp_path / "all", skip_duplicates=False)
+    assert (kept.windows_duplicate, kept.num_records) == (0, 5)
+
+
+def test_captions_from_tags(tmp_path):
+    import soundfile
+
+    from riffusion.dataset import read_tags
+
+    src = tmp_path / "src"
+    (src / "rock").mkdir(parents=True)
+
+    def tagged(name: str, **tags: str) -> None:
+        with soundfile.SoundFile(src / name, "w", RATE, 1) as handle:
+            for key, value in tags.items():
+                setattr(handle, key, value)
+            handle.write(_tone(0.7, 300.0).waveform[0])
+
+    tagged("a.wav", title="Blue  Train", genre="jazz", artist="Coltrane")
+    tagged("b.flac", title="Only a title")  # no genre: falls through to the template
+    tagged("c.wav", title="Sidecar loses", genre="funk")
+    (src / "c.txt").write_text("from the sidecar")
+    tagged("rock/d.wav", genre="rock", title="D")
+    assert read_tags(src / "a.wav") == {
+        "title": "Blue Train",
+        "artist": "Coltrane",
+        "genre": "jazz",
+    }
+    assert read_tags(src / "b.flac") == {"title": "Only a title"}
+    out = tmp_path / "out"
+    _prepare(src, out, caption_template="{genre}, {title} ({stem})", template="untagged {stem}")
+    captions = {r["source"]: r["text"] for r in _records(out)}
+    assert captions == {
+        "a.wav": "jazz, Blue Train (a)",
+        "b.flac": "untagged b",
+        "c.wav": "from the sidecar",
+        "rock/d.wav": "rock, D (d)",  # tags come before folder names
+    }
+    for bad in ("{year}", "{}", "{genre", "no fields", 3):
+        with pytest.raises(ParameterError, match="caption_template="):
+            _prepare(src, tmp_path / "bad", caption_template=bad)
+
+
+def test_random_crops_are_seeded(corpus, tmp_path):
+    def crops(out: Path) -> dict[str, list[float]]:
+        found: dict[str, list[float]] = {}
+        for record in _records(out):
+            if "_c0" in record["file_name"]:
+                found.setdefault(record["source"], []).append(record["start_s"])
+        return found
+
+    first = _prepare(corpus, tmp_path / "one", random_crop=2, seed=5)
+    again = _prepare(corpus, tmp_path / "two", random_crop=2, seed=5, workers=2)
+    other = _prepare(corpus, tmp_path / "three", random_crop=2, seed=6)
+    assert _tree(tmp_path / "one") == _tree(tmp_path / "two")
+    window_s = PARAMS.samples_for_width(WINDOW_PX) / RATE
+    found = crops(tmp_path / "one")
+    # Two crops per readable file, inside it; c.wav's may land on its silent middle.
+    assert set(found) <= {"c.wav", "jazz/b.flac", "jazz/piano/a.wav"}
+    assert len(found["jazz/piano/a.wav"]) == 2 and len(found["jazz/b.flac"]) == 2
+    assert all(0 <= s <= 2.0 - window_s for s in found["jazz/piano/a.wav"])
+    assert crops(tmp_path / "three") != found
+    assert first.num_records == again.num_records
+    assert other.num_records >= first.num_records - 2
+    with pytest.raises(ParameterError, match="other settings"):
+        _prepare(corpus, tmp_path / "one", random_crop=3, seed=5)
+    with pytest.raises(ParameterError, match="random_crop=-1"):
+        _prepare(corpus, tmp_path / "four", random_crop=-1)
+
+
+def test_url_output_is_refused_without_a_local_folder(corpus, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for url in ("s3://bucket/x", "gs://b/y", "file:///tmp/z"):
+        with pytest.raises(ParameterError, match=f"out_dir='{url}' is a URL"):
+            _prepare(corpus, url)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+class _FakeRay:
+    """Records ray.init's arguments; like Ray, refuses num_cpus when a cluster is running."""
+
+    def __init__(self, cluster_running: bool) -> None:
+        self.cluster_running = cluster_running
+        self.calls: list[dict] = []
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs) -> None:
+        self.calls.append(kwargs)
+        if self.cluster_running and "num_cpus" in kwargs:
+            raise ValueError(
+                "When connecting to an existing cluster, num_cpus must not be provided"
+            )
+
+    def remote(self, **_):
+        return lambda function: function
+
+
+def test_ray_address_and_running_clusters(corpus, tmp_path, monkeypatch):
+    import sys
+
+    from riffusion.dataset import _run_ray
+
+    fake = _FakeRay(cluster_running=False)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    _run_ray([], 3, lambda result: None, "auto")
+    _run_ray([], 3, lambda result: None)
+    assert fake.calls == [
+        {"address": "auto", "log_to_driver": False},
+        {"num_cpus": 3, "include_dashboard": False, "log_to_driver": False},
+    ]
+    # No address but a running `ray start` cluster (or RAY_ADDRESS): join it, without num_cpus.
+    fake = _FakeRay(cluster_running=True)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    _run_ray([], 3, lambda result: None)
+    assert fake.calls[-1] == {"log_to_driver": False}
+    with pytest.raises(ParameterError, match="address='auto' needs engine='ray'"):
+        _prepare(corpus, tmp_path / "out", address="auto")
+
+
+def test_prepare_dataset_command_new_options(tmp_path, capsys):
+    from riffusion.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _looped_noise(4).save(src / "loop.wav")
+    out = tmp_path / "out"
+    args = ["prepare-dataset", str(src), "-o", str(out), "--window-px", "64"]
+    assert main([*args, "--random-crop", "1", "--seed", "3", "--no-tail"]) == 0
+    summary = capsys.readouterr().out
+    # 4 periods: one whole window kept, 3 duplicates; no tail; one random crop (at sample
+    # 10378 for seed 3, not a multiple of the period: kept).
+    assert summary.startswith("2 windows") and "3 duplicate skipped" in summary
+    names = sorted(p.name for p in (out / "images").iterdir())
+    assert [name.rsplit("_", 1)[1] for name in names] == ["00000.png", "c000.png"]
+    assert main([*args, "--address", "auto"]) == 1
+    assert "address='auto' needs engine='ray'" in capsys.readouterr().err
+    assert main([*args, "--caption-template", "{year}"]) == 1
+    assert "caption_template='{year}'" in capsys.readouterr().err
+    assert main(["prepare-dataset", str(src), "-o", "s3://bucket/x", "-q"]) == 1
+    assert "'s3://bucket/x' is a URL" in capsys.readouterr().err

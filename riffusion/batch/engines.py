@@ -86,11 +86,14 @@ def run_ray(
     cpus_per_worker: int,
     address: str | None,
     started: float,
+    wait_for_resources: bool = False,
 ) -> float:
     """Render ``todo`` on up to ``workers`` Ray actors, each with its own loaded model.
 
     A job whose actor process dies is retried on a fresh actor. Starts Ray (and shuts it down
-    at the end) unless it is already initialised in this process.
+    at the end) unless it is already initialised in this process. Before any actor starts,
+    checks that some node of the cluster has ``gpus_per_worker`` GPUs and ``cpus_per_worker``
+    CPUs (Ray would otherwise wait for such a node forever), unless ``wait_for_resources``.
 
     Args:
         todo: the jobs to render; they start in order, their answers land in any order.
@@ -102,15 +105,18 @@ def run_ray(
         workers: actors to start (at most one per job).
         gpus_per_worker: GPUs Ray reserves per actor (fractions share a GPU).
         cpus_per_worker: CPU cores Ray reserves per actor.
-        address: Ray cluster address, or ``None`` for ``RAY_ADDRESS`` or a local Ray.
+        address: Ray cluster address, or ``None`` for ``RAY_ADDRESS``, a running ``ray start``
+            cluster, else a new local Ray.
         started: ``time.perf_counter()`` when the batch started.
+        wait_for_resources: skip the check (an autoscaler adds the nodes on demand).
 
     Returns:
         Seconds from ``started`` until the first actor had loaded the model.
 
     Raises:
         RiffusionError: Ray is not installed.
-        ParameterError: the output is ``memory://``, which Ray workers cannot share.
+        ParameterError: the output is ``memory://``, which Ray workers cannot share, or no node
+            of the cluster has the resources one worker asks for.
         ModelLoadError: an actor could not load the model.
     """
     try:
@@ -125,6 +131,13 @@ def run_ray(
     owns_ray = not ray.is_initialized()
     if owns_ray:
         ray.init(address=address)
+    try:
+        if not wait_for_resources:
+            _check_resources(ray, cpus_per_worker, gpus_per_worker)
+    except BaseException:
+        if owns_ray:
+            ray.shutdown()
+        raise
     if not storage.is_url and sum(1 for node in ray.nodes() if node.get("Alive")) > 1:
         # stacklevel: this function, render, and then the line that called render.
         warnings.warn(
@@ -140,6 +153,28 @@ def run_ray(
         pool.close()
         if owns_ray:
             ray.shutdown()
+
+
+def _check_resources(ray: Any, cpus_per_worker: int, gpus_per_worker: float) -> None:
+    """Refuse workers no node of the cluster can hold (Ray would queue them forever)."""
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    if any(
+        node.get("CPU", 0) >= cpus_per_worker and node.get("GPU", 0) >= gpus_per_worker
+        for node in nodes
+    ):
+        return
+    total = ray.cluster_resources()
+    largest: dict[str, float] = max(
+        nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default={}
+    )
+    raise ParameterError(
+        f"gpus_per_worker={gpus_per_worker:g} and cpus_per_worker={cpus_per_worker}: no node of "
+        f"the Ray cluster has that much ({len(nodes)} node(s), {total.get('GPU', 0):g} GPU(s) "
+        f"and {total.get('CPU', 0):g} CPU(s) in all; the largest has "
+        f"{largest.get('GPU', 0):g} GPU(s), {largest.get('CPU', 0):g} CPU(s)). Ask for less "
+        "(--gpus-per-worker 0 renders on CPUs), join a cluster that has them (--address), or "
+        "pass wait_for_resources=True (--wait-for-resources) when an autoscaler adds such nodes"
+    )
 
 
 class _RayPool:

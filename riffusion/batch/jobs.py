@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from riffusion._checks import check_integer, finite_float
+from riffusion._files import file_fingerprint
 from riffusion.defaults import DEFAULT_MODEL
 from riffusion.errors import ParameterError
 from riffusion.inputs import PromptInput
 from riffusion.params import SpectrogramParams
-from riffusion.recipe import Recipe
+from riffusion.recipe import Adapter, Recipe
 
 __all__ = ["BatchJob", "check_job_id", "check_unique", "load_jobs", "make_job", "recipe_digest"]
 
@@ -47,6 +48,8 @@ _SHORT_KEYS = frozenset(
         "alpha",
         "params",
         "model",
+        "lora",
+        "lora_scale",
     }
 )
 _SHORT_KINDS = ("text_to_audio", "loop", "riffuse")
@@ -144,7 +147,29 @@ def _prompt_input(value: Any, *, what: str, start: PromptInput | None = None) ->
     raise ParameterError(f"{what}={value!r} must be a prompt string or a prompt object")
 
 
-def _short_form_recipe(data: Mapping[str, Any], model: str | None) -> Recipe:
+def _short_lora(data: Mapping[str, Any], base_dir: str | os.PathLike[str] | None) -> Adapter:
+    """The LoRA of a short-form job: ``lora`` (a weights file) at ``lora_scale`` (default 1)."""
+    path, scale = data["lora"], data.get("lora_scale", 1.0)
+    if not isinstance(path, str) or not path.strip():
+        raise ParameterError(f"lora={path!r} must be the path of a LoRA weights file")
+    if isinstance(scale, bool) or finite_float(scale) is None:
+        raise ParameterError(f"lora_scale={scale!r} must be a finite number")
+    resolved = Path(base_dir or ".", os.path.expanduser(path)).resolve()
+    try:
+        fingerprint = file_fingerprint(resolved)
+    except OSError as error:
+        raise ParameterError(
+            f"lora={path!r} (resolved to {str(resolved)!r}) must be a readable LoRA weights "
+            f"file: {error.strerror or error}"
+        ) from None
+    return Adapter(kind="lora", path=str(resolved), fingerprint=fingerprint, scale=float(scale))
+
+
+def _short_form_recipe(
+    data: Mapping[str, Any],
+    model: str | None,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> Recipe:
     """Build the Recipe a short-form job describes (keys as :meth:`Riffuser.text_to_audio`)."""
     unknown = sorted(set(data) - _SHORT_KEYS)
     if unknown:
@@ -180,6 +205,10 @@ def _short_form_recipe(data: Mapping[str, Any], model: str | None) -> Recipe:
             values["params"] = SpectrogramParams(**data["params"])
         except TypeError as error:
             raise ParameterError(f"params: {error}") from None
+    if "lora" in data:
+        values["adapters"] = (_short_lora(data, base_dir),)
+    elif "lora_scale" in data:
+        raise ParameterError("'lora_scale' needs a 'lora' (the weights file)")
     values.update(_short_kind_values(data, kind, start))
     _check_short_values(values)
     return Recipe(**values)
@@ -220,7 +249,9 @@ def _check_short_values(values: Mapping[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------- job forms
-def make_job(spec: Any, *, model: str | None = None) -> BatchJob:
+def make_job(
+    spec: Any, *, model: str | None = None, base_dir: str | os.PathLike[str] | None = None
+) -> BatchJob:
     """Turn one job description into a :class:`BatchJob`.
 
     Accepted forms:
@@ -233,7 +264,8 @@ def make_job(spec: Any, *, model: str | None = None) -> BatchJob:
       ``text_to_audio`` (default), ``loop`` or ``riffuse`` (with ``end`` and ``alpha``); the
       other keys are those of :meth:`Riffuser.text_to_audio` (``negative_prompt``,
       ``denoising``, ``guidance``, ``num_inference_steps``, ``seed_image``, ``mask_image``) plus
-      ``scheduler``, ``params`` (spectrogram parameters) and ``model``.
+      ``scheduler``, ``params`` (spectrogram parameters), ``model``, and ``lora`` (a LoRA
+      weights file, recorded with its fingerprint) with ``lora_scale`` (default 1).
 
     Without an ``id``, the id is ``job-`` and the first 16 hex digits of the recipe's
     :func:`recipe_digest`.
@@ -241,6 +273,9 @@ def make_job(spec: Any, *, model: str | None = None) -> BatchJob:
     Args:
         spec: the job description.
         model: model recorded in short-form recipes (default: Riffusion's checkpoint).
+        base_dir: folder a short form's relative ``lora`` path is relative to (default: the
+            working folder). The file is read here for its fingerprint; the workers load it
+            only from their ``adapter_dirs``.
 
     Raises:
         ParameterError: the description is malformed, names an unsafe id, or needs inputs a
@@ -257,7 +292,7 @@ def make_job(spec: Any, *, model: str | None = None) -> BatchJob:
         if job_id is not None:
             check_job_id(job_id)
         try:
-            recipe = _object_recipe(data, model)
+            recipe = _object_recipe(data, model, base_dir)
         except ParameterError as error:
             label = f"job {job_id!r}" if job_id is not None else "job"
             raise ParameterError(f"{label}: {error}") from None
@@ -270,7 +305,9 @@ def make_job(spec: Any, *, model: str | None = None) -> BatchJob:
     return BatchJob(id=job_id, recipe=recipe)
 
 
-def _object_recipe(data: dict[str, Any], model: str | None) -> Recipe:
+def _object_recipe(
+    data: dict[str, Any], model: str | None, base_dir: str | os.PathLike[str] | None = None
+) -> Recipe:
     """The recipe of a job object (its ``id`` already removed): wrapped, whole or short form."""
     if "recipe" in data:
         extra = sorted(set(data) - {"recipe"})
@@ -280,7 +317,7 @@ def _object_recipe(data: dict[str, Any], model: str | None) -> Recipe:
     if "start" in data:
         return Recipe.parse(data)
     if "prompt" in data:
-        return _short_form_recipe(data, model)
+        return _short_form_recipe(data, model, base_dir)
     raise ParameterError("a job object needs 'prompt' (short form), 'start' (a recipe) or 'recipe'")
 
 
@@ -291,7 +328,8 @@ def load_jobs(
     """Read jobs from JSON Lines: one job (see :func:`make_job`) per line.
 
     Blank lines and lines starting with ``#`` are skipped; a line may also be a bare
-    ``riffusion:1:`` recipe URL.
+    ``riffusion:1:`` recipe URL. A short form's relative ``lora`` path is relative to the jobs
+    file's folder (the working folder for standard input and lines).
 
     Args:
         source: a file path, ``"-"`` for standard input, or an iterable of lines.
@@ -301,9 +339,12 @@ def load_jobs(
         ParameterError: naming the line of the first malformed job or duplicate id.
     """
     lines: Iterable[str]
+    base_dir = None
     if isinstance(source, str | os.PathLike):
         name = os.fspath(source)
         lines = _read_lines(name)
+        if name != "-":
+            base_dir = os.path.dirname(os.path.abspath(name))
     else:
         name, lines = "<lines>", source
     jobs = []
@@ -312,7 +353,7 @@ def load_jobs(
         if not text or text.startswith("#"):
             continue
         try:
-            jobs.append(_job_from_line(text, model))
+            jobs.append(_job_from_line(text, model, base_dir))
         except ParameterError as error:
             raise ParameterError(f"{name}, line {number}: {error}") from None
     return check_unique(jobs)
@@ -338,7 +379,7 @@ def _read_lines(name: str) -> list[str]:
         raise ParameterError(f"jobs file {name!r} is not UTF-8 text: {error}") from None
 
 
-def _job_from_line(text: str, model: str | None) -> BatchJob:
+def _job_from_line(text: str, model: str | None, base_dir: str | None = None) -> BatchJob:
     """One non-blank line of a jobs file: a bare share string, or a job as a JSON value."""
     if text.startswith("riffusion:"):
         return make_job(text, model=model)
@@ -348,7 +389,7 @@ def _job_from_line(text: str, model: str | None) -> BatchJob:
         # ValueError: malformed JSON (JSONDecodeError), or an integer of more digits than
         # Python converts; RecursionError: nesting deeper than the parser goes.
         raise ParameterError(f"not valid JSON: {error}") from None
-    return make_job(data, model=model)
+    return make_job(data, model=model, base_dir=base_dir)
 
 
 def check_unique(jobs: list[BatchJob]) -> list[BatchJob]:

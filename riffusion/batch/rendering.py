@@ -69,6 +69,7 @@ def render(
     on_result: Callable[[ManifestEntry], None] | None = None,
     before_attempt: Callable[[str, int], None] | None = None,
     flush_interval_s: float = 5.0,
+    wait_for_resources: bool = False,
 ) -> BatchResult:
     """Render many jobs to ``output_dir``: audio, spectrogram and recipe per job, plus a manifest.
 
@@ -87,8 +88,9 @@ def render(
         cpus_per_worker: CPU cores per worker; also its torch thread count, for both engines,
             so that the bytes agree.
         address: Ray cluster address (``"auto"``, ``"ray://head:10001"``, ...); ``None``
-            uses ``RAY_ADDRESS`` or starts a local Ray. Ignored when Ray is already
-            initialised in this process.
+            uses ``RAY_ADDRESS``, else joins a cluster started on this machine with
+            ``ray start``, else starts a local Ray. Ignored when Ray is already initialised in
+            this process.
         max_retries: extra attempts of a failed job (an exception, or its worker dying).
         storage_options: fsspec options of ``output_dir``.
         local_files_only: never download the model.
@@ -98,12 +100,16 @@ def render(
         before_attempt: see :class:`RenderWorker` (fault-injection tests).
         flush_interval_s: rewrite the manifest at most this often while running (it is
             always written at the end, also after an error or interruption).
+        wait_for_resources: with ``engine="ray"``, do not refuse workers that no node of the
+            cluster can hold now (``gpus_per_worker`` GPUs and ``cpus_per_worker`` CPUs on one
+            node); for autoscaling clusters that add such nodes on demand.
 
     Returns:
         A :class:`BatchResult`; failed jobs are in ``failed`` and in the manifest, not raised.
 
     Raises:
-        ParameterError: a bad argument or job (before any model loads).
+        ParameterError: a bad argument or job (before any model loads), or (``engine="ray"``)
+            no node of the cluster has the GPUs and CPUs one worker asks for.
         ModelLoadError: a worker could not load the model.
     """
     started = time.perf_counter()
@@ -122,7 +128,9 @@ def render(
     options = _worker_options(
         device, dtype, cpus_per_worker, local_files_only, adapter_dirs, before_attempt
     )
-    run_engine = _engine(engine, workers, gpus_per_worker, cpus_per_worker, address)
+    run_engine = _engine(
+        engine, workers, gpus_per_worker, cpus_per_worker, address, wait_for_resources
+    )
     startup_s = 0.0
     try:
         if todo:
@@ -169,7 +177,12 @@ def _worker_options(
 
 
 def _engine(
-    engine: str, workers: int, gpus_per_worker: float, cpus_per_worker: int, address: str | None
+    engine: str,
+    workers: int,
+    gpus_per_worker: float,
+    cpus_per_worker: int,
+    address: str | None,
+    wait_for_resources: bool = False,
 ) -> Callable[..., float]:
     """The engine's run function, with Ray's placement of the workers bound for ``"ray"``."""
     if engine == "local":
@@ -180,6 +193,7 @@ def _engine(
         gpus_per_worker=float(gpus_per_worker),
         cpus_per_worker=cpus_per_worker,
         address=address,
+        wait_for_resources=bool(wait_for_resources),
     )
 
 

@@ -21,6 +21,7 @@ _EXAMPLE = """\
 Jobs file (one JSON object per line; a full recipe, {"recipe": ...}, or the short form):
   {"id": "funk-1", "prompt": "funky bass groove", "seed": 1, "duration_s": 10}
   {"prompt": "techno beat", "seed": 7, "kind": "loop"}
+  {"prompt": "lofi", "seed": 2, "lora": "loras/lofi.safetensors", "lora_scale": 0.8}
 
 Examples:
   riffusion batch jobs.jsonl -o out/
@@ -73,8 +74,8 @@ def add_parser(
         "--address",
         default=None,
         metavar="ADDR",
-        help="Ray cluster to join ('auto', 'ray://head:10001'; default: $RAY_ADDRESS or a "
-        "new local Ray)",
+        help="Ray cluster to join ('auto', 'ray://head:10001'; default: $RAY_ADDRESS, else a "
+        "cluster started here with 'ray start', else a new local Ray)",
     )
     engine.add_argument(
         "--workers", type=int_at_least(1), default=1, metavar="N", help="Ray actors (default: 1)"
@@ -92,6 +93,12 @@ def add_parser(
         default=1,
         metavar="C",
         help="CPU cores (and torch threads) per worker, both engines (default: 1)",
+    )
+    engine.add_argument(
+        "--wait-for-resources",
+        action="store_true",
+        help="let Ray workers wait for nodes an autoscaler adds, instead of failing at once when "
+        "no node has --gpus-per-worker GPUs and --cpus-per-worker CPUs",
     )
     engine.add_argument(
         "--max-retries",
@@ -147,8 +154,13 @@ def run(args: argparse.Namespace) -> int:
     from riffusion.errors import ParameterError
 
     quiet = getattr(args, "quiet", False)
-    if args.engine == "local" and (args.workers != 1 or args.gpus_per_worker or args.address):
-        raise ParameterError("--workers, --gpus-per-worker and --address need --engine ray")
+    if args.engine == "local" and (
+        args.workers != 1 or args.gpus_per_worker or args.address or args.wait_for_resources
+    ):
+        raise ParameterError(
+            "--workers, --gpus-per-worker, --address and --wait-for-resources need --engine ray "
+            "(got --engine local)"
+        )
     jobs = load_jobs(args.jobs, model=args.model)
 
     def status(message: str) -> None:
@@ -172,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
             gpus_per_worker=args.gpus_per_worker,
             cpus_per_worker=args.cpus_per_worker,
             address=args.address,
+            wait_for_resources=args.wait_for_resources,
             max_retries=args.max_retries,
             storage_options=dict(args.storage_option) or None,
             local_files_only=args.local_files_only,

@@ -7,14 +7,16 @@ import math
 import sys
 from typing import Any
 
-from riffusion.commands._types import float_in, positive_int
+from riffusion.commands._types import float_in, int_at_least, positive_int
 
 __all__ = ["add_parser", "run"]
 
 EXAMPLE = """Example:
   riffusion prepare-dataset my_music/ -o my_dataset/
   riffusion prepare-dataset my_music/ -o my_dataset/ --hop-px 256 --captions captions.csv
-  riffusion prepare-dataset my_music/ -o my_dataset/ --shard 0/4   # one of four machines"""
+  riffusion prepare-dataset my_music/ -o my_dataset/ --shard 0/4   # one of four machines
+  riffusion prepare-dataset my_music/ -o my_dataset/ --caption-template "{genre}, {title}"
+  riffusion prepare-dataset my_music/ -o my_dataset/ --engine ray --address auto"""
 
 
 _finite_float = float_in(-math.inf, math.inf, "finite")
@@ -71,9 +73,37 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
         "(default: 'music')",
     )
     parser.add_argument(
+        "--caption-template",
+        default=None,
+        metavar="TEMPLATE",
+        help="caption from the files' tags, e.g. '{genre}, {title}' ({title}, {artist}, "
+        "{album}, {genre}, {stem}, {folder}); used after sidecars and --captions, for files "
+        "that have every tag it names",
+    )
+    parser.add_argument(
         "--no-folder-names", action="store_true", help="do not caption files by their folders"
     )
     parser.add_argument("--stereo", action="store_true", help="encode left and right channels")
+    parser.add_argument(
+        "--no-tail",
+        action="store_true",
+        help="drop each file's last partial window (default: keep it, aligned to the file's end)",
+    )
+    parser.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="keep windows whose image repeats an earlier one of the same file",
+    )
+    parser.add_argument(
+        "--random-crop",
+        type=int_at_least(0),
+        default=0,
+        metavar="N",
+        help="N extra windows per file at seeded random offsets (default: 0)",
+    )
+    parser.add_argument(
+        "--seed", type=int_at_least(0), default=0, help="seed of --random-crop (default: 0)"
+    )
     parser.add_argument(
         "--min-loudness-db",
         type=_finite_float,
@@ -89,6 +119,13 @@ def add_parser(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--engine", choices=("local", "ray"), default="local", help="local processes or Ray"
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster to join with --engine ray ('auto', 'HOST:6379', 'ray://HOST:10001'; "
+        "default: $RAY_ADDRESS or a running 'ray start' cluster, else a new local Ray)",
     )
     parser.set_defaults(handler=lambda args, console=None: run(args))
     return parser
@@ -114,13 +151,20 @@ def run(args: argparse.Namespace) -> int:
         shard=args.shard,
         workers=args.workers,
         engine=args.engine,
+        address=args.address,
+        caption_template=args.caption_template,
+        keep_tail=not args.no_tail,
+        skip_duplicates=not args.keep_duplicates,
+        random_crop=args.random_crop,
+        seed=args.seed,
         progress=not quiet,
     )
     if not quiet:
         print(
             f"{result.num_records} windows in {result.out_dir}/metadata.jsonl "
             f"({result.windows_written} written, {result.windows_reused} reused, "
-            f"{result.windows_silent} silent skipped; {result.files_done} files done, "
+            f"{result.windows_silent} silent and {result.windows_duplicate} duplicate skipped; "
+            f"{result.files_done} files done, "
             f"{result.files_skipped} already done, {len(result.failures)} failed)"
         )
     for source, reason in result.failures:
