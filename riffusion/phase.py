@@ -362,11 +362,11 @@ def _single_intra_op_thread() -> Iterator[None]:
     """Run the block with one intra-op thread in the calling thread, then restore its count.
 
     The fast inverse is hundreds of small operations (Griffin-Lim iterations on ~500 × 1000
-    bins, each a dozen operations; until issue 25 also a loop over frames for the phase). Split over several OpenMP threads, every one of them ends
-    in a barrier; when other processes keep the cores busy, each barrier waits for a descheduled
-    thread's next time slice, and the decode slowed down 15–60x under two CPU-bound processes
-    (one thread: no barrier, and 1.0–1.3x at the time; docs/performance.md has today's
-    loaded/idle ratios).
+    bins, each a dozen operations; until issue 25 also a loop over frames for the phase). Split
+    over several OpenMP threads, every one of them ends in a barrier; when other processes keep
+    the cores busy, each barrier waits for a descheduled thread's next time slice, and the
+    decode slowed down 15–60x under two CPU-bound processes (one thread: no barrier, and
+    1.0–1.3x at the time; docs/performance.md has today's loaded/idle ratios).
 
     Scope: with PyTorch's OpenMP backend the intra-op thread count (``omp_set_num_threads``,
     ``mkl_set_num_threads_local``) belongs to the calling thread, so other Python threads that

@@ -515,11 +515,12 @@ class SpectrogramConverter:
           every bin below ``max_frequency_hz`` — four fifths on that grid, the last fifth on the
           grid padded 2x, whose finer bins shape the narrow low mel bands (after two of them,
           towards the mel magnitudes themselves rather than the filterbank's minimum-norm
-          inverse); the final synthesis is at ``params.sample_rate``. ``seed`` picks the integration constants of
-          the phase (the starting phase of each bin's track; in a one-shot clip the sign of each
-          quieter lobe of the first frame), so the output is a deterministic function of ``mel``
-          and ``seed``. On CPU it runs with one intra-op thread in the calling thread (other threads
-          keep theirs), which keeps it fast when other processes load the cores.
+          inverse); the final synthesis is at ``params.sample_rate``. ``seed`` picks the
+          integration constants of the phase (the starting phase of each bin's track; in a
+          one-shot clip the sign of each quieter lobe of the first frame), so the output is a
+          deterministic function of ``mel`` and ``seed``. On CPU it runs with one intra-op
+          thread in the calling thread (other threads keep theirs), which keeps it fast when
+          other processes load the cores.
         - ``"reference"``: Riffusion's algorithm — torchaudio ``InverseMelScale`` (least squares
           per call), then ``GriffinLim`` with ``num_iterations`` (default 32) iterations, momentum
           0.99 and a random initial phase drawn from ``seed``.

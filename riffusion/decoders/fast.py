@@ -20,8 +20,8 @@ __all__ = ["FastDecoder"]
 
 class FastDecoder:
     """Mel → waveform: linear magnitudes from the filterbank's minimum-norm inverse, phase from
-    its integrated gradient (PGHI), then fast Griffin-Lim (40 iterations by default, the last 8 on a 2x finer grid and
-    towards the mel magnitudes).
+    its integrated gradient (PGHI), then fast Griffin-Lim (40 iterations by default, the last 8
+    on a 2x finer grid and towards the mel magnitudes).
 
     Has a circular mode, so it decodes loops (``periodic=True``).
     """
