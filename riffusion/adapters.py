@@ -46,11 +46,21 @@ def _check_file(adapter: Adapter, adapter_dirs: Sequence[Any]) -> None:
         )
 
 
+def _loaded_loras(model: Any) -> list[Adapter]:
+    """The LoRAs on ``model``, in loading order (its ``loras``: name, path, fingerprint,
+    scale)."""
+    return [
+        Adapter(kind="lora", path=path, fingerprint=fingerprint, scale=scale, name=name)
+        for name, path, fingerprint, scale in getattr(model, "loras", ())
+    ]
+
+
 def loaded_adapters(model: Any) -> tuple[Adapter, ...]:
-    """The textual inversions, then the LoRA, loaded on ``model`` now, as recipes record them.
+    """The textual inversions, then the LoRAs in loading order, loaded on ``model`` now, as
+    recipes record them.
 
     Args:
-        model: an image model (its ``lora`` and ``textual_inversions``).
+        model: an image model (its ``loras`` and its ``textual_inversions``).
     """
     adapters = [
         Adapter(
@@ -61,26 +71,27 @@ def loaded_adapters(model: Any) -> tuple[Adapter, ...]:
         )
         for path, token in getattr(model, "textual_inversions", ())
     ]
-    lora = getattr(model, "lora", None)
-    if lora is not None:
-        path, scale = lora
-        adapters.append(
-            Adapter(kind="lora", path=path, fingerprint=_fingerprint("lora", path), scale=scale)
-        )
-    return tuple(adapters)
+    return (*adapters, *_loaded_loras(model))
 
 
 def _describe(adapters: tuple[Adapter, ...]) -> str:
     return ", ".join(f"{a.kind} {a.path} ({a.fingerprint})" for a in adapters) or "none"
 
 
+def _set_scales(model: Any, loras: Sequence[Adapter], scales: Sequence[float | None]) -> None:
+    """Give the loaded ``loras`` (as :func:`loaded_adapters` lists them) the ``scales``."""
+    for lora, scale in zip(loras, scales, strict=True):
+        if scale is not None and lora.scale != scale:
+            model.set_lora_scale(scale, name=lora.name)
+
+
 @contextlib.contextmanager
 def adapters_of(model: Any, recipe: Recipe) -> Iterator[None]:
-    """Check that the recipe's adapters are the loaded ones; run the block at its LoRA scale.
+    """Check that the recipe's adapters are the loaded ones; run the block at its LoRA scales.
 
-    The weights must be the same (by fingerprint; paths may differ between machines) and
-    loaded in the same order; only the LoRA scale may differ, and it is set for the block and
-    put back after.
+    The weights must be the same (by fingerprint; paths and LoRA names may differ between
+    machines) and loaded in the same order; only the LoRA scales may differ, and they are set
+    for the block and put back after.
 
     Args:
         model: the image model the recipe is rendered with.
@@ -95,18 +106,20 @@ def adapters_of(model: Any, recipe: Recipe) -> Iterator[None]:
         raise ParameterError(
             f"the recipe was made with adapters [{_describe(recipe.adapters)}] but this "
             f"Riffuser has [{_describe(loaded)}]: load the same weights "
-            "(load_lora / load_textual_inversion) or use Riffuser.from_recipe(recipe)"
+            "(load_lora / load_textual_inversion) in the same order, or use "
+            "Riffuser.from_recipe(recipe)"
         )
-    wanted = next((a.scale for a in recipe.adapters if a.kind == "lora"), None)
-    own = model.lora[1] if getattr(model, "lora", None) is not None else None
-    if wanted is None or own is None or wanted == own:  # own is set when wanted is
+    own = [a for a in loaded if a.kind == "lora"]
+    wanted = [a.scale for a in recipe.adapters if a.kind == "lora"]
+    if [a.scale for a in own] == wanted:
         yield
         return
-    model.set_lora_scale(wanted)
+    _set_scales(model, own, wanted)
     try:
         yield
     finally:
-        model.set_lora_scale(own)
+        now = [a for a in loaded_adapters(model) if a.kind == "lora"]
+        _set_scales(model, now, [a.scale for a in own])
 
 
 def _checked_arguments(adapters: Any, adapter_dirs: Any) -> tuple[tuple[Adapter, ...], list[Any]]:
@@ -125,12 +138,14 @@ def _checked_arguments(adapters: Any, adapter_dirs: Any) -> tuple[tuple[Adapter,
 
 
 def use_adapters(model: Any, adapters: Any, adapter_dirs: Any = ()) -> None:
-    """Make the LoRA and textual inversions loaded on ``model`` the given ones.
+    """Make the LoRAs and textual inversions loaded on ``model`` the given ones.
 
     What is missing is loaded from the recorded files (allowed folders only, fingerprints
-    checked); the LoRA is swapped, rescaled or unloaded as needed. Textual inversions can only
-    be added (a token cannot be taken back out of the tokenizer), so the loaded ones must come
-    first in ``adapters``, in the same order.
+    checked). LoRAs stack in order: loaded ones that start the wanted list are kept and
+    rescaled, the rest are loaded after them under their recorded names; otherwise every LoRA
+    is unloaded and the wanted ones loaded in order. Textual inversions can only be added (a
+    token cannot be taken back out of the tokenizer), so the loaded ones must come first in
+    ``adapters``, in the same order.
 
     Args:
         model: an image model with adapter support (:class:`~riffusion.RiffusionPipeline`).
@@ -140,7 +155,8 @@ def use_adapters(model: Any, adapters: Any, adapter_dirs: Any = ()) -> None:
     Raises:
         ModelLoadError: a file outside ``adapter_dirs``, missing, unreadable, not a regular
             file, too large, or not the recorded one.
-        ParameterError: a loaded textual inversion is not among ``adapters``.
+        ParameterError: a loaded textual inversion is not among ``adapters``, or several
+            LoRAs for a model that loads one at a time.
     """
     adapters, adapter_dirs = _checked_arguments(adapters, adapter_dirs)
     present = loaded_adapters(model)
@@ -157,15 +173,18 @@ def use_adapters(model: Any, adapters: Any, adapter_dirs: Any = ()) -> None:
     for adapter in wanted[len(loaded) :]:
         _check_file(adapter, adapter_dirs)
         model.load_textual_inversion(adapter.path, token=adapter.token)
-    lora = next((a for a in adapters if a.kind == "lora"), None)
-    current = next((a for a in present if a.kind == "lora"), None)
-    if lora is None:
-        if current is not None:
-            model.unload_lora()
-        return
-    assert lora.scale is not None  # Adapter checks it
-    if current is None or current.fingerprint != lora.fingerprint:
+    wanted_loras = [a for a in adapters if a.kind == "lora"]
+    loaded_loras = [a for a in present if a.kind == "lora"]
+    keep = len(loaded_loras)
+    if [a.fingerprint for a in loaded_loras] != [a.fingerprint for a in wanted_loras[:keep]]:
+        keep = 0  # not a prefix of the wanted ones: load them all again, in order
+    for lora in wanted_loras[keep:]:
         _check_file(lora, adapter_dirs)
-        model.load_lora(lora.path, lora.scale)
-    elif current.scale != lora.scale:
-        model.set_lora_scale(lora.scale)
+    if keep == 0 and loaded_loras:
+        model.unload_lora()
+    _set_scales(model, loaded_loras[:keep], [a.scale for a in wanted_loras[:keep]])
+    taken = {a.name for a in loaded_loras[:keep]}
+    for lora in wanted_loras[keep:]:
+        # Names are labels: one that is taken already is left to load_lora to derive.
+        model.load_lora(lora.path, lora.scale, name=lora.name if lora.name not in taken else None)
+        taken.add(model.loras[-1].name)

@@ -11,7 +11,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -31,6 +31,9 @@ from riffusion.models.loading import (
 from riffusion.params import SpectrogramParams
 from riffusion.progress import ProgressCallback, reporting
 from riffusion.recipe import Adapter, Recipe, _check_steps
+
+if TYPE_CHECKING:
+    from riffusion.models.sd1.lora import LoadedLora
 
 __all__ = ["ModelHolder"]
 
@@ -244,24 +247,70 @@ class ModelHolder:
             self.pipeline.set_scheduler(name)
         return self
 
-    def load_lora(self: Holder, path: str | os.PathLike[str], scale: float = 1.0) -> Holder:
+    def load_lora(
+        self: Holder,
+        path: str | os.PathLike[str],
+        scale: float = 1.0,
+        name: str | None = None,
+    ) -> Holder:
         """Load LoRA weights (``pytorch_lora_weights.safetensors`` or its folder, e.g. from
-        :func:`riffusion.training.train_lora`) at ``scale`` (0 = the base model bit for bit);
-        recipes record the file, its fingerprint and the scale. Returns ``self``.
+        :func:`riffusion.training.train_lora`) at ``scale``, on top of the LoRAs loaded before:
+        they stack (``W x + scale_1 Δ_1 x + scale_2 Δ_2 x``; every scale 0 = the base model bit
+        for bit). Recipes record each one's name, file, fingerprint and scale, in loading
+        order. Returns ``self``.
 
         Args:
             path: the weights file or its folder.
-            scale: strength (0 = off, 1 = as trained).
+            scale: strength, a finite number (0 = off, 1 = as trained).
+            name: its name in :attr:`loras`, :meth:`set_lora_scale` and :meth:`unload_lora`;
+                ``None``: the folder's name for a ``pytorch_lora_weights.safetensors``, else
+                the file's stem (``-2``, ``-3``, ... appended if taken).
+
+        Raises:
+            ModelLoadError: missing, unreadable or non-matching weights.
+            ParameterError: a non-finite ``scale``, or a ``name`` that is invalid or loaded
+                already.
         """
         with self.lock:
-            self.pipeline.load_lora(path, scale)
+            self.pipeline.load_lora(path, scale, name=name)
         return self
 
-    def unload_lora(self: Holder) -> Holder:
-        """Remove the loaded LoRA; generation uses the base model again. Returns ``self``."""
+    def set_lora_scale(self: Holder, scale: float, name: str | None = None) -> Holder:
+        """Change the strength of the LoRA ``name``, or of every loaded LoRA (``None``).
+        Returns ``self``.
+
+        Args:
+            scale: strength, a finite number (0 = off, 1 = as trained).
+            name: a name of :attr:`loras`; ``None``: all of them.
+
+        Raises:
+            RiffusionError: no LoRA is loaded.
+            ParameterError: a non-finite ``scale`` or an unknown ``name``.
+        """
         with self.lock:
-            self.pipeline.unload_lora()
+            self.pipeline.set_lora_scale(scale, name=name)
         return self
+
+    def unload_lora(self: Holder, name: str | None = None) -> Holder:
+        """Remove the LoRA ``name`` (the others keep their scales), or every LoRA (``None``:
+        generation uses the base model again). Returns ``self``.
+
+        Args:
+            name: a name of :attr:`loras`; ``None``: all of them.
+
+        Raises:
+            ParameterError: an unknown ``name``.
+        """
+        with self.lock:
+            self.pipeline.unload_lora(name=name)
+        return self
+
+    @property
+    def loras(self) -> tuple[LoadedLora, ...]:
+        """The loaded LoRAs in loading order, ``(name, path, fingerprint, scale)`` each
+        (:class:`~riffusion.models.sd1.lora.LoadedLora`); empty for a model without LoRA
+        support."""
+        return tuple(getattr(self.pipeline, "loras", ()))
 
     def load_textual_inversion(
         self: Holder, path: str | os.PathLike[str], token: str | None = None

@@ -161,6 +161,7 @@ def _check_fingerprint(name: str, value: Any) -> None:
 
 # ---------------------------------------------------------------------------------- Adapter
 _ADAPTER_KINDS = ("lora", "textual_inversion")
+_MAX_LORA_NAME_LENGTH = 100  # as riffusion.models.sd1.lora.MAX_LORA_NAME_LENGTH
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,9 @@ class Adapter:
             checks that the weights in use are these (the path may differ on another machine).
         scale: LoRA strength (a finite number); ``None`` for a textual inversion.
         token: the prompt token a textual inversion is bound to; ``None`` for a LoRA.
+        name: the LoRA's name in ``Riffuser.loras`` (a label: not compared, as it does not
+            change the clip); ``None`` for a textual inversion, and for a LoRA of a recipe
+            written before LoRAs stacked (it gets the name derived from its file when loaded).
     """
 
     kind: str
@@ -181,6 +185,7 @@ class Adapter:
     fingerprint: str
     scale: float | None = None
     token: str | None = None
+    name: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in _ADAPTER_KINDS:
@@ -193,6 +198,16 @@ class Adapter:
                 raise ParameterError(f"LoRA scale={self.scale!r} must be a finite number")
             if self.token is not None:
                 raise ParameterError(f"a LoRA has no token (got {self.token!r})")
+            if self.name is not None and (
+                not isinstance(self.name, str)
+                or not self.name.strip()
+                or len(self.name) > _MAX_LORA_NAME_LENGTH
+                or not self.name.isprintable()
+            ):
+                raise ParameterError(
+                    f"LoRA name={self.name!r} must be a non-empty string of at most "
+                    f"{_MAX_LORA_NAME_LENGTH} printable characters"
+                )
         else:
             if not isinstance(self.token, str) or not self.token.strip():
                 raise ParameterError(
@@ -200,9 +215,11 @@ class Adapter:
                 )
             if self.scale is not None:
                 raise ParameterError(f"a textual inversion has no scale (got {self.scale!r})")
+            if self.name is not None:
+                raise ParameterError(f"a textual inversion has no name (got {self.name!r})")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``scale`` or ``token``, whichever the kind has)."""
+        """A JSON-ready dict (``scale`` and ``name`` or ``token``, whichever the kind has)."""
         data: dict[str, Any] = {
             "kind": self.kind,
             "path": self.path,
@@ -210,6 +227,8 @@ class Adapter:
         }
         if self.kind == "lora":
             data["scale"] = self.scale
+            if self.name is not None:  # recipes of an unnamed LoRA read as before
+                data["name"] = self.name
         else:
             data["token"] = self.token
         return data
@@ -224,7 +243,7 @@ class Adapter:
         """
         if not isinstance(data, dict):
             raise ParameterError(f"adapter {data!r} must be a JSON object")
-        unknown = sorted(set(data) - {"kind", "path", "fingerprint", "scale", "token"})
+        unknown = sorted(set(data) - {"kind", "path", "fingerprint", "scale", "token", "name"})
         if unknown:
             raise ParameterError(f"adapter has unknown keys {unknown}")
         missing = sorted({"kind", "path", "fingerprint"} - set(data))
@@ -262,8 +281,8 @@ class Recipe:
         decode_seed: seed of the phase recovery.
         params: the spectrogram parameters.
         version: riffusion version that made the clip.
-        adapters: the LoRA and textual inversions loaded when it was made, in loading order
-            (empty: the model alone).
+        adapters: the textual inversions, then the LoRAs (stacked, in loading order: the
+            order of their sum), loaded when it was made (empty: the model alone).
     """
 
     kind: str
@@ -336,8 +355,10 @@ class Recipe:
             isinstance(adapter, Adapter) for adapter in self.adapters
         ):
             raise ParameterError(f"adapters={self.adapters!r} must be a tuple of Adapter")
-        if sum(adapter.kind == "lora" for adapter in self.adapters) > 1:
-            raise ParameterError("a recipe records at most one LoRA (one is loaded at a time)")
+        names = [a.name for a in self.adapters if a.kind == "lora" and a.name is not None]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ParameterError(f"LoRA names must be unique in a recipe: {twice} appear twice")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (prompt inputs use riffusion's field names)."""

@@ -35,7 +35,7 @@ class EchoModel:
     def __init__(self) -> None:
         self.device = torch.device("cpu")
         self.scheduler = "echo"
-        self.lora = None
+        self.loras = ()
         self.textual_inversions = ()
         self.interrupt = False
         self.calls: list[dict] = []

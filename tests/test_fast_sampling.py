@@ -167,7 +167,7 @@ def test_lora_files_in_their_hub_layouts_load_every_layer_exactly(
         # peft's scale: the LoRA scale times the file's alpha / rank (Kohya's alphas kept).
         assert layers[module].scaling[ADAPTER_NAME] == pytest.approx(0.8 * lora.scaling)
     assert not getattr(pipe.text_encoder, "peft_config", None)  # UNet-only files
-    assert pipe.lora == (str(lora.path), 0.8)
+    assert [(entry.path, entry.scale) for entry in pipe.loras] == [(str(lora.path), 0.8)]
 
 
 def _merged_by_hand(tiny_model, lora: LoraFile, scale: float):

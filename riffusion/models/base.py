@@ -45,7 +45,7 @@ class ImageModel(Protocol):
 
     Attributes:
         device: the ``torch.device`` generation runs on (decoding follows it on CUDA).
-        lora: ``(weights path, scale)`` of the loaded LoRA, or ``None``.
+        loras: the loaded LoRAs in loading order, each ``(name, path, fingerprint, scale)``.
         textual_inversions: ``(path, token)`` of each loaded textual inversion, in order.
         interrupt: set to ``True`` by a step callback to stop the run before its next step.
         scheduler: the sampling scheduler in use (a recipe's is installed while it renders).
@@ -53,7 +53,7 @@ class ImageModel(Protocol):
 
     device: Any
     scheduler: Any
-    lora: tuple[str, float] | None
+    loras: tuple[Any, ...]
     textual_inversions: Any
     interrupt: bool
 

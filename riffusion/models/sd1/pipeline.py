@@ -87,7 +87,6 @@ class RiffusionPipeline(GenerationMixin, LoraMixin, TextualInversionMixin, Compi
         self._offload_hooks: list[Any] = []
         self._progress_bar_config: dict[str, Any] = {}
         self._interrupt = False
-        self._lora: tuple[str, float] | None = None
         self._compiled = None  # CompileSettings once compile() ran
 
     @property
