@@ -22,6 +22,13 @@ PARAMS = SpectrogramParams(num_frequencies=64)
 WINDOW_PX = 64
 
 
+
+def _lora_of(model) -> tuple[str, float] | None:
+    """``(weights file, scale)`` of the one LoRA loaded on ``model``, or ``None``."""
+    loras = model.loras
+    assert len(loras) <= 1, loras
+    return (loras[0].path, loras[0].scale) if loras else None
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
@@ -141,7 +148,7 @@ def test_weights_load_into_diffusers_and_riffusion(overfit, tiny_model):
     ours = RiffusionPipeline.from_pretrained(tiny_model, device="cpu")
     torch.testing.assert_close(_unet_output(ours.unet), base, rtol=0, atol=0)
     ours.load_lora(overfit.weights, scale=1.0)
-    assert ours.lora == (str(overfit.weights), 1.0)
+    assert _lora_of(ours) == (str(overfit.weights), 1.0)
     # diffusers' own pipeline and ours hold the same adapters: identical predictions.
     torch.testing.assert_close(_unet_output(ours.unet), with_lora, rtol=0, atol=0)
     assert (with_lora - base).abs().max() > 1e-3
@@ -149,7 +156,7 @@ def test_weights_load_into_diffusers_and_riffusion(overfit, tiny_model):
     half = _unet_output(ours.unet)
     assert 0 < (half - base).abs().max() < (with_lora - base).abs().max()
     ours.unload_lora()
-    assert ours.lora is None
+    assert _lora_of(ours) is None
     torch.testing.assert_close(_unet_output(ours.unet), base, rtol=0, atol=0)
 
 
@@ -172,7 +179,7 @@ def test_riffuser_scale_zero_is_the_base_model_bit_for_bit(overfit, tiny_model):
     full = clip()
     difference = np.abs(np.asarray(full.image, np.int16) - np.asarray(base.image, np.int16))
     assert difference.max() > 0
-    assert riffuser.unload_lora() is riffuser and riffuser.pipeline.lora is None
+    assert riffuser.unload_lora() is riffuser and _lora_of(riffuser.pipeline) is None
 
 
 def test_load_lora_errors(tiny_model, tmp_path, overfit):
@@ -192,7 +199,7 @@ def test_load_lora_errors(tiny_model, tmp_path, overfit):
         pipe.load_lora(overfit.weights, scale=float("nan"))
     with pytest.raises(RiffusionError, match="no LoRA is loaded"):
         pipe.set_lora_scale(1.0)
-    assert pipe.lora is None
+    assert _lora_of(pipe) is None
 
 
 def test_resume_continues_the_same_run(dataset, tiny_model, tmp_path):
@@ -207,7 +214,7 @@ def test_resume_continues_the_same_run(dataset, tiny_model, tmp_path):
     once = _train(dataset, tiny_model, tmp_path / "once", steps=5, **settings)
     split = tmp_path / "split"
     first = _train(dataset, tiny_model, split, steps=3, **settings)
-    with pytest.raises(ParameterError, match="already holds a training state"):
+    with pytest.raises(ParameterError, match="already holds checkpoints"):
         _train(dataset, tiny_model, split, steps=5, **settings)
     with pytest.raises(ParameterError, match="seed: saved 7, now 8"):
         _train(dataset, tiny_model, split, steps=5, resume=True, **{**settings, "seed": 8})
@@ -238,10 +245,9 @@ def test_resume_continues_the_same_run(dataset, tiny_model, tmp_path):
 
 
 def test_a_damaged_training_state_is_a_clear_error(dataset, tiny_model, tmp_path):
-    from riffusion.training import STATE_DIR
-
     first = _train(dataset, tiny_model, tmp_path / "run", steps=1, seed=3)
-    state = first.output_dir / STATE_DIR
+    state = first.checkpoint
+    assert state == first.output_dir / f"{training.CHECKPOINT_PREFIX}1"
     # The optimizer moments cut short: a torch.load error, reported with the file it read.
     optimizer = state / "optimizer.pt"
     optimizer.write_bytes(optimizer.read_bytes()[:100])
@@ -363,12 +369,12 @@ def test_recipes_record_the_lora_and_render_it_again(overfit, tiny_model):
     # A fresh Riffuser loads the LoRA at the recorded scale and makes the same clip.
     again = Riffuser.from_recipe(recipe, device="cpu", adapter_dirs=allowed)
     again.pipeline.set_progress_bar_config(disable=True)
-    assert again.pipeline.lora == (str(overfit.weights), 0.7)
+    assert _lora_of(again.pipeline) == (str(overfit.weights), 0.7)
     assert again.render(recipe).audio == clip.audio
     # Another scale on the instance: the recipe's is used for the call, the own one kept.
     riffuser.pipeline.set_lora_scale(0.2)
     assert riffuser.render(recipe).audio == clip.audio
-    assert riffuser.pipeline.lora == (str(overfit.weights), 0.2)
+    assert _lora_of(riffuser.pipeline) == (str(overfit.weights), 0.2)
     # A Riffuser without it takes the recipe's adapters with use_adapters, and drops them.
     plain = Riffuser.from_pretrained(tiny_model, device="cpu")
     plain.pipeline.set_progress_bar_config(disable=True)
@@ -376,8 +382,8 @@ def test_recipes_record_the_lora_and_render_it_again(overfit, tiny_model):
     assert plain.render(recipe).audio == clip.audio
     plain.pipeline.set_lora_scale(0.2)  # the same weights at another scale: rescaled
     # Already loaded: rescaled without reading the file (no folder needed).
-    assert plain.use_adapters(recipe.adapters).pipeline.lora == (str(overfit.weights), 0.7)
-    assert plain.use_adapters(()).pipeline.lora is None
+    assert _lora_of(plain.use_adapters(recipe.adapters).pipeline) == (str(overfit.weights), 0.7)
+    assert _lora_of(plain.use_adapters(()).pipeline) is None
     # Without the LoRA, or with other weights under the same path: clear errors.
     riffuser.unload_lora()
     with pytest.raises(ParameterError, match=r"made with adapters \[lora .*\] but .* \[none\]"):
@@ -415,15 +421,19 @@ def test_recipe_adapters_are_validated(adapter, message):
         Recipe.from_dict({**data, "adapters": [adapter]})
 
 
-def test_a_recipe_records_at_most_one_lora():
+def test_a_recipe_records_stacked_loras_under_unique_names():
     from riffusion import Recipe
 
     lora = {"kind": "lora", "path": "/w", "fingerprint": "0" * 16, "scale": 1.0}
     data = {"kind": "text_to_audio", "model": "m", "scheduler": "default"}
     data["start"] = {"prompt": "x", "seed": 1}
-    assert Recipe.from_dict({**data, "adapters": [lora]}).adapters[0].scale == 1.0
-    with pytest.raises(ParameterError, match="at most one LoRA"):
-        Recipe.from_dict({**data, "adapters": [lora, lora]})
+    assert Recipe.from_dict({**data, "adapters": [lora]}).adapters[0].name is None  # as before
+    named = [{**lora, "name": "a"}, {**lora, "scale": 0.5, "name": "b"}]
+    recipe = Recipe.from_dict({**data, "adapters": named})
+    assert [(a.name, a.scale) for a in recipe.adapters] == [("a", 1.0), ("b", 0.5)]
+    assert Recipe.from_url(recipe.to_url()).to_dict() == recipe.to_dict()
+    with pytest.raises(ParameterError, match=r"unique in a recipe: \['a'\]"):
+        Recipe.from_dict({**data, "adapters": [named[0], named[0]]})
 
 
 def test_render_command_loads_the_recipes_lora(overfit, tiny_model, tmp_path):

@@ -12,21 +12,23 @@ them, :func:`train_lora` does.
 """
 
 from riffusion.training.adapters import TEXT_ENCODER_TARGETS, UNET_ALL_TARGETS, UNET_TARGETS
-from riffusion.training.checkpoint import LORA_WEIGHT_NAME, STATE_DIR
+from riffusion.training.checkpoint import CHECKPOINT_PREFIX, LORA_WEIGHT_NAME
 from riffusion.training.data import ImageTextExamples, load_examples
+from riffusion.training.interrupt import TrainingInterrupted
 from riffusion.training.log import LOG_NAME, PLOT_NAME
 from riffusion.training.loop import training_target
 from riffusion.training.lora import TrainingResult, train_lora
 
 __all__ = [
+    "CHECKPOINT_PREFIX",
     "LOG_NAME",
     "LORA_WEIGHT_NAME",
     "PLOT_NAME",
-    "STATE_DIR",
     "TEXT_ENCODER_TARGETS",
     "UNET_ALL_TARGETS",
     "UNET_TARGETS",
     "ImageTextExamples",
+    "TrainingInterrupted",
     "TrainingResult",
     "load_examples",
     "train_lora",

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from riffusion.errors import ParameterError
-from riffusion.training.randomness import EXAMPLE_ORDER, seed_for
+from riffusion.training.randomness import EXAMPLE_ORDER, VALIDATION_SPLIT, seed_for
 
 __all__ = [
     "CaptionBatches",
@@ -22,6 +22,7 @@ __all__ = [
     "ImageTextExamples",
     "load_examples",
     "micro_batch_indices",
+    "split_examples",
 ]
 
 
@@ -143,6 +144,36 @@ def load_examples(dataset: Any) -> ImageTextExamples:
     return examples
 
 
+def split_examples(size: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split ``size`` examples into training and held-out ones (``validation_split``).
+
+    ``round(fraction * size)`` examples (at least one when ``fraction > 0``) are held out,
+    chosen by a permutation drawn from ``seed_for(seed, VALIDATION_SPLIT)``.
+
+    Args:
+        size: examples in the dataset.
+        fraction: the share held out, in ``[0, 1)``.
+        seed: the run's seed.
+
+    Returns:
+        ``(training, held_out)``: sorted example indices, disjoint, together ``range(size)``.
+
+    Raises:
+        ParameterError: a split that leaves no example to train on.
+    """
+    if fraction == 0:
+        return list(range(size)), []
+    held = max(1, round(fraction * size))
+    if held >= size:
+        raise ParameterError(
+            f"validation_split={fraction} holds out {held} of the {size} examples and leaves "
+            "none to train on; use a smaller fraction or more data"
+        )
+    generator = torch.Generator().manual_seed(seed_for(seed, VALIDATION_SPLIT))
+    permutation = torch.randperm(size, generator=generator).tolist()
+    return sorted(permutation[held:]), sorted(permutation[:held])
+
+
 class ExampleOrder:
     """Which example sits at each position of the endless, epoch-shuffled stream of examples.
 
@@ -150,12 +181,17 @@ class ExampleOrder:
     so any position can be looked up without replaying the ones before it (a resumed run).
 
     Args:
-        size: examples per epoch (``len(examples)``).
+        size: examples per epoch (``len(examples)``, or ``len(indices)``).
         seed: the run's seed.
+        indices: the examples the stream draws from (the training ones); ``None``:
+            ``range(size)``.
     """
 
-    def __init__(self, size: int, seed: int) -> None:
+    def __init__(self, size: int, seed: int, indices: Sequence[int] | None = None) -> None:
         self.size, self.seed = size, seed
+        self.indices = list(range(size)) if indices is None else list(indices)
+        if len(self.indices) != size:
+            raise ParameterError(f"indices has {len(self.indices)} entries; expected size={size}")
         self._epochs: dict[int, list[int]] = {}
 
     def __getitem__(self, position: int) -> int:
@@ -164,7 +200,7 @@ class ExampleOrder:
             generator = torch.Generator().manual_seed(seed_for(self.seed, EXAMPLE_ORDER, epoch))
             # Only the current epoch is kept: positions are read in increasing order.
             self._epochs = {epoch: torch.randperm(self.size, generator=generator).tolist()}
-        return self._epochs[epoch][offset]
+        return self.indices[self._epochs[epoch][offset]]
 
 
 def micro_batch_indices(
@@ -201,6 +237,7 @@ class CaptionBatches:
         text_encoder: the CLIP text encoder, on ``device``.
         train_text_encoder: whether the text encoder's adapters train.
         device: where the batches go.
+        training: the examples the training stream draws from (``None``: all of them).
 
     Attributes:
         order: the run's stream of examples (:func:`micro_batch_indices` reads it).
@@ -216,9 +253,11 @@ class CaptionBatches:
         *,
         train_text_encoder: bool,
         device: torch.device,
+        training: Sequence[int] | None = None,
     ) -> None:
         self.examples, self.pipeline, self.device = examples, pipeline, device
-        self.order = ExampleOrder(len(examples), seed)
+        indices = list(range(len(examples))) if training is None else list(training)
+        self.order = ExampleOrder(len(indices), seed, indices)
         self.tokenizer, self.text_encoder = tokenizer, text_encoder
         self.train_text_encoder = train_text_encoder
         self._latents: dict[int, torch.Tensor] = {}

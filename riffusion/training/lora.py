@@ -36,14 +36,22 @@ from riffusion.training.checkpoint import (
     resume_point,
     save_checkpoint,
 )
-from riffusion.training.data import CaptionBatches, load_examples
-from riffusion.training.log import LOG_NAME, PLOT_NAME, TrainingLog, plot_loss, write_args
-from riffusion.training.loop import run_steps
+from riffusion.training.data import CaptionBatches, load_examples, split_examples
+from riffusion.training.interrupt import stop_on_signals
+from riffusion.training.log import (
+    LOG_NAME,
+    PLOT_NAME,
+    TrainingLog,
+    make_tracker,
+    plot_loss,
+    write_args,
+)
+from riffusion.training.loop import held_out_loss, run_steps
 from riffusion.training.model import setup_models
-from riffusion.training.settings import TrainingSettings
+from riffusion.training.settings import LR_SCHEDULERS, TrainingSettings
 from riffusion.training.validation import Validator
 
-__all__ = ["TrainingResult", "train_lora"]
+__all__ = ["LR_SCHEDULERS", "TrainingResult", "train_lora"]
 
 
 @dataclass(frozen=True)
@@ -53,12 +61,14 @@ class TrainingResult:
     Attributes:
         output_dir: the output folder.
         weights: the LoRA weights in diffusers format (``pytorch_lora_weights.safetensors``).
-        log: the CSV log (``step, loss, learning_rate, elapsed_s``).
+        log: the CSV log (``step, loss, learning_rate, validation_loss, elapsed_s``).
         loss_plot: the loss-curve PNG, or ``None`` when matplotlib is missing.
         step: optimizer steps done in total (including those before a resume).
         start_step: the step this call started from (0, or the resumed state's step).
         losses: the loss of every optimizer step this call ran, in order.
         validation: the validation files written (spectrogram PNGs and WAVs).
+        held_out: the examples held out by ``validation_split`` (indices into the dataset).
+        checkpoint: the last checkpoint folder written (``checkpoint-<step>``).
     """
 
     output_dir: Path
@@ -69,6 +79,8 @@ class TrainingResult:
     start_step: int
     losses: tuple[float, ...]
     validation: tuple[Path, ...]
+    held_out: tuple[int, ...]
+    checkpoint: Path
 
 
 def train_lora(
@@ -80,11 +92,15 @@ def train_lora(
     target_modules: Sequence[str] = UNET_TARGETS,
     lora_alpha: float | None = None,
     learning_rate: float = 1e-4,
+    lr_scheduler: str = "constant_with_warmup",
     lr_warmup_steps: int = 0,
+    optimizer: str = "adamw",
     steps: int = 1000,
     batch_size: int = 1,
     gradient_accumulation: int = 1,
     max_grad_norm: float = 1.0,
+    snr_gamma: float | None = None,
+    noise_offset: float = 0.0,
     mixed_precision: str = "no",
     gradient_checkpointing: bool = False,
     seed: int = 0,
@@ -92,8 +108,11 @@ def train_lora(
     validation_prompts: Sequence[str] = (),
     validate_every: int | None = None,
     validation_steps: int = 20,
-    checkpoint_every: int | None = None,
-    resume: bool = False,
+    validation_split: float = 0.0,
+    report_to: str = "csv",
+    checkpoint_every: int | None = 500,
+    checkpoints_total_limit: int | None = None,
+    resume: bool | str | os.PathLike[str] = False,
     device: str = "auto",
     local_files_only: bool = False,
     progress: bool = True,
@@ -111,13 +130,17 @@ def train_lora(
             (attention projections, the default) or :data:`UNET_ALL_TARGETS` (also projections,
             feed-forward and ResNet convolutions), or your own list.
         lora_alpha: LoRA ``alpha`` (adapter output scaled by ``alpha / rank``); default ``rank``.
-        learning_rate: AdamW learning rate (constant after the warm-up).
-        lr_warmup_steps: linear warm-up of the learning rate over this many steps.
+        learning_rate: the optimizer's (peak) learning rate.
+        lr_scheduler: a name of diffusers' ``get_scheduler`` (:data:`LR_SCHEDULERS`).
+        lr_warmup_steps: linear warm-up from 0 over this many steps (diffusers').
+        optimizer: ``"adamw"`` or ``"adamw8bit"`` (bitsandbytes, CUDA only).
         steps: total optimizer steps (a resumed run stops at the same total).
         batch_size: examples per micro-batch.
         gradient_accumulation: micro-batches per optimizer step (effective batch
             ``batch_size * gradient_accumulation``).
         max_grad_norm: gradient clipping norm.
+        snr_gamma: min-SNR loss weighting ``γ`` (5.0 recommended; ``None``: off).
+        noise_offset: diffusers' noise offset, ``>= 0`` (0: off).
         mixed_precision: ``"no"``, ``"fp16"`` (CUDA only) or ``"bf16"``: the frozen weights are
             cast to it and the forward pass runs under autocast; the adapters stay float32.
         gradient_checkpointing: recompute activations in the backward pass (less memory).
@@ -127,24 +150,33 @@ def train_lora(
             steps and at the end, into ``output_dir/validation/step_NNNNNN/``.
         validate_every: steps between validations (``None``: only at the end).
         validation_steps: sampler steps of each validation image.
-        checkpoint_every: steps between saves of the training state and weights (``None``:
-            only at the end).
-        resume: continue from ``output_dir/training_state`` if it exists (same settings
-            required; ``steps`` may grow). Without ``resume``, an output folder that holds a
-            state is refused.
+        validation_split: share of the examples held out, in ``[0, 1)``; their loss is
+            logged (``validation_loss``) at each validation.
+        report_to: ``"csv"`` (always written), ``"tensorboard"`` or ``"wandb"`` as well.
+        checkpoint_every: steps between ``checkpoint-<step>/`` folders (``None``: at the end).
+        checkpoints_total_limit: checkpoints kept, oldest deleted (``None``: all).
+        resume: ``True``: the latest checkpoint in ``output_dir`` (none: a new run); a path:
+            that checkpoint; ``False``: a new run (checkpoints in ``output_dir`` refused).
+            The run's settings must match the checkpoint's; ``steps`` may grow.
         device: ``"auto"`` (accelerate's choice: CUDA when available), ``"cpu"`` or
             ``"cuda"``.
         local_files_only: never download the model.
         progress: show a progress bar with the running loss.
 
+    SIGINT or SIGTERM (in the main thread) stops the run after the step under way, saves a
+    checkpoint and raises :class:`TrainingInterrupted`; ``resume=True`` continues bit for bit.
+    Details of every argument: ``docs/training.md``.
+
     Returns:
         A :class:`TrainingResult`.
 
     Raises:
+        TrainingInterrupted: a stop signal arrived (a ``RiffusionError``; its ``checkpoint``
+            and ``exit_status``).
         ParameterError: a bad argument, dataset or mismatched resume state.
         ModelLoadError: the model cannot be loaded.
-        RiffusionError: a missing optional dependency (the ``train`` extra:
-            ``pip install -e ".[train]"``), or a loss that became NaN/inf.
+        RiffusionError: a missing optional dependency (the ``train`` extra, or bitsandbytes,
+            tensorboard, wandb when asked for), or a loss that became NaN/inf.
     """
     # The keyword parameters are exactly TrainingSettings' fields, so they pass on by name
     # (first statement: locals() holds nothing but the parameters yet).
@@ -159,6 +191,7 @@ def _train(
     _require("peft")
     accelerate = _require("accelerate")
     examples = load_examples(dataset)
+    training, held_out = split_examples(len(examples), settings.validation_split, settings.seed)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     config = settings.state_config(len(examples))
@@ -172,22 +205,48 @@ def _train(
         models.text_encoder,
         train_text_encoder=settings.train_text_encoder,
         device=models.device,
+        training=training,
     )
-    validate = Validator(output, settings, models, examples)
-    log = TrainingLog(output / LOG_NAME, start_step)
+    clips = Validator(output, settings, models, examples)
+    log = TrainingLog(
+        output / LOG_NAME, start_step, make_tracker(settings.report_to, output, config)
+    )
     write_args(output, config, settings)
+    saved: list[Path] = []
 
-    def save(step: int) -> None:
-        save_checkpoint(output, step, config, models)
+    def save(step: int) -> Path:
+        saved.append(
+            save_checkpoint(
+                output, step, config, models, total_limit=settings.checkpoints_total_limit
+            )
+        )
         log.write()
+        return saved[-1]
 
-    losses = run_steps(
-        models, batches, settings, start_step=start_step, log=log, save=save, validate=validate
-    )
-    final = max(start_step, settings.steps)
-    save(final)
-    if settings.validation_prompts:
-        validate(final)
+    def validate(step: int) -> None:
+        if held_out:
+            log.add_validation_loss(step, held_out_loss(models, batches, held_out, settings))
+        if settings.validation_prompts:
+            clips(step)
+
+    try:
+        with stop_on_signals() as stop:
+            losses = run_steps(
+                models,
+                batches,
+                settings,
+                start_step=start_step,
+                log=log,
+                save=save,
+                validate=validate,
+                stop=stop,
+            )
+            final = max(start_step, settings.steps)
+            validate(final)
+            save(final)
+    finally:
+        if log.tracker is not None:
+            log.tracker.finish()
     # Without matplotlib, the warning points at train_lora's caller (plot_loss, _train,
     # train_lora, caller).
     plot = plot_loss(output / PLOT_NAME, log.rows, stacklevel=4) if log.rows else None
@@ -199,7 +258,9 @@ def _train(
         step=final,
         start_step=start_step,
         losses=tuple(losses),
-        validation=tuple(validate.files),
+        validation=tuple(clips.files),
+        held_out=tuple(held_out),
+        checkpoint=saved[-1],
     )
 
 

@@ -3,6 +3,7 @@ the precision asked for, the optimizer over the adapters, and accelerate around 
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,18 @@ from riffusion.training.checkpoint import (
     load_adapter_state,
     load_optimizer_state,
     load_scaler_state,
+    load_scheduler_state,
 )
 from riffusion.training.settings import TrainingSettings
 
-__all__ = ["WEIGHT_DTYPES", "TrainingModels", "make_accelerator", "setup_models"]
+__all__ = [
+    "WEIGHT_DTYPES",
+    "TrainingModels",
+    "make_accelerator",
+    "make_lr_scheduler",
+    "make_optimizer",
+    "setup_models",
+]
 
 #: dtype of the frozen weights for each ``mixed_precision``; the adapters stay float32.
 WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -40,7 +49,9 @@ class TrainingModels:
         train_text_encoder: whether the text encoder's adapters train.
         trained: the models whose adapters train (the UNet, then the text encoder).
         parameters: the adapters' float32 parameters, in the optimizer's order.
-        optimizer: AdamW over ``parameters``, as prepared by accelerate.
+        optimizer: AdamW (or 8-bit AdamW) over ``parameters``, as prepared by accelerate.
+        lr_scheduler: the ``LambdaLR`` of ``diffusers.optimization.get_scheduler``, stepped once
+            per optimizer step.
         scaler: accelerate's fp16 gradient scaler, or ``None``.
         pipeline: a ``RiffusionPipeline`` over the same modules: the image encoder and the
             validation sampler.
@@ -57,6 +68,7 @@ class TrainingModels:
     trained: tuple[Any, ...]
     parameters: tuple[torch.nn.Parameter, ...]
     optimizer: Any
+    lr_scheduler: Any
     scaler: Any | None
     pipeline: Any
 
@@ -90,6 +102,12 @@ def setup_models(
     parts, noise_scheduler = _load_parts(settings)
     unet, vae, text_encoder = parts.unet, parts.vae, parts.text_encoder
     accelerator = make_accelerator(accelerate, settings.mixed_precision, settings.use_cpu)
+    if accelerator.num_processes > 1:
+        raise RiffusionError(
+            f"train_lora runs in one process, not {accelerator.num_processes}: multi-GPU "
+            "training (`accelerate launch` with several processes) is not supported; run it "
+            "without accelerate launch, on one GPU"
+        )
     weight_dtype = WEIGHT_DTYPES[settings.mixed_precision]
     trained_text_encoder = text_encoder if settings.train_text_encoder else None
     add_adapters(
@@ -111,9 +129,13 @@ def setup_models(
     parameters = [p for module in trained for p in module.parameters() if p.requires_grad]
     if not parameters:
         raise RiffusionError("internal: the LoRA adapters have no trainable parameters")
-    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
+    optimizer = make_optimizer(settings.optimizer, parameters, settings.learning_rate)
+    lr_scheduler = make_lr_scheduler(settings, optimizer)
     if state_dir is not None:
+        # The optimizer's state holds the learning rate of the next step; the schedule's, its
+        # position. Loaded after the schedule is made (which sets the first step's rate).
         load_optimizer_state(state_dir, optimizer)
+        load_scheduler_state(state_dir, lr_scheduler)
     optimizer = accelerator.prepare(*trained, optimizer)[-1]
     scaler = getattr(accelerator, "scaler", None)
     if state_dir is not None:
@@ -138,8 +160,40 @@ def setup_models(
         trained=trained,
         parameters=tuple(parameters),
         optimizer=optimizer,
+        lr_scheduler=lr_scheduler,
         scaler=scaler,
         pipeline=pipeline,
+    )
+
+
+def make_optimizer(name: str, parameters: list[torch.nn.Parameter], learning_rate: float) -> Any:
+    """The optimizer ``name`` (``"adamw"`` or ``"adamw8bit"``) over ``parameters``.
+
+    Raises:
+        RiffusionError: ``"adamw8bit"`` without bitsandbytes installed.
+    """
+    if name == "adamw8bit":
+        try:
+            bitsandbytes = importlib.import_module("bitsandbytes")
+        except ImportError as error:
+            raise RiffusionError(
+                "optimizer='adamw8bit' needs bitsandbytes (and a CUDA GPU): pip install "
+                "bitsandbytes, or use optimizer='adamw'"
+            ) from error
+        return bitsandbytes.optim.AdamW8bit(parameters, lr=learning_rate)
+    return torch.optim.AdamW(parameters, lr=learning_rate)
+
+
+def make_lr_scheduler(settings: TrainingSettings, optimizer: Any) -> Any:
+    """diffusers' learning-rate schedule ``settings.lr_scheduler`` over ``settings.steps``
+    optimizer steps, with ``settings.lr_warmup_steps`` of linear warm-up."""
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler(
+        settings.lr_scheduler,
+        optimizer,
+        num_warmup_steps=settings.lr_warmup_steps,
+        num_training_steps=settings.steps,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ADAPTER_INIT", "EXAMPLE_ORDER", "NOISE", "seed_for"]
+__all__ = ["ADAPTER_INIT", "EXAMPLE_ORDER", "HELD_OUT", "NOISE", "VALIDATION_SPLIT", "seed_for"]
 
 #: First key of the per-epoch permutations of the examples (then the epoch number).
 EXAMPLE_ORDER = 0
@@ -16,6 +16,10 @@ EXAMPLE_ORDER = 0
 ADAPTER_INIT = 1
 #: First key of the noise and timesteps (then the step and the micro-batch number).
 NOISE = 2
+#: Key of the choice of held-out examples (``validation_split``).
+VALIDATION_SPLIT = 3
+#: First key of each held-out example's fixed noise and timestep (then its index).
+HELD_OUT = 4
 
 
 def seed_for(seed: int, *keys: int) -> int:

@@ -14,10 +14,31 @@ import torch
 from riffusion._checks import check_integer, finite_float
 from riffusion.errors import ParameterError
 
-__all__ = ["PRECISIONS", "TrainingSettings", "check_settings"]
+__all__ = [
+    "LR_SCHEDULERS",
+    "OPTIMIZERS",
+    "PRECISIONS",
+    "REPORT_TO",
+    "TrainingSettings",
+    "check_settings",
+]
 
 #: The values of ``mixed_precision`` (accelerate's names).
 PRECISIONS = ("no", "fp16", "bf16")
+#: The values of ``lr_scheduler``: the names of ``diffusers.optimization.get_scheduler`` that
+#: need no more than the warm-up and the number of steps.
+LR_SCHEDULERS = (
+    "constant",
+    "constant_with_warmup",
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+)
+#: The values of ``optimizer``: ``torch.optim.AdamW``, or bitsandbytes' ``AdamW8bit``.
+OPTIMIZERS = ("adamw", "adamw8bit")
+#: The values of ``report_to``: where the metrics go besides the CSV log (always written).
+REPORT_TO = ("csv", "tensorboard", "wandb")
 _DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -35,11 +56,15 @@ class TrainingSettings:
     target_modules: tuple[str, ...]
     lora_alpha: float
     learning_rate: float
+    lr_scheduler: str
     lr_warmup_steps: int
+    optimizer: str
     steps: int
     batch_size: int
     gradient_accumulation: int
     max_grad_norm: float
+    snr_gamma: float | None
+    noise_offset: float
     mixed_precision: str
     gradient_checkpointing: bool
     seed: int
@@ -47,8 +72,11 @@ class TrainingSettings:
     validation_prompts: tuple[str, ...]
     validate_every: int | None
     validation_steps: int
+    validation_split: float
+    report_to: str
     checkpoint_every: int | None
-    resume: bool
+    checkpoints_total_limit: int | None
+    resume: bool | str | os.PathLike[str]
     device: str
     local_files_only: bool
     progress: bool
@@ -79,10 +107,15 @@ class TrainingSettings:
             "target_modules": list(self.target_modules),
             "lora_alpha": self.lora_alpha,
             "learning_rate": self.learning_rate,
+            "lr_scheduler": self.lr_scheduler,
             "lr_warmup_steps": self.lr_warmup_steps,
+            "optimizer": self.optimizer,
             "batch_size": self.batch_size,
             "gradient_accumulation": self.gradient_accumulation,
             "max_grad_norm": self.max_grad_norm,
+            "snr_gamma": self.snr_gamma,
+            "noise_offset": self.noise_offset,
+            "validation_split": self.validation_split,
             "mixed_precision": self.mixed_precision,
             "seed": self.seed,
             "train_text_encoder": self.train_text_encoder,
@@ -111,6 +144,11 @@ def check_settings(arguments: Mapping[str, Any]) -> TrainingSettings:
         raise ParameterError(
             "mixed_precision='fp16' needs a CUDA GPU; use 'bf16' or 'no' on the CPU"
         )
+    if settings.lr_scheduler == "constant" and settings.lr_warmup_steps:
+        raise ParameterError(
+            f"lr_warmup_steps={settings.lr_warmup_steps} has no effect with "
+            "lr_scheduler='constant'; use lr_scheduler='constant_with_warmup' (the default)"
+        )
     return settings
 
 
@@ -132,13 +170,30 @@ def _check_numbers(arguments: Mapping[str, Any]) -> dict[str, Any]:
             "gradient_accumulation", arguments["gradient_accumulation"]
         ),
         "max_grad_norm": _positive_number("max_grad_norm", arguments["max_grad_norm"]),
+        "snr_gamma": (
+            None
+            if arguments["snr_gamma"] is None
+            else _positive_number("snr_gamma", arguments["snr_gamma"])
+        ),
+        "noise_offset": _number_in("noise_offset", arguments["noise_offset"], 0.0, None),
+        "validation_split": _number_in("validation_split", arguments["validation_split"], 0.0, 1.0),
         "seed": check_integer("seed", arguments["seed"], minimum=0),
         "validation_steps": check_integer("validation_steps", arguments["validation_steps"]),
     }
-    for name in ("validate_every", "checkpoint_every"):  # None: only at the end
+    # None: only at the end (validations, checkpoints); no limit (checkpoints kept).
+    for name in ("validate_every", "checkpoint_every", "checkpoints_total_limit"):
         value = arguments[name]
         checked[name] = None if value is None else check_integer(name, value)
     return checked
+
+
+def _number_in(name: str, value: Any, low: float, high: float | None) -> float:
+    """``value`` as a float in ``[low, high)`` (no upper bound when ``high`` is ``None``)."""
+    number = finite_float(value)
+    if number is None or number < low or (high is not None and number >= high):
+        bound = "" if high is None else f" and below {high:g}"
+        raise ParameterError(f"{name}={value!r} must be a finite number >= {low:g}{bound}")
+    return number
 
 
 def _check_choices(arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,9 +203,22 @@ def _check_choices(arguments: Mapping[str, Any]) -> dict[str, Any]:
         raise ParameterError(
             f"mixed_precision={mixed_precision!r} must be one of {', '.join(PRECISIONS)}"
         )
-    for name in ("gradient_checkpointing", "train_text_encoder", "resume"):
+    for name, allowed in (
+        ("lr_scheduler", LR_SCHEDULERS),
+        ("optimizer", OPTIMIZERS),
+        ("report_to", REPORT_TO),
+    ):
+        if arguments[name] not in allowed:
+            raise ParameterError(f"{name}={arguments[name]!r} must be one of {', '.join(allowed)}")
+    for name in ("gradient_checkpointing", "train_text_encoder"):
         if not isinstance(arguments[name], bool):
             raise ParameterError(f"{name}={arguments[name]!r} must be True or False")
+    resume = arguments["resume"]
+    if not isinstance(resume, bool | str | os.PathLike) or resume == "":
+        raise ParameterError(
+            f"resume={resume!r} must be True (the latest checkpoint), False, or the path of a "
+            "checkpoint folder"
+        )
     device = arguments["device"]
     if device not in _DEVICES:
         raise ParameterError(
