@@ -34,6 +34,7 @@ from riffusion.errors import (
 
 if TYPE_CHECKING:
     from riffusion.audio import Audio
+    from riffusion.compose.stream import Stream
     from riffusion.convert import audio_to_image, image_to_audio
     from riffusion.decoders import register_decoder
     from riffusion.inputs import PromptInput
@@ -78,6 +79,7 @@ _LAZY = {
     "Clip": "riffusion.recipe",
     "Recipe": "riffusion.recipe",
     "Riffuser": "riffusion.riffuser",
+    "Stream": "riffusion.compose.stream",
 }
 
 
@@ -118,6 +120,7 @@ __all__ = [
     "SeedImage",
     "SpectrogramConverter",
     "SpectrogramParams",
+    "Stream",
     "__version__",
     "audio_to_image",
     "estimate_tempo",

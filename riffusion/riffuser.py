@@ -8,9 +8,8 @@ path a shared recipe takes through :meth:`Riffuser.render`.
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -29,7 +28,8 @@ from riffusion.compose.inputs import (
 from riffusion.compose.interpolation import interpolation_alphas
 from riffusion.compose.loops import loop_width
 from riffusion.compose.replay import Inputs, audio_source, make_recipe, render_recipe
-from riffusion.compose.stream import buffered, stream_clips
+from riffusion.compose.stream import Stream
+from riffusion.compose.stream_stages import RiffuseStages, StreamSettings
 from riffusion.defaults import WINDOW_WIDTH
 from riffusion.errors import ParameterError
 from riffusion.inputs import PromptInput
@@ -261,16 +261,19 @@ class Riffuser(ModelHolder):
         max_clips: int | None = None,
         endless: bool = True,
         buffer_ahead: int = 0,
+        background: bool = True,
         **options: Any,
-    ) -> Iterator[Clip]:
-        """The web app's endless playback, as an iterator of one-window (5.11 s) clips.
+    ) -> Stream:
+        """The web app's endless playback: a :class:`~riffusion.compose.stream.Stream` of
+        one-window (5.11 s) clips, whose prompt, seed image, denoising ... can change while it
+        plays (``stream.set_prompt("techno")`` from another thread).
 
         Moves between successive prompts in ``steps_per_transition`` alpha steps; when the
         prompt stays the same (or the prompts run out, with ``endless``) the seed walks
         ``n → n + 1``. All clips share the seed image, so they line up on its beat and play
         back to back (:func:`riffusion.stitch`); each is 225,351 samples, as Riffusion's server
         sent, so clips played end to end drift 10 ms per clip against the seed's beat, as in
-        the original app.
+        the original app. Each clip is the one :meth:`riffuse` makes for its step.
 
         Args:
             prompts: :class:`PromptInput` values or strings (see
@@ -278,8 +281,11 @@ class Riffuser(ModelHolder):
             steps_per_transition: clips per transition (4: alpha 0, 0.25, 0.5, 0.75).
             max_clips: stop after this many clips (``None``: as the schedule goes).
             endless: keep walking the seed after the last prompt.
-            buffer_ahead: make up to this many clips ahead in a background thread (the web app
-                keeps 3); 0 makes them on demand. The clips are the same either way.
+            buffer_ahead: make up to this many clips ahead (the web app keeps 3), in a
+                background thread started by the first ``next()``; 0 makes them on demand.
+                The clips are the same either way.
+            background: ``False``: the clips ahead are made only by ``stream.make_ahead()``,
+                on the caller's thread (an app with its own device worker, like the server).
             **options: ``num_inference_steps``, ``seed_image``, ``mask_image`` for every clip.
 
         Raises:
@@ -294,15 +300,27 @@ class Riffuser(ModelHolder):
                 f"stream() got unknown option(s) {unknown}; it takes num_inference_steps, "
                 "seed_image and mask_image for every clip"
             )
-        if "num_inference_steps" in options:
-            _check_steps(options["num_inference_steps"])
-        resolve_seed_image(options.get("seed_image", DEFAULT_SEED), self.params)  # checked now
-        resolve_mask_image(options.get("mask_image"))
+        steps = _check_steps(
+            options.get("num_inference_steps", self.default_num_inference_steps or 50)
+        )
+        seed_picture, seed_id = resolve_seed_image(
+            options.get("seed_image", DEFAULT_SEED), self.params
+        )
+        mask_picture, mask_id = resolve_mask_image(options.get("mask_image"))
         schedule = stream_schedule(
             prompts, steps_per_transition=steps_per_transition, endless=endless
         )
-        clips = stream_clips(schedule, functools.partial(self.riffuse, **options), max_clips)
-        return clips if buffer_ahead == 0 else buffered(clips, buffer_ahead)
+        stages = RiffuseStages(self.pipeline, self.params, lock=self.lock, record=self._recipe)
+        return Stream(
+            stages,
+            schedule,
+            StreamSettings(seed_picture, seed_id, mask_picture, mask_id, steps),
+            steps_per_transition=steps_per_transition,
+            endless=endless,
+            max_clips=max_clips,
+            buffer_ahead=buffer_ahead,
+            background=background,
+        )
 
     @generating
     def loop(

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from riffusion._checks import check_integer, check_seed
+from riffusion._checks import check_integer, check_seed, describe
 from riffusion.errors import ParameterError
 from riffusion.inputs import MAX_SEED, PromptInput
 
-__all__ = ["StreamStep", "stream_schedule"]
+__all__ = ["StreamStep", "retarget_schedule", "stream_schedule", "stream_target"]
 
 _END = object()
 """What ``next`` returns when the prompts run out (``None`` is an item, and refused as one)."""
@@ -29,6 +29,12 @@ class StreamStep:
     end: PromptInput
     alpha: float
     index: int
+
+    @property
+    def nearest(self) -> PromptInput:
+        """The prompt input this step sounds closest to: ``start`` below alpha 0.5, else
+        ``end`` (where a live prompt change starts its transition from)."""
+        return self.start if self.alpha < 0.5 else self.end
 
 
 def _next_seed(seed: int) -> int:
@@ -121,3 +127,72 @@ def _walk_schedule(
             yield StreamStep(current, target, step / steps_per_transition, index)
             index += 1
         current = target
+
+
+def stream_target(prompt: Any, playing: PromptInput | None) -> PromptInput:
+    """The prompt input a live prompt change moves to.
+
+    Args:
+        prompt: a :class:`PromptInput` (taken as it is), a riffusion JSON dict, or a plain string,
+            which becomes ``playing`` with this text and the next seed (so its negative
+            prompt, denoising and guidance carry over, and the music does not repeat a seed);
+            without ``playing``, ``PromptInput(prompt)``.
+        playing: the prompt input playing now (:attr:`StreamStep.nearest` of the last clip),
+            or ``None``.
+
+    Raises:
+        ParameterError: ``prompt=... must be ...``, naming the value.
+    """
+    if isinstance(prompt, PromptInput):
+        return prompt
+    if isinstance(prompt, str):
+        alone = PromptInput(prompt=prompt)  # the text's own checks, naming "prompt="
+        if playing is None:
+            return alone
+        return dataclasses.replace(playing, prompt=prompt, seed=_next_seed(playing.seed))
+    if isinstance(prompt, dict):
+        try:
+            return PromptInput.from_dict(prompt)
+        except ParameterError as error:
+            raise ParameterError(f"prompt={describe(prompt)}: {error}") from None
+    raise ParameterError(
+        f"prompt={describe(prompt)} must be a str, a riffusion.PromptInput or a dict of its "
+        "fields, e.g. stream.set_prompt('jazz piano')"
+    )
+
+
+def retarget_schedule(
+    playing: PromptInput | None,
+    target: PromptInput,
+    *,
+    steps_per_transition: int = 4,
+    endless: bool = True,
+) -> Iterator[StreamStep]:
+    """The schedule after a live prompt change: from ``playing`` to ``target`` in
+    ``steps_per_transition`` clips, then as :func:`stream_schedule` goes on from ``target``.
+
+    The transition starts at alpha ``1/n``, so the first clip already moves toward ``target``
+    (alpha 0 would be ``playing`` itself, which is already sounding); its ``n``-th clip is
+    ``target`` alone. With nothing played yet (``playing=None``) the stream starts at
+    ``target``. Indices count from 0 (the stream renumbers them).
+
+    Args:
+        playing: the prompt input playing now, or ``None`` before the first clip.
+        target: where to go.
+        steps_per_transition: clips per transition, a positive int.
+        endless: walk the seed of ``target`` forever after; otherwise end with ``target``.
+
+    Yields:
+        :class:`StreamStep` values.
+    """
+    check_integer("steps_per_transition", steps_per_transition)
+    if playing is None:
+        return _walk_schedule(iter([target]), steps_per_transition, target.seed, endless)
+    steps = _walk_schedule(iter([playing, target]), steps_per_transition, playing.seed, endless)
+    next(steps)  # alpha 0: the playing prompt itself
+    return _renumbered(steps)
+
+
+def _renumbered(steps: Iterator[StreamStep]) -> Iterator[StreamStep]:
+    for index, step in enumerate(steps):
+        yield dataclasses.replace(step, index=index)

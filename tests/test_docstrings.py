@@ -42,6 +42,7 @@ PUBLIC_MODULES = [
     "riffusion.compose.interpolation",
     "riffusion.compose.loops",
     "riffusion.compose.stream",
+    "riffusion.compose.stream_stages",
     "riffusion.compose.inputs",
     "riffusion.compose.canvas",
     "riffusion.calls",

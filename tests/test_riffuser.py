@@ -285,6 +285,10 @@ def test_stream_checks_arguments_at_the_call(riffuser):
         riffuser.stream(["jazz"], buffer_ahead=-2)
     with pytest.raises(ParameterError, match="steps_per_transition=0"):
         riffuser.stream(["jazz"], steps_per_transition=0)
+    with pytest.raises(ParameterError, match="background='yes' must be True or False"):
+        riffuser.stream(["jazz"], background="yes")
+    with pytest.raises(ParameterError, match="mask_image='keep_bass': a mask needs a seed"):
+        riffuser.stream(["jazz"], seed_image=None, mask_image="keep_bass")
 
 
 # ------------------------------------------------------------------ ids of the web app

@@ -2,7 +2,8 @@
 
 ``routes_pages`` (``/``, ``/static``, ``/health``, ``/random_prompt``), ``routes_webapp`` (the
 web app's ``POST /run_inference/``), ``routes_api`` (``/api/clip``, ``/api/clips/...``) and
-``routes_seeds`` (``/seed_images``, ``/masks``, ``/api/seed_image``) share one
+``routes_seeds`` (``/seed_images``, ``/masks``, ``/api/seed_image``) and ``routes_stream``
+(``/api/stream``, the live stream) share one
 :class:`~riffusion.server.state.ServerState`. Every generation goes through its one
 :class:`~riffusion.server.worker.DeviceWorker` (one at a time, bounded queue: full → 503 with
 ``Retry-After``); a request whose client disconnects is dropped from the queue or stopped at
@@ -27,7 +28,13 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         f"riffusion serve needs the 'server' extra: {install_hint('server')} ({error})"
     ) from error
 
-from riffusion.server import routes_api, routes_pages, routes_seeds, routes_webapp
+from riffusion.server import (
+    routes_api,
+    routes_pages,
+    routes_seeds,
+    routes_stream,
+    routes_webapp,
+)
 from riffusion.server.assets import Assets
 from riffusion.server.errors import add_error_handlers
 from riffusion.server.security import add_access_control
@@ -97,4 +104,5 @@ def create_app(
     app.include_router(routes_seeds.router)
     app.include_router(routes_webapp.router)
     app.include_router(routes_api.router)
+    app.include_router(routes_stream.router)
     return app

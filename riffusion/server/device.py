@@ -86,10 +86,12 @@ def riffuse_job(
     return work
 
 
-def server_timing(job: Job, clip: Any, encode_s: float) -> str:
-    """The ``Server-Timing`` header of a clip: queue, generate and encode durations."""
+def server_timing(job: Job | None, clip: Any, encode_s: float) -> str:
+    """The ``Server-Timing`` header of a clip: queue, generate and encode durations (queue 0
+    for a clip made ahead, ``job=None``)."""
     generation = clip.debug["timings_s"]["total"]
+    queued_s = 0.0 if job is None else job.queued_s
     return (
-        f"queue;dur={job.queued_s * 1000:.1f}, generate;dur={generation * 1000:.1f}, "
+        f"queue;dur={queued_s * 1000:.1f}, generate;dur={generation * 1000:.1f}, "
         f"encode;dur={encode_s * 1000:.1f}"
     )

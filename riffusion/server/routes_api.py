@@ -36,7 +36,7 @@ from riffusion.server.errors import HTTPError
 from riffusion.server.state import ServerState, State
 from riffusion.server.worker import Job
 
-__all__ = ["MAX_RECENT_CLIPS", "MAX_RECIPE_DURATION_S", "router"]
+__all__ = ["MAX_RECENT_CLIPS", "MAX_RECIPE_DURATION_S", "clip_response", "router"]
 
 MAX_RECENT_CLIPS = 32
 """Clips kept in memory for ``/api/clips/{id}/...`` downloads (oldest dropped first)."""
@@ -89,6 +89,23 @@ async def api_clip(request: Request, state: State) -> Response:
         raise InputError(None, f"body must be a JSON object, got {type(data).__name__}")
     work = _render_work(state, data) if "recipe" in data else _riffuse_work(state, data)
     clip, job = await run_on_device(request, state.worker, work)
+    return await clip_response(state, clip, job)
+
+
+async def clip_response(
+    state: ServerState, clip: Any, job: Job | None, extra: dict[str, Any] | None = None
+) -> JSONResponse:
+    """The answer of ``POST /api/clip`` for ``clip`` (also ``/api/stream/{id}/next``'s).
+
+    Encodes it (JPEG and MP3 data URLs) and keeps it for ``/api/clips/{id}/...``.
+
+    Args:
+        state: the server's state.
+        clip: the clip made.
+        job: the worker job that made it, or ``None`` for a clip made ahead (no queue time;
+            its steps are those of its recipe's window).
+        extra: more top-level fields of the answer.
+    """
     encode_started = time.perf_counter()
     clip_id = secrets.token_hex(8)
     encoded = await run_in_threadpool(_encode, clip)
@@ -97,9 +114,11 @@ async def api_clip(request: Request, state: State) -> Response:
     while len(state.recent) > MAX_RECENT_CLIPS:
         state.recent.popitem(last=False)
     debug = json.loads(json.dumps(clip.debug, default=float))
-    debug["timings_s"]["queue"] = job.queued_s
+    debug["timings_s"]["queue"] = 0.0 if job is None else job.queued_s
     debug["timings_s"]["encode"] = encode_s
-    debug["steps_run"] = job.steps_done
+    debug["steps_run"] = (
+        sum(len(steps) for steps in clip.debug["timesteps"]) if job is None else job.steps_done
+    )
     base = f"/api/clips/{clip_id}"
     return JSONResponse(
         {
@@ -116,6 +135,7 @@ async def api_clip(request: Request, state: State) -> Response:
                 "png": f"{base}/image.png",
                 "recipe": f"{base}/recipe.json",
             },
+            **(extra or {}),
         },
         headers={"Server-Timing": server_timing(job, clip, encode_s)},
     )

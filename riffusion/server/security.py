@@ -153,7 +153,7 @@ def add_access_control(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Content-Type", "Authorization"],
         )
     # Added last, so outermost: foreign hosts and origins are refused before anything else

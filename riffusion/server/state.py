@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from riffusion.server.assets import Assets
+from riffusion.server.streams import StreamRegistry
 from riffusion.server.worker import DeviceWorker
 
 __all__ = ["ServerState", "State", "lifespan", "server_state"]
@@ -35,6 +36,7 @@ class ServerState:
         default_scheduler: the scheduler the model was loaded with, which the web app's
             requests use.
         recent: clip id → the clip, for ``/api/clips/{id}/...`` (oldest first).
+        streams: the live streams of ``/api/stream`` (made here, on ``worker``).
     """
 
     riffuser: Any
@@ -44,6 +46,10 @@ class ServerState:
     max_upload_bytes: int
     default_scheduler: str
     recent: collections.OrderedDict[str, Any] = field(default_factory=collections.OrderedDict)
+    streams: StreamRegistry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.streams = StreamRegistry(self.worker, self.riffuser)
 
 
 async def server_state(request: Request) -> ServerState:
@@ -57,6 +63,8 @@ State = Annotated[ServerState, Depends(server_state)]
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The app's lifespan: at shutdown its worker cancels every job and stops."""
+    """The app's lifespan: at shutdown its streams close, and its worker cancels every job
+    and stops."""
     yield
+    app.state.server.streams.close_all()
     await run_in_threadpool(app.state.server.worker.close)

@@ -93,6 +93,12 @@ class DeviceWorker:
             return len(self._waiting) + (self._running is not None)
 
     @property
+    def waiting(self) -> int:
+        """Jobs waiting (not counting the one running)."""
+        with self._condition:
+            return len(self._waiting)
+
+    @property
     def seconds_per_job(self) -> float:
         """Moving average of the run time of finished jobs (0 before the first)."""
         return self._seconds_per_job
