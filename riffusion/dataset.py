@@ -45,7 +45,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from riffusion._checks import check_integer, finite_float
 from riffusion._files import atomic_output
@@ -54,6 +54,9 @@ from riffusion.convert import audio_to_image
 from riffusion.errors import ParameterError, RiffusionError, install_hint
 from riffusion.image import save_image
 from riffusion.params import SpectrogramParams
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -419,19 +422,9 @@ def process_file(task: FileTask) -> FileResult:
         digest = _file_digest(path)
     except OSError as error:
         return FileResult(task.source, error=f"cannot read: {error}")
-    if manifest.is_file():
-        try:
-            record = json.loads(manifest.read_text(encoding="utf-8"))
-            if record.get("sha256") == digest and all(
-                (out_dir / r["file_name"]).is_file() for r in record["records"]
-            ):
-                # Captions are metadata only: a changed caption updates the record, no re-encode.
-                captioned = [{**r, "text": task.caption} for r in record["records"]]
-                if captioned != record["records"]:
-                    _write_text_atomic(manifest, _manifest_text({**record, "records": captioned}))
-                return FileResult(task.source, records=tuple(captioned), already_done=True)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # a damaged record is redone
+    finished = _finished_result(task, manifest, digest)
+    if finished is not None:
+        return finished
     params = task.params
     try:
         audio = Audio.load(path, sample_rate=params.sample_rate, num_channels=params.num_channels)
@@ -439,48 +432,23 @@ def process_file(task: FileTask) -> FileResult:
         return FileResult(task.source, error=str(error))
 
     window = params.samples_for_width(task.window_px)
-    hop = task.hop_px * params.hop_length  # one column per STFT hop, whatever the convention
     stem = _safe_name(task.source)
-    # Regular windows (the tail one included) are named by index, random crops c000, c001, ...
-    windows = [
-        (f"{index:05d}", start)
-        for index, start in enumerate(
-            window_starts(audio.num_samples, window, hop, keep_tail=task.keep_tail)
-        )
-    ]
-    crops = _crop_starts(task.source, audio.num_samples, window, task.random_crop, task.seed)
-    windows += [(f"c{index:03d}", start) for index, start in enumerate(crops)]
     records: list[dict[str, Any]] = []
     written = reused = silent = duplicate = 0
     seen: set[str] = set()  # digests of this file's kept images
-    for label, start in windows:
+    for label, start in _labelled_starts(task, audio.num_samples, window):
         piece = Audio(audio.waveform[:, start : start + window], sample_rate=audio.sample_rate)
         piece = piece.fit_length(window)
-        loudness = piece.loudness_lufs() if piece.duration_s >= 0.4 else _rms_dbfs(piece)
+        loudness = _window_loudness(piece)
         if not math.isfinite(loudness) or loudness < task.min_loudness_db:
             silent += 1
             continue
         file_name = f"{_IMAGES_DIR}/{stem}_{label}.png"
         target = out_dir / file_name
-        if target.is_file():
-            image = None
-            if task.skip_duplicates:
-                from PIL import Image
-
-                with Image.open(target) as stored:
-                    image = stored.copy()
-        else:
-            image = audio_to_image(piece, params)
-            if image.width != task.window_px:
-                raise RiffusionError(
-                    f"internal: a window of {window} samples encoded to {image.width} columns, "
-                    f"expected window_px={task.window_px}"
-                )
+        image = _window_image(task, piece, target, window)
         if task.skip_duplicates and image is not None:
             # The image, not the audio: windows that encode alike train alike.
-            image_digest = hashlib.sha256(
-                f"{image.mode}{image.size}".encode() + image.tobytes()
-            ).hexdigest()
+            image_digest = _image_digest(image)
             if image_digest in seen:
                 duplicate += 1
                 continue
@@ -491,28 +459,8 @@ def process_file(task: FileTask) -> FileResult:
             assert image is not None
             save_image(image, target)
             written += 1
-        records.append(
-            {
-                "file_name": file_name,
-                "text": task.caption,
-                "source": task.source,
-                "start_s": round(start / params.sample_rate, 6),
-                "duration_s": round(window / params.sample_rate, 6),
-                "loudness_lufs": round(loudness, 2),
-            }
-        )
-    _write_text_atomic(
-        manifest,
-        _manifest_text(
-            {
-                "source": task.source,
-                "sha256": digest,
-                "silent": silent,
-                "duplicate": duplicate,
-                "records": records,
-            }
-        ),
-    )
+        records.append(_window_record(task, file_name, start, window, loudness))
+    _write_manifest(manifest, task.source, digest, silent, duplicate, records)
     return FileResult(
         task.source,
         records=tuple(records),
@@ -521,6 +469,115 @@ def process_file(task: FileTask) -> FileResult:
         windows_silent=silent,
         windows_duplicate=duplicate,
     )
+
+
+def _finished_result(task: FileTask, manifest: Path, digest: str) -> FileResult | None:
+    """The result of a file an earlier run finished, else ``None`` (the file is to be processed).
+
+    Finished means: the manifest record exists, names the same audio bytes (``digest``, the
+    file's SHA-256) and every image it lists is on disk. A damaged record counts as unfinished.
+    Captions are metadata only: a changed caption rewrites the record, nothing is re-encoded.
+    """
+    if not manifest.is_file():
+        return None
+    out_dir = Path(task.out_dir)
+    try:
+        record = json.loads(manifest.read_text(encoding="utf-8"))
+        if record.get("sha256") == digest and all(
+            (out_dir / r["file_name"]).is_file() for r in record["records"]
+        ):
+            captioned = [{**r, "text": task.caption} for r in record["records"]]
+            if captioned != record["records"]:
+                _write_text_atomic(manifest, _manifest_text({**record, "records": captioned}))
+            return FileResult(task.source, records=tuple(captioned), already_done=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # a damaged record is redone
+    return None
+
+
+def _labelled_starts(task: FileTask, num_samples: int, window: int) -> list[tuple[str, int]]:
+    """The windows to cut from ``num_samples`` samples: ``(label, first sample)`` pairs.
+
+    Regular windows (the tail one included, see :func:`window_starts`) are labelled by index
+    (``00000``, ``00001``, ...), then the random crops ``c000``, ``c001``, ...; ``window`` and
+    the starts are in samples.
+    """
+    hop = task.hop_px * task.params.hop_length  # one column per STFT hop, whatever the convention
+    windows = [
+        (f"{index:05d}", start)
+        for index, start in enumerate(
+            window_starts(num_samples, window, hop, keep_tail=task.keep_tail)
+        )
+    ]
+    crops = _crop_starts(task.source, num_samples, window, task.random_crop, task.seed)
+    return windows + [(f"c{index:03d}", start) for index, start in enumerate(crops)]
+
+
+def _window_loudness(piece: Audio) -> float:
+    """Loudness of a window: integrated LUFS, or RMS dBFS for windows shorter than 0.4 s."""
+    return piece.loudness_lufs() if piece.duration_s >= 0.4 else _rms_dbfs(piece)
+
+
+def _window_image(task: FileTask, piece: Audio, target: Path, window: int) -> Image.Image | None:
+    """The image of a window: the one at ``target`` if it exists (read back only to detect
+    duplicates, else ``None``), otherwise ``piece`` (``window`` samples) encoded afresh.
+
+    Raises:
+        RiffusionError: the encoded image is not ``task.window_px`` columns wide (a bug).
+    """
+    if target.is_file():
+        if not task.skip_duplicates:
+            return None
+        from PIL import Image
+
+        with Image.open(target) as stored:
+            return stored.copy()
+    image = audio_to_image(piece, task.params)
+    if image.width != task.window_px:
+        raise RiffusionError(
+            f"internal: a window of {window} samples encoded to {image.width} columns, "
+            f"expected window_px={task.window_px}"
+        )
+    return image
+
+
+def _image_digest(image: Image.Image) -> str:
+    """SHA-256 (hex) of an image's mode, size and pixels: equal for images that train alike."""
+    return hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
+
+
+def _window_record(
+    task: FileTask, file_name: str, start: int, window: int, loudness: float
+) -> dict[str, Any]:
+    """The metadata line of a kept window (``start`` and ``window`` in samples, times in s)."""
+    sample_rate = task.params.sample_rate
+    return {
+        "file_name": file_name,
+        "text": task.caption,
+        "source": task.source,
+        "start_s": round(start / sample_rate, 6),
+        "duration_s": round(window / sample_rate, 6),
+        "loudness_lufs": round(loudness, 2),
+    }
+
+
+def _write_manifest(
+    manifest: Path,
+    source: str,
+    digest: str,
+    silent: int,
+    duplicate: int,
+    records: list[dict[str, Any]],
+) -> None:
+    """Write the manifest record that marks ``source`` finished (atomically, as the last step)."""
+    record = {
+        "source": source,
+        "sha256": digest,
+        "silent": silent,
+        "duplicate": duplicate,
+        "records": records,
+    }
+    _write_text_atomic(manifest, _manifest_text(record))
 
 
 def _manifest_text(record: dict[str, Any]) -> str:
@@ -655,8 +712,7 @@ def prepare(
             windows shorter than 0.4 s) are skipped as near-silent.
         shard: ``(i, n)``: process only the files whose index in the sorted file list is ``i``
             modulo ``n``; the ``n`` shards together cover every file exactly once.
-        workers: processes (local engine) or Ray CPUs (``engine="ray"``, when Ray is not
-            already initialised).
+        workers: processes (local engine) or Ray CPUs (``engine="ray"``, Ray not yet initialised).
         engine: ``"local"`` or ``"ray"``; both write the same bytes.
         address: Ray cluster to join (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``), with
             ``engine="ray"`` only; ``None``: ``RAY_ADDRESS`` or a running ``ray start`` cluster
@@ -675,8 +731,7 @@ def prepare(
         progress: show a tqdm progress bar (stderr).
 
     Returns:
-        A :class:`PrepareResult`. Unreadable files are listed in its ``failures`` (and
-        reported on stderr), never fatal.
+        A :class:`PrepareResult`; unreadable files go to its ``failures`` and stderr, never fatal.
 
     Raises:
         ParameterError: a bad argument, or ``out_dir`` prepared earlier with other settings.
@@ -689,8 +744,26 @@ def prepare(
     workers = check_integer("workers", workers)
     random_crop = check_integer("random_crop", random_crop, minimum=0)
     seed = check_integer("seed", seed, minimum=0)
-    _check_run_options(engine, shard, template)
-    _check_caption_template(caption_template)
+    _check_run_options(engine, shard, template, caption_template)
+    _check_destination(out_dir, engine, address)
+    params = _dataset_params(params, stereo, window_px)
+    mapping = load_caption_mapping(captions) if captions is not None else {}
+
+    out = _create_layout(Path(out_dir))
+    options = _window_options(keep_tail, skip_duplicates, random_crop, seed)
+    _check_settings(out, params, window_px, hop_px, min_loudness_db, options)
+    paths = files[shard[0] :: shard[1]]
+    captions_of = _captions(paths, root, mapping, use_folder_names, template, caption_template)
+    tasks = _file_tasks(
+        paths, root, captions_of, out, params, window_px, hop_px, min_loudness_db, options
+    )
+    results = _run_tasks(tasks, engine, workers, progress, address)
+    return _summary(out, len(tasks), results, num_records=write_metadata(out))
+
+
+def _check_destination(out_dir: str | os.PathLike[str], engine: str, address: Any) -> None:
+    """Check :func:`prepare`'s Ray ``address`` (``engine="ray"`` only) and that ``out_dir`` is
+    a local or mounted folder, not a URL."""
     if address is not None and (engine != "ray" or not isinstance(address, str) or not address):
         raise ParameterError(
             f"address={address!r} needs engine='ray' (got engine={engine!r}) and a non-empty "
@@ -701,26 +774,60 @@ def prepare(
             f"out_dir={os.fspath(out_dir)!r} is a URL; prepare writes to a local or mounted "
             "folder only (prepare into a folder, then copy it, e.g. with `aws s3 sync`)"
         )
-    params = _dataset_params(params, stereo, window_px)
-    mapping = load_caption_mapping(captions) if captions is not None else {}
 
-    out = Path(out_dir)
+
+def _create_layout(out: Path) -> Path:
+    """Create the dataset folder ``out`` with its images and manifest folders; returns ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / _IMAGES_DIR).mkdir(exist_ok=True)
     (out / _STATE_DIR / _MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
-    options: dict[str, Any] = {
+    return out
+
+
+def _window_options(
+    keep_tail: bool, skip_duplicates: bool, random_crop: int, seed: int
+) -> dict[str, Any]:
+    """The windowing options shared by every :class:`FileTask` and recorded in the settings."""
+    return {
         "keep_tail": bool(keep_tail),
         "skip_duplicates": bool(skip_duplicates),
         "random_crop": random_crop,
         "seed": seed,
     }
-    _check_settings(out, params, window_px, hop_px, min_loudness_db, options)
 
-    tasks = [
+
+def _captions(
+    paths: Sequence[Path],
+    root: Path,
+    mapping: Mapping[str, str],
+    use_folder_names: bool,
+    template: str,
+    caption_template: str | None,
+) -> list[str]:
+    """The caption of each audio file of ``paths``, in order (see :func:`_caption_for`)."""
+    return [
+        _caption_for(path, root, mapping, use_folder_names, template, caption_template)
+        for path in paths
+    ]
+
+
+def _file_tasks(
+    paths: Sequence[Path],
+    root: Path,
+    captions: Sequence[str],
+    out: Path,
+    params: SpectrogramParams,
+    window_px: int,
+    hop_px: int,
+    min_loudness_db: float,
+    options: Mapping[str, Any],
+) -> list[FileTask]:
+    """One :class:`FileTask` per audio file of ``paths`` (under ``root``), with its caption."""
+    return [
         FileTask(
             path=str(path),
             source=path.relative_to(root).as_posix(),
-            caption=_caption_for(path, root, mapping, use_folder_names, template, caption_template),
+            caption=caption,
             out_dir=str(out),
             params=params,
             window_px=window_px,
@@ -728,14 +835,13 @@ def prepare(
             min_loudness_db=min_loudness_db,
             **options,
         )
-        for path in files[shard[0] :: shard[1]]
+        for path, caption in zip(paths, captions, strict=True)
     ]
-    results = _run_tasks(tasks, engine, workers, progress, address)
-    return _summary(out, len(tasks), results, num_records=write_metadata(out))
 
 
-def _check_run_options(engine: Any, shard: Any, template: Any) -> None:
-    """Check :func:`prepare`'s engine, shard and caption template (before any file is read)."""
+def _check_run_options(engine: Any, shard: Any, template: Any, caption_template: Any) -> None:
+    """Check :func:`prepare`'s engine, shard, ``template`` and ``caption_template`` (before any
+    file is read)."""
     if engine not in ("local", "ray"):
         raise ParameterError(f"engine={engine!r} must be 'local' or 'ray'")
     if (
@@ -753,6 +859,7 @@ def _check_run_options(engine: Any, shard: Any, template: Any) -> None:
         raise ParameterError(
             f"template={template!r} may only use the fields {{stem}} and {{folder}}"
         ) from error
+    _check_caption_template(caption_template)
 
 
 def _check_caption_template(caption_template: Any) -> None:

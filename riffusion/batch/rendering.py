@@ -120,9 +120,7 @@ def render(
     storage = Storage(output_dir, storage_options)
     storage.prepare()
     manifest = Manifest(storage, flush_interval_s)
-    todo = [job for job in batch if not is_finished(manifest.entries.get(job.id), job, storage)]
-    todo_ids = {job.id for job in todo}
-    skipped = tuple(job.id for job in batch if job.id not in todo_ids)
+    todo, skipped = _split_finished(batch, manifest, storage)
     recorder = _Recorder(manifest, on_result)
     recorder.announce(skipped)
     options = _worker_options(
@@ -131,12 +129,47 @@ def render(
     run_engine = _engine(
         engine, workers, gpus_per_worker, cpus_per_worker, address, wait_for_resources
     )
+    startup_s = _run_jobs(
+        run_engine, todo, model_name, storage, options, recorder, manifest, max_retries, started
+    )
+    return _batch_result(
+        storage.root, batch, todo, skipped, manifest.entries, recorder.new, startup_s, started
+    )
+
+
+def _split_finished(
+    batch: list[BatchJob], manifest: Manifest, storage: Storage
+) -> tuple[list[BatchJob], tuple[str, ...]]:
+    """The jobs still to render and the ids of those an earlier run finished, in job order."""
+    todo = [job for job in batch if not is_finished(manifest.entries.get(job.id), job, storage)]
+    todo_ids = {job.id for job in todo}
+    skipped = tuple(job.id for job in batch if job.id not in todo_ids)
+    return todo, skipped
+
+
+def _run_jobs(
+    run_engine: Callable[..., float],
+    todo: list[BatchJob],
+    model: str,
+    storage: Storage,
+    options: dict[str, Any],
+    recorder: _Recorder,
+    manifest: Manifest,
+    max_retries: int,
+    started: float,
+) -> float:
+    """Render ``todo`` on ``run_engine``; the manifest is written at the end, also after an
+    error or interruption.
+
+    Returns:
+        Seconds until the first worker was ready (``0.0`` when there is nothing to render).
+    """
     startup_s = 0.0
     try:
         if todo:
             startup_s = run_engine(
                 todo,
-                model_name,
+                model,
                 storage,
                 options,
                 record=recorder,
@@ -145,12 +178,27 @@ def render(
             )
     finally:
         manifest.flush()
+    return startup_s
+
+
+def _batch_result(
+    output_dir: str,
+    batch: list[BatchJob],
+    todo: list[BatchJob],
+    skipped: tuple[str, ...],
+    entries: Mapping[str, ManifestEntry],
+    new: Mapping[str, ManifestEntry],
+    startup_s: float,
+    started: float,
+) -> BatchResult:
+    """The :class:`BatchResult` from the manifest ``entries`` and the ``new`` ones of this run
+    (``started``: :func:`time.perf_counter` at the start of :func:`render`)."""
     return BatchResult(
-        output_dir=storage.root,
-        entries=tuple(manifest.entries[job.id] for job in batch if job.id in manifest.entries),
-        rendered=tuple(job.id for job in todo if recorder.new[job.id].status == "done"),
+        output_dir=output_dir,
+        entries=tuple(entries[job.id] for job in batch if job.id in entries),
+        rendered=tuple(job.id for job in todo if new[job.id].status == "done"),
         skipped=skipped,
-        failed=tuple(job.id for job in todo if recorder.new[job.id].status == "failed"),
+        failed=tuple(job.id for job in todo if new[job.id].status == "failed"),
         startup_s=startup_s,
         elapsed_s=time.perf_counter() - started,
     )
