@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stopped:
         print(f"riffusion train-lora: {stopped}", file=sys.stderr)
         return stopped.exit_status
-    if not quiet:
+    if not quiet and _is_main_process():
         last = result.losses[-10:]
         mean = f"{sum(last) / len(last):.4f}" if last else "n/a"
         print(
@@ -217,6 +217,13 @@ def run(args: argparse.Namespace) -> int:
             f"{len(last)} steps {mean}; weights: {result.weights}"
         )
     return 0
+
+
+def _is_main_process() -> bool:
+    """Whether this is the process that reports (the main one under ``accelerate launch``)."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def _train(args: argparse.Namespace, target_modules: tuple[str, ...], quiet: bool) -> Any:

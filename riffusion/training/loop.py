@@ -153,9 +153,16 @@ def train_step(
     learning = float(models.optimizer.param_groups[0]["lr"])
     accumulation = settings.gradient_accumulation
     num_timesteps = int(models.noise_scheduler.config.num_train_timesteps)
+    processes, rank = models.accelerator.num_processes, models.accelerator.process_index
+    share = slice(rank * settings.batch_size, (rank + 1) * settings.batch_size)
     step_loss = 0.0
     for micro in range(accumulation):
-        indices = micro_batch_indices(batches.order, step, micro, settings.batch_size, accumulation)
+        # Under several processes the micro-batch is the global one (batch_size examples per
+        # process, drawn as one run with that batch would draw them); each process takes its
+        # slice of the examples and of the noise, and the gradients are averaged in backward.
+        group = micro_batch_indices(
+            batches.order, step, micro, settings.batch_size * processes, accumulation
+        )
         draw = partial(
             draw_noise,
             settings.seed,
@@ -164,19 +171,38 @@ def train_step(
             num_timesteps=num_timesteps,
             noise_offset=settings.noise_offset,
         )
-        loss = objective_loss(models, batches, indices, draw, settings.snr_gamma)
-        if not torch.isfinite(loss):
+        if processes > 1:
+            draw = partial(_draw_share, draw, processes=processes, share=share)
+        loss = objective_loss(models, batches, group[share], draw, settings.snr_gamma)
+        value = loss.detach()
+        if processes > 1:
+            # Every process checks and logs the same value: the mean over the global batch.
+            value = models.accelerator.reduce(value, reduction="mean")
+        if not torch.isfinite(value):
             raise RiffusionError(
-                f"the loss became {float(loss)} at step {step + 1}; lower learning_rate="
+                f"the loss became {float(value)} at step {step + 1}; lower learning_rate="
                 f"{settings.learning_rate} or use mixed_precision='no'"
             )
         models.accelerator.backward(loss / accumulation)
-        step_loss += float(loss.detach()) / accumulation
+        step_loss += float(value) / accumulation
     models.accelerator.clip_grad_norm_(models.parameters, settings.max_grad_norm)
     models.optimizer.step()
     models.lr_scheduler.step()
     models.optimizer.zero_grad(set_to_none=True)
     return step_loss, learning
+
+
+def _draw_share(
+    draw: Callable[[torch.Size], tuple[torch.Tensor, torch.Tensor]],
+    shape: torch.Size,
+    *,
+    processes: int,
+    share: slice,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This process's rows of the noise and timesteps drawn for the global micro-batch
+    (``processes`` times ``shape[0]`` examples)."""
+    noise, timesteps = draw(torch.Size((shape[0] * processes, *shape[1:])))
+    return noise[share], timesteps[share]
 
 
 def objective_loss(
@@ -275,7 +301,7 @@ def run_steps(
         initial=start_step,
         desc="train-lora",
         unit="step",
-        disable=not settings.progress,
+        disable=not settings.progress or not models.accelerator.is_main_process,
     )
     for module in models.trained:
         module.train()
@@ -288,8 +314,11 @@ def run_steps(
             log.add(done, loss, learning)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            if stop is not None and stop.signal_number is not None and done < settings.steps:
-                raise TrainingInterrupted(stop.signal_number, done, save(done))
+            signal_number = (
+                _stop_signal(stop, models.accelerator) if done < settings.steps else None
+            )
+            if signal_number is not None:
+                raise TrainingInterrupted(signal_number, done, save(done))
             if _due(done, settings.checkpoint_every, settings.steps):
                 save(done)
             if _due(done, settings.validate_every, settings.steps):
@@ -302,3 +331,14 @@ def run_steps(
 def _due(done: int, every: int | None, steps: int) -> bool:
     """Whether a periodic save or validation falls after step ``done`` (not the last)."""
     return every is not None and done % every == 0 and done < steps
+
+
+def _stop_signal(stop: StopRequest | None, accelerator: Any) -> int | None:
+    """The stop signal received, or ``None``; under several processes, the highest signal
+    any process received, so that all of them stop after the same step."""
+    signal_number = None if stop is None else stop.signal_number
+    if accelerator.num_processes == 1:
+        return signal_number
+    flag = torch.tensor([signal_number or 0], device=accelerator.device)
+    agreed = int(accelerator.reduce(flag, reduction="max")[0])
+    return agreed or None

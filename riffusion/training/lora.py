@@ -33,6 +33,7 @@ from riffusion.errors import RiffusionError, install_hint
 from riffusion.training.adapters import UNET_TARGETS
 from riffusion.training.checkpoint import (
     LORA_WEIGHT_NAME,
+    checkpoint_dir,
     resume_point,
     save_checkpoint,
 )
@@ -167,6 +168,12 @@ def train_lora(
     checkpoint and raises :class:`TrainingInterrupted`; ``resume=True`` continues bit for bit.
     Details of every argument: ``docs/training.md``.
 
+    Under ``accelerate launch --num_processes N`` each process trains on ``batch_size``
+    examples of a global micro-batch of ``N * batch_size`` (the examples and noise a single
+    process with that batch would draw), the gradients are averaged across processes, and only
+    the main process writes files; every process returns the same ``step`` and ``losses``, but
+    ``loss_plot`` and ``validation`` only on the main one.
+
     Returns:
         A :class:`TrainingResult`.
 
@@ -207,27 +214,37 @@ def _train(
         device=models.device,
         training=training,
     )
+    # Under several processes every one trains, but only the main one writes files; the others
+    # wait for it at each save and validation.
+    accelerator = models.accelerator
+    writer = accelerator.is_main_process
     clips = Validator(output, settings, models, examples)
-    log = TrainingLog(
-        output / LOG_NAME, start_step, make_tracker(settings.report_to, output, config)
-    )
-    write_args(output, config, settings)
+    tracker = make_tracker(settings.report_to, output, config) if writer else None
+    log = TrainingLog(output / LOG_NAME, start_step, tracker)
+    if writer:
+        write_args(output, config, settings)
     saved: list[Path] = []
 
     def save(step: int) -> Path:
-        saved.append(
-            save_checkpoint(
-                output, step, config, models, total_limit=settings.checkpoints_total_limit
+        if writer:
+            saved.append(
+                save_checkpoint(
+                    output, step, config, models, total_limit=settings.checkpoints_total_limit
+                )
             )
-        )
-        log.write()
+            log.write()
+        else:
+            saved.append(checkpoint_dir(output, step))
+        accelerator.wait_for_everyone()
         return saved[-1]
 
     def validate(step: int) -> None:
         if held_out:
+            # Every process computes it (the same value): the forward passes stay in step.
             log.add_validation_loss(step, held_out_loss(models, batches, held_out, settings))
-        if settings.validation_prompts:
+        if settings.validation_prompts and writer:
             clips(step)
+        accelerator.wait_for_everyone()
 
     try:
         with stop_on_signals() as stop:
@@ -249,7 +266,7 @@ def _train(
             log.tracker.finish()
     # Without matplotlib, the warning points at train_lora's caller (plot_loss, _train,
     # train_lora, caller).
-    plot = plot_loss(output / PLOT_NAME, log.rows, stacklevel=4) if log.rows else None
+    plot = plot_loss(output / PLOT_NAME, log.rows, stacklevel=4) if log.rows and writer else None
     return TrainingResult(
         output_dir=output,
         weights=output / LORA_WEIGHT_NAME,

@@ -39,9 +39,12 @@ class TrainingModels:
     """Everything a training step touches besides the data.
 
     Attributes:
-        unet: the UNet with adapters, in train mode while training.
+        unet: the UNet with adapters, in train mode while training; under several processes
+            wrapped in ``DistributedDataParallel`` (``accelerator.unwrap_model`` gives the
+            module): call it for every training forward pass, so gradients are averaged.
         vae: the frozen VAE.
-        text_encoder: the CLIP text encoder (with adapters when ``train_text_encoder``).
+        text_encoder: the CLIP text encoder (with adapters when ``train_text_encoder``, then
+            wrapped like ``unet`` under several processes).
         tokenizer: the CLIP tokenizer.
         noise_scheduler: a ``DDPMScheduler`` with the checkpoint's schedule: noises the latents.
         accelerator: accelerate's ``Accelerator`` (device, autocast, backward, clipping).
@@ -53,8 +56,8 @@ class TrainingModels:
         lr_scheduler: the ``LambdaLR`` of ``diffusers.optimization.get_scheduler``, stepped once
             per optimizer step.
         scaler: accelerate's fp16 gradient scaler, or ``None``.
-        pipeline: a ``RiffusionPipeline`` over the same modules: the image encoder and the
-            validation sampler.
+        pipeline: a ``RiffusionPipeline`` over the same (unwrapped) modules: the image
+            encoder and the validation sampler.
     """
 
     unet: Any
@@ -102,12 +105,6 @@ def setup_models(
     parts, noise_scheduler = _load_parts(settings)
     unet, vae, text_encoder = parts.unet, parts.vae, parts.text_encoder
     accelerator = make_accelerator(accelerate, settings.mixed_precision, settings.use_cpu)
-    if accelerator.num_processes > 1:
-        raise RiffusionError(
-            f"train_lora runs in one process, not {accelerator.num_processes}: multi-GPU "
-            "training (`accelerate launch` with several processes) is not supported; run it "
-            "without accelerate launch, on one GPU"
-        )
     weight_dtype = WEIGHT_DTYPES[settings.mixed_precision]
     trained_text_encoder = text_encoder if settings.train_text_encoder else None
     add_adapters(
@@ -136,7 +133,12 @@ def setup_models(
         # position. Loaded after the schedule is made (which sets the first step's rate).
         load_optimizer_state(state_dir, optimizer)
         load_scheduler_state(state_dir, lr_scheduler)
-    optimizer = accelerator.prepare(*trained, optimizer)[-1]
+    # Under several processes (`accelerate launch`) the trained models come back wrapped in
+    # DistributedDataParallel, which averages their gradients in backward; in one process they
+    # come back as they went in. The pipeline keeps the bare modules.
+    *wrapped, optimizer = accelerator.prepare(*trained, optimizer)
+    forward_unet = wrapped[0]
+    forward_text_encoder = wrapped[1] if settings.train_text_encoder else text_encoder
     scaler = getattr(accelerator, "scaler", None)
     if state_dir is not None:
         load_scaler_state(state_dir, scaler)
@@ -149,9 +151,9 @@ def setup_models(
     )
     pipeline.set_progress_bar_config(disable=True)
     return TrainingModels(
-        unet=unet,
+        unet=forward_unet,
         vae=vae,
-        text_encoder=text_encoder,
+        text_encoder=forward_text_encoder,
         tokenizer=parts.tokenizer,
         noise_scheduler=noise_scheduler,
         accelerator=accelerator,
