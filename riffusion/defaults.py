@@ -9,9 +9,12 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_SEED_IMAGE",
+    "LR_SCHEDULERS",
     "MAX_CLIP_DURATION_S",
     "MAX_INFERENCE_STEPS",
+    "OPTIMIZERS",
     "RECIPE_URL_PREFIX",
+    "REPORT_TO",
     "SCHEDULER_NAMES",
     "WINDOW_WIDTH",
 ]
@@ -52,3 +55,20 @@ SCHEDULER_NAMES: tuple[str, ...] = (
 
 #: Most scheduler steps of a full run: the checkpoint has 1,000 training timesteps.
 MAX_INFERENCE_STEPS = 1000
+
+#: Training's ``lr_scheduler`` values: the names of ``diffusers.optimization.get_scheduler``
+#: that need no more than the warm-up and the number of steps.
+LR_SCHEDULERS = (
+    "constant",
+    "constant_with_warmup",
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+)
+
+#: Training's ``optimizer`` values: ``torch.optim.AdamW``, or bitsandbytes' ``AdamW8bit``.
+OPTIMIZERS = ("adamw", "adamw8bit")
+
+#: Training's ``report_to`` values: where the metrics go besides the CSV log (always written).
+REPORT_TO = ("csv", "tensorboard", "wandb")

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from riffusion.commands._types import float_in, int_at_least, positive_int
-from riffusion.defaults import DEFAULT_MODEL
+from riffusion.defaults import DEFAULT_MODEL, LR_SCHEDULERS, OPTIMIZERS, REPORT_TO
 
 __all__ = ["add_parser", "run"]
 
@@ -25,18 +25,6 @@ with status 130 (SIGINT) or 143 (SIGTERM); --resume continues exactly where it s
 Ctrl-C aborts at once without saving."""
 
 
-# riffusion.training.settings' LR_SCHEDULERS, OPTIMIZERS and REPORT_TO (a test checks they
-# agree), written out here: building the command line imports no torch.
-LR_SCHEDULERS = (
-    "constant",
-    "constant_with_warmup",
-    "linear",
-    "cosine",
-    "cosine_with_restarts",
-    "polynomial",
-)
-OPTIMIZERS = ("adamw", "adamw8bit")
-REPORT_TO = ("csv", "tensorboard", "wandb")
 
 _positive_float = float_in(0.0, math.inf, "a positive number", open_low=True)
 

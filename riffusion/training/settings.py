@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from riffusion._checks import check_integer, finite_float
+from riffusion.defaults import LR_SCHEDULERS, OPTIMIZERS, REPORT_TO
 from riffusion.errors import ParameterError
 
 __all__ = [
@@ -25,20 +26,6 @@ __all__ = [
 
 #: The values of ``mixed_precision`` (accelerate's names).
 PRECISIONS = ("no", "fp16", "bf16")
-#: The values of ``lr_scheduler``: the names of ``diffusers.optimization.get_scheduler`` that
-#: need no more than the warm-up and the number of steps.
-LR_SCHEDULERS = (
-    "constant",
-    "constant_with_warmup",
-    "linear",
-    "cosine",
-    "cosine_with_restarts",
-    "polynomial",
-)
-#: The values of ``optimizer``: ``torch.optim.AdamW``, or bitsandbytes' ``AdamW8bit``.
-OPTIMIZERS = ("adamw", "adamw8bit")
-#: The values of ``report_to``: where the metrics go besides the CSV log (always written).
-REPORT_TO = ("csv", "tensorboard", "wandb")
 _DEVICES = ("auto", "cpu", "cuda")
 
 
