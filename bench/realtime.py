@@ -8,8 +8,9 @@ the audio decode. "× real time" is 5.11 s of audio / seconds per clip. The same
 through stock diffusers: ``StableDiffusionImg2ImgPipeline`` (loaded from the same folder, the
 same scheduler built from the checkpoint's config, same strength, steps and guidance) plus
 Riffusion's reference decode (``image_to_audio(image, method="reference")``: least-squares
-inverse mel + 32 Griffin-Lim iterations), its pipeline call and decode timed separately;
-"stock/ours" is the ratio of the two totals. The decode row compares the two decoders alone.
+inverse mel + 32 Griffin-Lim iterations), its pipeline call and decode timed separately and
+the pipeline's text encoder, UNet and VAE split out with forward hooks; "stock/ours" is the
+ratio of the two totals. The decode row compares the two decoders alone.
 
 Samplers: ``pndm-50`` (PNDM, 50 steps, guidance 7), ``dpm-20`` (DPM-Solver++ 2M with Karras
 sigmas, 20 steps, guidance 7) and ``lcm-4`` (LCM, 4 steps, guidance 1: diffusers skips the
@@ -24,7 +25,9 @@ it with ``Riffuser.from_pretrained`` and diffusers' ``from_pretrained``, so the 
 runs; nothing is downloaded. ``--model PATH_OR_ID`` times a real checkpoint; ``--quick`` the
 tiny random model of the tests on the CPU (seconds; checks that the script works, its numbers
 say nothing about real models). Each sampler gets a short warm-up (2 steps: every stage once,
-with the same shapes) on both sides, then ``--runs`` clips (seeds 1..N); the medians are shown.
+with the same shapes) on both sides, then ``--runs`` clips (seeds 1..N), ours and stock
+alternating clip by clip so that a shared machine's changing load weighs on both; the medians
+are shown.
 
 Usage (from the repository root, after ``pip install -e .``)::
 
@@ -47,6 +50,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +120,41 @@ class UNetCalls:
         return f"{len(batches) / per_clip:g}x{sizes}"
 
 
+class StageClock:
+    """Sums the seconds spent in the stock pipeline's networks (forward hooks, CUDA
+    synchronised like riffusion's own timer): ``text_encoder``, ``unet`` and ``vae`` (encoder
+    and decoder)."""
+
+    def __init__(self, pipeline: Any, device: torch.device) -> None:
+        self.device = device
+        self.totals: dict[str, float] = {}
+        self._started: dict[int, float] = {}
+        modules = {
+            "text_encoder": [pipeline.text_encoder],
+            "unet": [pipeline.unet],
+            "vae": [pipeline.vae.encoder, pipeline.vae.decoder],
+        }
+        for name, parts in modules.items():
+            for module in parts:
+                module.register_forward_pre_hook(self._pre)
+                module.register_forward_hook(self._post(name))
+        self.reset()
+
+    def reset(self) -> None:
+        self.totals = {"text_encoder": 0.0, "unet": 0.0, "vae": 0.0}
+
+    def _pre(self, module: Any, args: tuple) -> None:
+        sync(self.device)
+        self._started[id(module)] = time.perf_counter()
+
+    def _post(self, name: str) -> Callable[..., None]:
+        def hook(module: Any, args: tuple, output: Any) -> None:
+            sync(self.device)
+            self.totals[name] += time.perf_counter() - self._started.pop(id(module))
+
+        return hook
+
+
 def quiet_libraries() -> None:
     """Silence transformers' and diffusers' logging and progress bars (loading, saving), and
     diffusers' deprecation of ``torch_dtype`` (kept: older diffusers know no ``dtype``)."""
@@ -165,13 +204,15 @@ def median_times(samples: list[dict[str, float]], unet_calls: str, warm_up: floa
     return Times(total, medians, unet_calls, warm_up)
 
 
-def time_ours(
-    riffuser: Any, calls: UNetCalls, sampler: Sampler, seeds: range, device: torch.device
-) -> Times:
-    """Median wall seconds per clip of ``Riffuser.text_to_audio`` and its stages."""
+Clip = Callable[..., dict[str, float]]
+
+
+def our_clip(riffuser: Any, sampler: Sampler, device: torch.device) -> Clip:
+    """``clip(seed, steps)``: one ``Riffuser.text_to_audio`` clip, its wall seconds (``total``)
+    and its stages from ``clip.debug["timings_s"]``."""
     riffuser.set_scheduler(sampler.scheduler)
 
-    def clip(seed: int, steps: int) -> dict[str, float]:
+    def clip(seed: int, steps: int, decode: bool = True) -> dict[str, float]:
         sync(device)
         start = time.perf_counter()
         made = riffuser.text_to_audio(
@@ -192,30 +233,22 @@ def time_ours(
             "decode": t["audio_decode"],
         }
 
-    warm_up = clip(0, WARM_UP_STEPS)["total"]
-    calls.take()
-    samples = [clip(seed, sampler.steps) for seed in seeds]
-    return median_times(samples, calls.take(per_clip=len(samples)), warm_up)
+    return clip
 
 
-def time_stock(
-    stock: Any,
-    calls: UNetCalls,
-    seed_image: Any,
-    params: Any,
-    sampler: Sampler,
-    seeds: range,
-    device: torch.device,
-    *,
-    warm_decode: bool,
-) -> Times:
-    """Median seconds of stock diffusers img2img plus the reference decode, timed apart."""
+def stock_clip(
+    stock: Any, clock: StageClock, seed_image: Any, params: Any, sampler: Sampler, device: Any
+) -> Clip:
+    """``clip(seed, steps, decode=True)``: one stock diffusers img2img call, then the reference
+    decode of its image, timed apart (``pipeline``, ``decode``); the stages inside the pipeline
+    call come from ``clock``."""
     from riffusion import image_to_audio
     from riffusion.models.sd1.schedulers import make_scheduler
 
     stock.scheduler = make_scheduler(sampler.scheduler, stock.scheduler.config)
 
     def clip(seed: int, steps: int, decode: bool = True) -> dict[str, float]:
+        clock.reset()
         sync(device)
         start = time.perf_counter()
         image = stock(
@@ -232,17 +265,33 @@ def time_stock(
             image_to_audio(image, params, method="reference", device=device)
         sync(device)
         done = time.perf_counter()
-        return {"total": done - start, "pipeline": generated - start, "decode": done - generated}
+        return {
+            "total": done - start,
+            "pipeline": generated - start,
+            **clock.totals,
+            "decode": done - generated,
+        }
 
-    if warm_decode:
-        # Once: build the reference decoder's operators (per parameters and device, not per
-        # width) on a 32-column strip, which costs a few percent of a whole decode.
-        strip = seed_image.crop((0, 0, 32, seed_image.height))
-        image_to_audio(strip, params, method="reference", device=device)
-    warm_up = clip(0, WARM_UP_STEPS, decode=False)["total"]
-    calls.take()
-    samples = [clip(seed, sampler.steps) for seed in seeds]
-    return median_times(samples, calls.take(per_clip=len(samples)), warm_up)
+    return clip
+
+
+def time_row(
+    ours: Clip, stock: Clip, calls: tuple[UNetCalls, UNetCalls], sampler: Sampler, runs: int
+) -> tuple[Times, Times]:
+    """Warm both sides up, then time ``runs`` clips, alternating ours and stock clip by clip
+    (a shared machine's load then weighs on both alike)."""
+    warm_ours = ours(0, WARM_UP_STEPS)["total"]
+    warm_stock = stock(0, WARM_UP_STEPS, decode=False)["total"]
+    for counter in calls:
+        counter.take()
+    samples: tuple[list[dict[str, float]], list[dict[str, float]]] = ([], [])
+    for seed in range(1, runs + 1):
+        samples[0].append(ours(seed, sampler.steps))
+        samples[1].append(stock(seed, sampler.steps))
+    return (
+        median_times(samples[0], calls[0].take(per_clip=runs), warm_ours),
+        median_times(samples[1], calls[1].take(per_clip=runs), warm_stock),
+    )
 
 
 def load(args: argparse.Namespace, folder: str, device: torch.device, dtype: torch.dtype):
@@ -280,10 +329,14 @@ def device_label(device: torch.device, dtype: torch.dtype) -> str:
 
 
 def print_table(label: str, rows: list[tuple[Sampler, Times, Times]]) -> None:
-    """A Markdown table: one row per sampler, then the two decoders alone."""
+    """A Markdown table: one row per sampler, then the two decoders alone.
+
+    Stock is shown as ``total = pipeline (text enc / UNet / VAE) + reference decode``.
+    """
     print(
         "| device | sampler | UNet calls (ours; stock) | ours s/clip (text enc / UNet / VAE "
-        "/ decode) | × real time | stock s/clip (pipeline / reference decode) | stock/ours |"
+        "/ decode) | × real time | stock s/clip = pipeline (text enc / UNet / VAE) "
+        "+ reference decode | stock/ours |"
     )
     print("|---|---|---|---|---|---|---|")
     for sampler, ours, stock in rows:
@@ -292,7 +345,8 @@ def print_table(label: str, rows: list[tuple[Sampler, Times, Times]]) -> None:
             f"| {label} | {sampler.label} | {ours.unet_calls}; {stock.unet_calls} "
             f"| {ours.total:.3f} ({o['text_encoder']:.3f} / {o['unet']:.3f} / {o['vae']:.3f} "
             f"/ {o['decode']:.3f}) | {CLIP_SECONDS / ours.total:.2f}x "
-            f"| {stock.total:.3f} ({s['pipeline']:.3f} / {s['decode']:.3f}) "
+            f"| {stock.total:.3f} = {s['pipeline']:.3f} ({s['text_encoder']:.3f} / "
+            f"{s['unet']:.3f} / {s['vae']:.3f}) + {s['decode']:.3f} "
             f"| {stock.total / ours.total:.2f}x |"
         )
     fast = statistics.median(ours.parts["decode"] for _, ours, _ in rows)
@@ -366,6 +420,7 @@ def main() -> int:
     label = device_label(device, dtype)
     samplers = [SAMPLERS[name] for name in args.samplers.split(",")]
 
+    from riffusion import image_to_audio
     from riffusion.compose.inputs import DEFAULT_SEED, resolve_seed_image
     from riffusion.testing import make_tiny_model
 
@@ -391,20 +446,26 @@ def main() -> int:
     )
 
     seed_image, _ = resolve_seed_image(DEFAULT_SEED, riffuser.params)
-    seeds = range(1, args.runs + 1)
-    our_calls = UNetCalls(getattr(riffuser.pipeline, "unet", None))
-    stock_calls = UNetCalls(stock.unet)
+    assert seed_image is not None  # the default seed image always resolves
+    calls = (UNetCalls(getattr(riffuser.pipeline, "unet", None)), UNetCalls(stock.unet))
+    clock = StageClock(stock, device)
+    # Build the reference decoder's operators once (they depend on the parameters and the
+    # device, not the width) on a 32-column strip: a few percent of a whole decode.
+    strip = seed_image.crop((0, 0, 32, seed_image.height))
+    image_to_audio(strip, riffuser.params, method="reference", device=device)
     rows: list[tuple[Sampler, Times, Times]] = []
     for sampler in samplers:
-        ours = time_ours(riffuser, our_calls, sampler, seeds, device)
-        theirs = time_stock(
-            stock, stock_calls, seed_image, riffuser.params, sampler, seeds, device,
-            warm_decode=not rows,
-        )  # fmt: skip
+        ours, theirs = time_row(
+            our_clip(riffuser, sampler, device),
+            stock_clip(stock, clock, seed_image, riffuser.params, sampler, device),
+            calls,
+            sampler,
+            args.runs,
+        )
         rows.append((sampler, ours, theirs))
         print(
             f"{sampler.label}: ours {ours.total:.3f} s (warm-up {ours.warm_up:.1f} s), "
-            f"stock {theirs.total:.3f} s (warm-up {theirs.warm_up:.1f} s)",
+            f"stock {theirs.total:.3f} s (warm-up without decode {theirs.warm_up:.1f} s)",
             flush=True,
         )
     print()
