@@ -166,13 +166,7 @@ def train_lora(
 
     SIGINT or SIGTERM (in the main thread) stops the run after the step under way, saves a
     checkpoint and raises :class:`TrainingInterrupted`; ``resume=True`` continues bit for bit.
-    Details of every argument: ``docs/training.md``.
-
-    Under ``accelerate launch --num_processes N`` each process trains on ``batch_size``
-    examples of a global micro-batch of ``N * batch_size`` (the examples and noise a single
-    process with that batch would draw), the gradients are averaged across processes, and only
-    the main process writes files; every process returns the same ``step`` and ``losses``, but
-    ``loss_plot`` and ``validation`` only on the main one.
+    Details, and ``accelerate launch`` (one writer): ``docs/training.md``.
 
     Returns:
         A :class:`TrainingResult`.
