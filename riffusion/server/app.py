@@ -8,7 +8,13 @@ web app's ``POST /run_inference/``), ``routes_api`` (``/api/clip``, ``/api/clips
 :class:`~riffusion.server.worker.DeviceWorker` (one at a time, bounded queue: full → 503 with
 ``Retry-After``); a request whose client disconnects is dropped from the queue or stopped at
 the next denoising step. Bad input gets a 4xx JSON body ``{"error": message, "field": name}``.
-Nothing a request sends is used as a path.
+Nothing a request sends is used as a path. ``api_docs`` serves the API's documentation at
+``/api/docs`` (Swagger UI, offline) and its OpenAPI schema at ``/api/openapi.json``.
+
+Mounted in another app (``parent.mount("/riff", create_app(riffuser))``) every route answers
+under the prefix, and the links in answers carry it. A mounted app's lifespan is not run by
+its parent: run it from the parent's (``async with sub.router.lifespan_context(sub): yield``)
+so that streams and the worker are closed at shutdown.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from riffusion.server import (
     routes_stream,
     routes_webapp,
 )
+from riffusion.server.api_docs import DESCRIPTION, OPENAPI_URL, add_api_docs
 from riffusion.server.assets import Assets
 from riffusion.server.errors import add_error_handlers
 from riffusion.server.security import add_access_control
@@ -83,10 +90,12 @@ def create_app(
     app = FastAPI(
         title="riffusion",
         version=__version__,
+        description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # api_docs serves the page, with its assets (FastAPI's takes a CDN's)
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        swagger_ui_oauth2_redirect_url=None,
+        openapi_url=OPENAPI_URL,
     )
     add_access_control(app, cors_origins=cors_origins, allowed_hosts=allowed_hosts, api_key=api_key)
     app.state.server = ServerState(
@@ -105,4 +114,5 @@ def create_app(
     app.include_router(routes_webapp.router)
     app.include_router(routes_api.router)
     app.include_router(routes_stream.router)
+    add_api_docs(app)
     return app

@@ -2,7 +2,8 @@
 
 Routes raise :class:`HTTPError` for a status of their own (404, 408, 413, 499, 503), or let
 :class:`~riffusion.inputs.InputError` (400) and other library errors (400 for bad values, 500
-for anything else) reach the handlers :func:`add_error_handlers` installs.
+for anything else) reach the handlers :func:`add_error_handlers` installs. A parameter FastAPI
+checks itself (a query's ``?seed=abc``) is answered 400 the same way, not FastAPI's 422.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from riffusion._checks import describe
 from riffusion.errors import RiffusionError
 from riffusion.inputs import InputError
 
@@ -64,6 +67,18 @@ async def _input_error(request: Request, error: Exception) -> JSONResponse:
     return error_response(400, error.message, error.field)
 
 
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = error.errors()
+    if not problems:
+        return error_response(400, "the request is not valid")
+    first = problems[0]
+    # loc is ("query" | "path" | "header" | "body", name, ...): the field is what follows.
+    field = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
+    got = f" (got {describe(first['input'])})" if "input" in first else ""
+    return error_response(400, f"{first.get('msg', 'not valid')}{got}", field)
+
+
 async def _riffusion_error(request: Request, error: Exception) -> JSONResponse:
     if isinstance(error, ValueError):
         return error_response(400, str(error))
@@ -72,7 +87,9 @@ async def _riffusion_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def add_error_handlers(app: FastAPI) -> None:
-    """Answer :class:`HTTPError`, ``InputError`` and ``RiffusionError`` with JSON bodies."""
+    """Answer :class:`HTTPError`, ``InputError``, ``RiffusionError`` and FastAPI's own
+    parameter checks with JSON bodies."""
     app.add_exception_handler(HTTPError, _http_error)
     app.add_exception_handler(InputError, _input_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RiffusionError, _riffusion_error)

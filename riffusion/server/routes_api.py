@@ -30,10 +30,13 @@ from riffusion.inputs import (
     check_asset_id,
 )
 from riffusion.server import media
+from riffusion.server.api_docs import json_body
 from riffusion.server.bodies import read_json
 from riffusion.server.device import riffuse_job, run_on_device, server_timing
 from riffusion.server.errors import HTTPError
+from riffusion.server.schemas import ClipAnswer, ClipPromptBody, ClipRecipeBody, error_responses
 from riffusion.server.state import ServerState, State
+from riffusion.server.urls import app_path
 from riffusion.server.worker import Job
 
 __all__ = ["MAX_RECENT_CLIPS", "MAX_RECIPE_DURATION_S", "clip_response", "router"]
@@ -71,10 +74,22 @@ _FILES = {
     "recipe.json": "application/json",
 }
 
-router = APIRouter()
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+router = APIRouter(tags=["clips"], responses=error_responses(401, 403))
 
 
-@router.post("/api/clip")
+@router.post(
+    "/api/clip",
+    summary="Generate one clip",
+    response_model=ClipAnswer,
+    responses=error_responses(400, 408, 413, 500, 503),
+    openapi_extra=json_body(
+        ClipPromptBody,
+        ClipRecipeBody,
+        description="prompt inputs (start, optionally end and alpha), or a recipe alone",
+    ),
+)
 async def api_clip(request: Request, state: State) -> Response:
     """Generate one clip.
 
@@ -89,17 +104,22 @@ async def api_clip(request: Request, state: State) -> Response:
         raise InputError(None, f"body must be a JSON object, got {type(data).__name__}")
     work = _render_work(state, data) if "recipe" in data else _riffuse_work(state, data)
     clip, job = await run_on_device(request, state.worker, work)
-    return await clip_response(state, clip, job)
+    return await clip_response(request, state, clip, job)
 
 
 async def clip_response(
-    state: ServerState, clip: Any, job: Job | None, extra: dict[str, Any] | None = None
+    request: Request,
+    state: ServerState,
+    clip: Any,
+    job: Job | None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     """The answer of ``POST /api/clip`` for ``clip`` (also ``/api/stream/{id}/next``'s).
 
     Encodes it (JPEG and MP3 data URLs) and keeps it for ``/api/clips/{id}/...``.
 
     Args:
+        request: the request answered (its ``root_path`` prefixes the links).
         state: the server's state.
         clip: the clip made.
         job: the worker job that made it, or ``None`` for a clip made ahead (no queue time;
@@ -119,7 +139,7 @@ async def clip_response(
     debug["steps_run"] = (
         sum(len(steps) for steps in clip.debug["timesteps"]) if job is None else job.steps_done
     )
-    base = f"/api/clips/{clip_id}"
+    base = app_path(request, f"/api/clips/{clip_id}")
     return JSONResponse(
         {
             "id": clip_id,
@@ -141,7 +161,23 @@ async def clip_response(
     )
 
 
-@router.get("/api/clips/{clip_id}/{name}")
+@router.get(
+    "/api/clips/{clip_id}/{name}",
+    summary="Download a file of a recent clip",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the file, as an attachment",
+            "content": {
+                "audio/wav": _BINARY,
+                "audio/mpeg": _BINARY,
+                "image/png": _BINARY,
+                "application/json": {"schema": {"type": "object"}},
+            },
+        },
+        **error_responses(404),
+    },
+)
 async def clip_file(clip_id: str, name: str, state: State) -> Response:
     """A file of a recent clip, as an attachment.
 

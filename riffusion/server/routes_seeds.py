@@ -18,8 +18,10 @@ from starlette.concurrency import run_in_threadpool
 from riffusion.audio import Audio
 from riffusion.errors import AudioFileError, RiffusionError
 from riffusion.inputs import MAX_UPLOAD_DECODED_BYTES, InputError
+from riffusion.server.api_docs import binary_body
 from riffusion.server.bodies import read_body
 from riffusion.server.device import run_on_device
+from riffusion.server.schemas import MaskInfo, SeedImageInfo, UploadedSeedImage, error_responses
 from riffusion.server.state import ServerState, State
 from riffusion.server.worker import Job
 
@@ -27,10 +29,10 @@ __all__ = ["router"]
 
 logger = logging.getLogger("riffusion.server")
 
-router = APIRouter()
+router = APIRouter(tags=["seed images and masks"], responses=error_responses(401, 403))
 
 
-@router.get("/seed_images")
+@router.get("/seed_images", summary="The seed images on offer", response_model=list[SeedImageInfo])
 async def list_seed_images(state: State) -> list[dict[str, Any]]:
     """The seed images on offer.
 
@@ -55,7 +57,7 @@ async def list_seed_images(state: State) -> list[dict[str, Any]]:
     return items
 
 
-@router.get("/masks")
+@router.get("/masks", summary="The masks on offer", response_model=list[MaskInfo])
 async def list_masks(state: State) -> list[dict[str, Any]]:
     """The masks on offer: a list of ``{"id", "description", "source", "thumbnail"}``."""
     items = [dict(item) for item in state.assets.masks.values()]
@@ -66,7 +68,17 @@ async def list_masks(state: State) -> list[dict[str, Any]]:
     return items
 
 
-@router.post("/api/seed_image")
+@router.post(
+    "/api/seed_image",
+    summary="Offer uploaded audio as a seed image",
+    response_model=UploadedSeedImage,
+    responses=error_responses(400, 408, 413, 503),
+    openapi_extra=binary_body(
+        "application/octet-stream",
+        "audio/*",
+        description="the audio file's bytes (WAV, FLAC, OGG, MP3, ...; at least 0.5 s)",
+    ),
+)
 async def upload_seed_image(request: Request, state: State) -> dict[str, Any]:
     """Offer uploaded audio as a seed image.
 

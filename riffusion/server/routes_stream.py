@@ -26,10 +26,20 @@ from riffusion._checks import describe, finite_float
 from riffusion.defaults import SCHEDULER_NAMES
 from riffusion.errors import GenerationCancelled, ParameterError, RiffusionError
 from riffusion.inputs import MAX_NUM_INFERENCE_STEPS, InferencePrompt, InputError, PromptInput
+from riffusion.server.api_docs import json_body
 from riffusion.server.bodies import read_json
 from riffusion.server.device import run_on_device
 from riffusion.server.errors import HTTPError
 from riffusion.server.routes_api import clip_response
+from riffusion.server.schemas import (
+    StreamClipAnswer,
+    StreamClosed,
+    StreamCreateBody,
+    StreamCreated,
+    StreamRetargeted,
+    StreamTargetBody,
+    error_responses,
+)
 from riffusion.server.state import ServerState, State
 from riffusion.server.streams import (
     MAX_STEPS_PER_TRANSITION,
@@ -38,6 +48,7 @@ from riffusion.server.streams import (
     LiveStream,
     with_scheduler,
 )
+from riffusion.server.urls import app_path
 from riffusion.server.worker import Job
 
 __all__ = ["router"]
@@ -61,10 +72,16 @@ _FIELD_OF_ARGUMENT = {
     "guidance": "guidance",
 }
 
-router = APIRouter()
+router = APIRouter(tags=["streams"], responses=error_responses(401, 403))
 
 
-@router.post("/api/stream")
+@router.post(
+    "/api/stream",
+    summary="Start a stream",
+    response_model=StreamCreated,
+    responses=error_responses(400, 408, 413, 503),
+    openapi_extra=json_body(StreamCreateBody, description="the prompts and the stream's settings"),
+)
 async def create_stream(request: Request, state: State) -> Response:
     """Start a stream.
 
@@ -84,7 +101,7 @@ async def create_stream(request: Request, state: State) -> Response:
         raise InputError(_field_of(error), str(error)) from None
     live = state.streams.add(stream, options.pop("scheduler"))
     _remember_source(live, seed_source)
-    base = f"/api/stream/{live.id}"
+    base = app_path(request, f"/api/stream/{live.id}")
     return JSONResponse(
         {
             "id": live.id,
@@ -97,7 +114,12 @@ async def create_stream(request: Request, state: State) -> Response:
     )
 
 
-@router.get("/api/stream/{stream_id}/next")
+@router.get(
+    "/api/stream/{stream_id}/next",
+    summary="The stream's next clip",
+    response_model=StreamClipAnswer,
+    responses=error_responses(404, 409, 500, 503),
+)
 async def stream_next(stream_id: str, request: Request, state: State) -> Response:
     """The stream's next clip, in ``POST /api/clip``'s answer, plus ``stream``: its ``id``,
     the clip's ``index`` in the stream (from 0) and the clips still ``buffered``.
@@ -124,10 +146,16 @@ async def stream_next(stream_id: str, request: Request, state: State) -> Respons
         state.assets.remember(clip.recipe.seed_image, source)
     state.streams.pump(live)
     where = {"id": live.id, "index": live.stream.taken - 1, "buffered": live.stream.buffered}
-    return await clip_response(state, clip, job, {"stream": where})
+    return await clip_response(request, state, clip, job, {"stream": where})
 
 
-@router.post("/api/stream/{stream_id}/target")
+@router.post(
+    "/api/stream/{stream_id}/target",
+    summary="Change what the stream plays next",
+    response_model=StreamRetargeted,
+    responses=error_responses(400, 404, 408, 413),
+    openapi_extra=json_body(StreamTargetBody, description="the changes: at least one field"),
+)
 async def stream_target(stream_id: str, request: Request, state: State) -> Response:
     """Change what the stream plays next.
 
@@ -151,7 +179,12 @@ async def stream_target(stream_id: str, request: Request, state: State) -> Respo
     return JSONResponse({"id": live.id, "dropped": dropped})
 
 
-@router.delete("/api/stream/{stream_id}")
+@router.delete(
+    "/api/stream/{stream_id}",
+    summary="Close a stream",
+    response_model=StreamClosed,
+    responses=error_responses(404),
+)
 async def delete_stream(stream_id: str, state: State) -> Response:
     """Close a stream (the clip being made for it stops at its next step). Returns ``id``
     and ``closed``; 404 for an unknown stream."""

@@ -16,16 +16,24 @@ from starlette.concurrency import run_in_threadpool
 
 from riffusion.inputs import InferenceInput, InferenceOutput, PromptInput
 from riffusion.server import media
+from riffusion.server.api_docs import json_body
 from riffusion.server.bodies import read_json
 from riffusion.server.device import riffuse_job, run_on_device, server_timing
+from riffusion.server.schemas import InferenceAnswer, RunInferenceBody, error_responses
 from riffusion.server.state import State
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(tags=["web app"], responses=error_responses(401, 403))
 
 
-@router.post("/run_inference/")
+@router.post(
+    "/run_inference/",
+    summary="Generate one clip for the original web app",
+    response_model=InferenceAnswer,
+    responses=error_responses(400, 408, 413, 500, 503),
+    openapi_extra=json_body(RunInferenceBody, description="the web app's request"),
+)
 async def run_inference(request: Request, state: State) -> Response:
     """Generate one clip for the web app.
 

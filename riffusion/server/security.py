@@ -14,7 +14,8 @@ the answers. :class:`AccessGuard` refuses, before any route runs:
   change state; requests without one (curl, scripts, the original web app's Next.js proxy)
   pass;
 - when an API key is set, any request without it (``Authorization: Bearer KEY``, or the cookie
-  that opening ``/?token=KEY`` sets, as Jupyter does): 401. Static assets stay public.
+  that opening ``/?token=KEY`` sets, as Jupyter does): 401. Static assets (the playground's
+  and the API docs page's) stay public.
 
 Refusals are JSON, ``{"error": message, "field": "Host" | "Origin" | "Authorization"}``, like
 every other error of the server.
@@ -44,7 +45,7 @@ __all__ = [
 TOKEN_COOKIE = "riffusion_token"
 """Cookie that carries the API key for the playground after ``/?token=KEY`` was opened."""
 
-_PUBLIC_PREFIXES = ("/static/",)
+_PUBLIC_PREFIXES = ("/static/", "/api/docs/assets/")  # the playground's and Swagger UI's files
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -294,8 +295,11 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 def _relative_path(scope: Scope) -> str:
-    path, root = scope.get("path", "/"), scope.get("root_path", "")
-    return path[len(root) :] or "/" if root and path.startswith(root) else path
+    """The path within this app: without the mount point (``root_path``) when it has one."""
+    path, root = scope.get("path", "/"), scope.get("root_path", "").rstrip("/")
+    if root and (path == root or path.startswith(f"{root}/")):
+        return path[len(root) :] or "/"
+    return path
 
 
 def _cookie(header: str, name: str) -> str | None:
