@@ -86,7 +86,7 @@ async def create_stream(request: Request, state: State) -> Response:
     """Start a stream.
 
     Takes ``prompts`` (1 to 16: objects like ``/api/clip``'s ``start``, or strings, which
-    are seeded 0, 1, ... as :func:`riffusion.schedule.stream_schedule` does) and optionally
+    are seeded 0, 1, ... as ``riffusion.schedule.stream_schedule`` does) and optionally
     ``steps_per_transition`` (4), ``num_inference_steps`` (50), ``buffer_ahead`` (clips made
     ahead, 0 to 3; 2), ``seed_image_id`` (``og_beat``), ``mask_image_id``, ``scheduler``.
     Returns ``id``, ``buffer_ahead``, ``idle_timeout_s`` and the ``next``, ``target`` and

@@ -37,8 +37,8 @@ router = APIRouter(tags=["web app"], responses=error_responses(401, 403))
 async def run_inference(request: Request, state: State) -> Response:
     """Generate one clip for the web app.
 
-    Takes an :class:`~riffusion.inputs.InferenceInput` JSON body; returns an
-    :class:`~riffusion.inputs.InferenceOutput` (JPEG and audio data URLs, duration) with a
+    Takes an ``InferenceInput`` JSON body; returns an
+    ``InferenceOutput`` (JPEG and audio data URLs, duration) with a
     ``Server-Timing`` header.
     """
     inputs = InferenceInput.from_json(await read_json(request, state.max_body_bytes))
