@@ -20,6 +20,10 @@ settings.register_profile(
 settings.register_profile("slow", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# The server tests' shared fixtures (``riffuser``, ``client``: module-scoped, one server per
+# module; a module's own fixture of the same name wins).
+pytest_plugins = ["tests.server_fixtures"]
+
 SAMPLE_RATE = 44100
 
 

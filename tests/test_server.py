@@ -26,28 +26,14 @@ from riffusion.inputs import MAX_NUM_INFERENCE_STEPS, MAX_PROMPT_CHARS
 from riffusion.server import create_app
 from riffusion.server.media import image_bytes
 from riffusion.testing import web_app_request
-from tests.diffusion_fixtures import single_thread_riffuser, tiny_model_dir
+from tests.diffusion_fixtures import tiny_model_dir
+from tests.server_fixtures import LOCAL
 
 STEPS = 2
 
 
 def _body(**changes):
     return web_app_request(**{"num_inference_steps": STEPS, **changes})
-
-
-LOCAL = "http://127.0.0.1:3013"  # the Host the server answers (not TestClient's "testserver")
-
-
-@pytest.fixture(scope="module")
-def riffuser():
-    with single_thread_riffuser() as riffuser:
-        yield riffuser
-
-
-@pytest.fixture(scope="module")
-def client(riffuser):
-    with TestClient(create_app(riffuser), base_url=LOCAL) as client:
-        yield client
 
 
 def _decode(data_url: str, mime: str) -> bytes:

@@ -33,21 +33,12 @@ from riffusion.inputs import REQUEST_NUMBER_FIELDS
 from riffusion.server import create_app
 from riffusion.server.connections import RepeatFilter, serve_config
 from riffusion.testing import web_app_request
-from tests.diffusion_fixtures import single_thread_riffuser
-
-LOCAL = "http://127.0.0.1:3013"
-ATTACKER = "https://attacker.example"
+from tests.server_fixtures import ATTACKER, LOCAL
 
 
 def _body(**changes):
     quick = {"alpha": 0.0, "num_inference_steps": 1, "start.prompt": "jazz", "end.prompt": "jazz"}
     return web_app_request(**{**quick, **changes})
-
-
-@pytest.fixture(scope="module")
-def riffuser():
-    with single_thread_riffuser() as riffuser:
-        yield riffuser
 
 
 @pytest.fixture(scope="module")

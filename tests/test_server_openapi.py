@@ -35,25 +35,12 @@ from riffusion.server.schemas import (
     StreamTargetBody,
 )
 from riffusion.testing import web_app_request
-from tests.diffusion_fixtures import single_thread_riffuser
+from tests.server_fixtures import LOCAL
 
-LOCAL = "http://127.0.0.1:3013"
 STEPS = 2
 CLIP = {"start": {"prompt": "ambient pad", "seed": 3}, "num_inference_steps": STEPS}
 KEY = "a-long-enough-key"
 _CONTENT_TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
-
-
-@pytest.fixture(scope="module")
-def riffuser():
-    with single_thread_riffuser() as riffuser:
-        yield riffuser
-
-
-@pytest.fixture(scope="module")
-def client(riffuser):
-    with TestClient(create_app(riffuser), base_url=LOCAL) as client:
-        yield client
 
 
 def _mounted(sub: FastAPI, prefix: str = "/riff") -> FastAPI:

@@ -19,24 +19,10 @@ from fastapi.testclient import TestClient
 from riffusion import PromptInput
 from riffusion.server import create_app
 from riffusion.server.streams import MAX_STREAM_PROMPTS, MAX_STREAMS
-from tests.diffusion_fixtures import single_thread_riffuser
+from tests.server_fixtures import ATTACKER, LOCAL
 
-LOCAL = "http://127.0.0.1:3013"
-ATTACKER = "https://attacker.example"
 STEPS = 2
 QUICK = {"num_inference_steps": STEPS}
-
-
-@pytest.fixture(scope="module")
-def riffuser():
-    with single_thread_riffuser() as riffuser:
-        yield riffuser
-
-
-@pytest.fixture(scope="module")
-def client(riffuser):
-    with TestClient(create_app(riffuser), base_url=LOCAL) as client:
-        yield client
 
 
 def _wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
