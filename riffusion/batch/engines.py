@@ -1,8 +1,10 @@
 """The batch engines: the jobs' attempts run in this process (``local``) or on Ray actors.
 
-Both run :class:`~riffusion.batch.worker.RenderWorker` on one job at a time, retry an attempt
-that failed while the worker says it may pass next time, and hand every job's final answer to
-``record`` (in this process). They differ only in where the workers live.
+Both run :class:`~riffusion.batch.worker.RenderWorker` on one group of jobs at a time (one job
+by default; up to ``batch_size`` jobs of one :func:`~riffusion.batch.groups.group_key` in one
+UNet batch), retry an attempt that failed, alone, while the worker says it may pass next time,
+and hand every job's final answer to ``record`` (in this process). They differ only in where
+the workers live.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from riffusion.batch.groups import form_groups
 from riffusion.batch.jobs import BatchJob
 from riffusion.batch.storage import Storage
 from riffusion.batch.worker import RenderWorker, failed_result, job_payload
@@ -36,8 +39,9 @@ def run_local(
     record: Record,
     max_retries: int,
     started: float,
+    batch_size: int = 1,
 ) -> float:
-    """Render ``todo`` one after the other with one :class:`RenderWorker` in this process.
+    """Render ``todo`` one group after the other with one :class:`RenderWorker` in this process.
 
     Args:
         todo: the jobs to render, in order.
@@ -45,8 +49,10 @@ def run_local(
         storage: where the files go.
         options: the worker's keyword arguments (device, dtype, num_threads, ...).
         record: called with each job's final answer (see :data:`Record`).
-        max_retries: extra attempts of a job whose answer says it may pass next time.
+        max_retries: extra attempts of a job whose answer says it may pass next time (a
+            retry renders the job alone).
         started: ``time.perf_counter()`` when the batch started.
+        batch_size: the most jobs of one group (see :func:`~riffusion.batch.groups.form_groups`).
 
     Returns:
         Seconds from ``started`` until the worker had loaded the model.
@@ -61,16 +67,21 @@ def run_local(
     except Exception as error:
         raise ModelLoadError(f"could not load model {model!r}: {error}") from error
     startup_s = time.perf_counter() - started
-    for job in todo:
-        job_started = time.perf_counter()
-        attempt = 1
-        while True:
-            result = worker(job_payload(job, attempt))
-            if result["ok"] or not result["retry"] or attempt > max_retries:
-                break
-            attempt += 1
-        record(job, result, attempt, time.perf_counter() - job_started)
+    for group in form_groups(todo, batch_size):
+        group_started = time.perf_counter()
+        results = worker.render_group([job_payload(job, 1) for job in group])
+        for job, result in zip(group, results, strict=True):
+            attempt = 1
+            while not _final(result, attempt, max_retries):
+                attempt += 1
+                result = worker(job_payload(job, attempt))
+            record(job, result, attempt, time.perf_counter() - group_started)
     return startup_s
+
+
+def _final(result: Mapping[str, Any], attempt: int, max_retries: int) -> bool:
+    """Whether an attempt's answer is the job's last: done, not retryable, or out of tries."""
+    return bool(result["ok"] or not result["retry"] or attempt > max_retries)
 
 
 def run_ray(
@@ -87,8 +98,12 @@ def run_ray(
     address: str | None,
     started: float,
     wait_for_resources: bool = False,
+    batch_size: int = 1,
 ) -> float:
     """Render ``todo`` on up to ``workers`` Ray actors, each with its own loaded model.
+
+    Each call of an actor renders one group of up to ``batch_size`` jobs (see
+    :func:`~riffusion.batch.groups.form_groups`); a retry renders its job alone.
 
     A job whose actor process dies is retried on a fresh actor. Starts Ray (and shuts it down
     at the end) unless it is already initialised in this process. Before any actor starts,
@@ -109,6 +124,7 @@ def run_ray(
             cluster, else a new local Ray.
         started: ``time.perf_counter()`` when the batch started.
         wait_for_resources: skip the check (an autoscaler adds the nodes on demand).
+        batch_size: the most jobs of one group, rendered in one call.
 
     Returns:
         Seconds from ``started`` until the first actor had loaded the model.
@@ -148,7 +164,8 @@ def run_ray(
         )
     pool = _RayPool(ray, model, storage, options, cpus_per_worker, gpus_per_worker)
     try:
-        return pool.run(todo, workers, record=record, max_retries=max_retries, started=started)
+        groups = form_groups(todo, batch_size)
+        return pool.run(groups, workers, record=record, max_retries=max_retries, started=started)
     finally:
         pool.close()
         if owns_ray:
@@ -177,9 +194,36 @@ def _check_resources(ray: Any, cpus_per_worker: int, gpus_per_worker: float) -> 
     )
 
 
+class _RayActor:
+    """A :class:`RenderWorker` as Ray runs it: Ray's tracing rewrites the signatures of an
+    actor class's methods (adding ``_ray_trace_ctx``), so the actor class is this one, whose
+    methods are its own, and ``RenderWorker``'s stay as documented.
+
+    Args:
+        model: as :class:`RenderWorker`.
+        output_dir: as :class:`RenderWorker`.
+        **options: :class:`RenderWorker`'s keyword arguments.
+    """
+
+    def __init__(self, model: str, output_dir: Storage, **options: Any) -> None:
+        self.worker = RenderWorker(model, output_dir, **options)
+
+    def info(self) -> dict[str, Any]:
+        """See :meth:`RenderWorker.info`."""
+        return self.worker.info()
+
+    def render_group(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """See :meth:`RenderWorker.render_group`.
+
+        Args:
+            jobs: the payloads of the group's jobs.
+        """
+        return self.worker.render_group(jobs)
+
+
 class _RayPool:
-    """Ray actors running :class:`RenderWorker`: started, fed one job each, replaced when
-    their process dies, killed at the end."""
+    """Ray actors running :class:`RenderWorker`: started, fed one group of jobs each, replaced
+    when their process dies, killed at the end."""
 
     def __init__(
         self,
@@ -196,7 +240,7 @@ class _RayPool:
         self.actor_error, self.ray_error = RayActorError, RayError
         self.model = model
         self.options = options
-        self.actor_class = ray.remote(RenderWorker).options(
+        self.actor_class = ray.remote(_RayActor).options(
             num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=0, max_task_retries=0
         )
         # Workers run in other folders (and on other nodes): give them an absolute path.
@@ -205,7 +249,8 @@ class _RayPool:
         self.actors: list[Any] = []
         self.starting: dict[Any, Any] = {}  # info() ref -> actor still loading the model
         self.idle: list[Any] = []
-        self.in_flight: dict[Any, tuple[Any, BatchJob, int]] = {}  # call ref -> its attempt
+        # call ref -> (actor, its group of jobs, their attempt)
+        self.in_flight: dict[Any, tuple[Any, list[BatchJob], int]] = {}
 
     def start_actor(self) -> None:
         actor = self.actor_class.remote(self.model, self.worker_storage, **self.options)
@@ -214,26 +259,29 @@ class _RayPool:
 
     def run(
         self,
-        todo: list[BatchJob],
+        groups: list[list[BatchJob]],
         workers: int,
         *,
         record: Record,
         max_retries: int,
         started: float,
     ) -> float:
-        """Every job to its final answer; seconds until the first actor was ready."""
-        queue = deque((job, 1) for job in todo)
+        """Every job of the groups to its final answer; seconds until the first actor was
+        ready. A group is one call; a job's retry is a call of its own."""
+        queue = deque((group, 1) for group in groups)
         first_started: dict[str, float] = {}
         startup_s = 0.0
-        for _ in range(min(workers, len(todo))):
+        for _ in range(min(workers, len(groups))):
             self.start_actor()
         while queue or self.in_flight:
             while self.idle and queue:
                 actor = self.idle.pop()
-                job, attempt = queue.popleft()
-                first_started.setdefault(job.id, time.perf_counter())
-                call = actor.__call__.remote(job_payload(job, attempt))
-                self.in_flight[call] = (actor, job, attempt)
+                group, attempt = queue.popleft()
+                for job in group:
+                    first_started.setdefault(job.id, time.perf_counter())
+                payloads = [job_payload(job, attempt) for job in group]
+                call = actor.render_group.remote(payloads)
+                self.in_flight[call] = (actor, group, attempt)
             done, _ = self.ray.wait([*self.starting, *self.in_flight], num_returns=1)
             ref = done[0]
             if ref in self.starting:
@@ -241,12 +289,13 @@ class _RayPool:
                 if not startup_s:
                     startup_s = time.perf_counter() - started
                 continue
-            actor, job, attempt = self.in_flight.pop(ref)
-            result = self._answer(ref, actor, job)
-            if result["ok"] or not result["retry"] or attempt > max_retries:
-                record(job, result, attempt, time.perf_counter() - first_started[job.id])
-            else:
-                queue.append((job, attempt + 1))
+            actor, group, attempt = self.in_flight.pop(ref)
+            results = self._answer(ref, actor, group)
+            for job, result in zip(group, results, strict=True):
+                if _final(result, attempt, max_retries):
+                    record(job, result, attempt, time.perf_counter() - first_started[job.id])
+                else:
+                    queue.append(([job], attempt + 1))
         return startup_s
 
     def _ready(self, ref: Any) -> None:
@@ -260,26 +309,24 @@ class _RayPool:
             ) from error
         self.idle.append(actor)
 
-    def _answer(self, ref: Any, actor: Any, job: BatchJob) -> dict[str, Any]:
-        """The worker's answer to one call, or a retryable failure when Ray lost the call."""
+    def _answer(self, ref: Any, actor: Any, group: list[BatchJob]) -> list[dict[str, Any]]:
+        """The worker's answers to one call, or retryable failures when Ray lost the call."""
         try:
-            result = self.ray.get(ref)
+            results: list[dict[str, Any]] = self.ray.get(ref)
             self.idle.append(actor)
         except self.actor_error as error:
             # The worker process died (killed, out of memory, a crash in native code):
-            # blame this attempt, start a replacement with its own model.
+            # blame this attempt of every job of the call, start a replacement.
             reason = " ".join(str(error).split())[:300]
-            result = failed_result(
-                job.id, f"WorkerDied: the worker process ended during the job ({reason})"
-            )
+            message = f"WorkerDied: the worker process ended during the job ({reason})"
+            results = [failed_result(job.id, message) for job in group]
             self.actors.remove(actor)
             self.start_actor()
         except self.ray_error as error:  # the call itself failed (serialisation, ...)
-            result = failed_result(
-                job.id, f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
-            )
+            message = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+            results = [failed_result(job.id, message) for job in group]
             self.idle.append(actor)
-        return result
+        return results
 
     def close(self) -> None:
         """Kill every actor (a dead one is no error)."""

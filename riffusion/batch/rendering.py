@@ -17,9 +17,12 @@ from riffusion.batch.storage import Storage
 from riffusion.defaults import DEFAULT_MODEL
 from riffusion.errors import ParameterError
 
-__all__ = ["ENGINES", "BatchResult", "render"]
+__all__ = ["ENGINES", "MAX_BATCH_SIZE", "BatchResult", "render"]
 
 ENGINES = ("local", "ray")
+#: The largest ``batch_size`` of :func:`render`: the diffusion layer's
+#: ``riffusion.models.sd1.batching.MAX_BATCH_SIZE`` (not imported here: it loads torch).
+MAX_BATCH_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ def render(
     before_attempt: Callable[[str, int], None] | None = None,
     flush_interval_s: float = 5.0,
     wait_for_resources: bool = False,
+    batch_size: int = 1,
 ) -> BatchResult:
     """Render many jobs to ``output_dir``: audio, spectrogram and recipe per job, plus a manifest.
 
@@ -103,6 +107,13 @@ def render(
         wait_for_resources: with ``engine="ray"``, do not refuse workers that no node of the
             cluster can hold now (``gpus_per_worker`` GPUs and ``cpus_per_worker`` CPUs on one
             node); for autoscaling clusters that add such nodes on demand.
+        batch_size: the most jobs rendered together, an int in [1, 64]: jobs whose recipes
+            are one window with identical settings except prompt and seed
+            (:mod:`riffusion.batch.groups`) share one UNet batch, one group per worker call.
+            1 (the default) renders one job at a time. A group's images can differ from those
+            of the jobs rendered alone by a grey level here and there (the UNet sums in another
+            order over a larger batch), so its files' bytes can too; a failing group falls back
+            to one job at a time, and retries render their job alone.
 
     Returns:
         A :class:`BatchResult`; failed jobs are in ``failed`` and in the manifest, not raised.
@@ -114,6 +125,7 @@ def render(
     """
     started = time.perf_counter()
     _check_engine(engine, workers, gpus_per_worker, cpus_per_worker, max_retries)
+    check_integer("batch_size", batch_size, minimum=1, maximum=MAX_BATCH_SIZE)
     model_name = os.fspath(model) if model is not None else None
     batch = check_unique([make_job(spec, model=model_name) for spec in jobs])
     model_name = _batch_model(batch, model_name)
@@ -126,8 +138,9 @@ def render(
     options = _worker_options(
         device, dtype, cpus_per_worker, local_files_only, adapter_dirs, before_attempt
     )
-    run_engine = _engine(
-        engine, workers, gpus_per_worker, cpus_per_worker, address, wait_for_resources
+    run_engine = functools.partial(
+        _engine(engine, workers, gpus_per_worker, cpus_per_worker, address, wait_for_resources),
+        batch_size=batch_size,
     )
     startup_s = _run_jobs(
         run_engine, todo, model_name, storage, options, recorder, manifest, max_retries, started

@@ -1,4 +1,5 @@
-"""The batch worker: loads the model once, renders one job per call and writes its files.
+"""The batch worker: loads the model once, renders one job (or one group of jobs, see
+:mod:`riffusion.batch.groups`) per call and writes their files.
 
 Both engines run this class (in-process, or as Ray actors) with the same torch thread count,
 so a job's bytes do not depend on the engine. Calls and answers are plain dicts, so that they
@@ -9,14 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import io
+import logging
 import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from riffusion.batch.groups import Window, clip_from_window, generate_group
 from riffusion.batch.jobs import BatchJob, check_job_id
 from riffusion.batch.storage import Storage
 from riffusion.errors import ModelLoadError, ParameterError
@@ -37,6 +41,8 @@ IMAGE_NAME = "spectrogram.png"
 """Name of a job's spectrogram image (PNG with the spectrogram EXIF) inside its folder."""
 RECIPE_NAME = "recipe.json"
 """Name of a job's recipe (the clip's :meth:`Recipe.to_json`) inside its folder."""
+
+_LOG = logging.getLogger(__name__)
 
 # A full disk, a read-only or forbidden folder: another attempt would fail the same way.
 _PERMANENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
@@ -90,6 +96,12 @@ def _torch_threads(count: int | None) -> Iterator[None]:
 
 def _file_record(path: str, data: bytes) -> dict[str, Any]:
     return {"path": path, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _fail(result: dict[str, Any], error: BaseException) -> None:
+    """Record ``error`` in a job's answer: ``"TypeName: message"``, and whether to retry."""
+    result["error"] = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    result["retry"] = _retryable(error)
 
 
 def _retryable(error: BaseException) -> bool:
@@ -193,26 +205,105 @@ class RenderWorker:
             ``{"id", "ok", "retry", "error", "files", "timings_s", "worker"}``; errors are
             returned, not raised, so that one job never stops a worker.
         """
-        job_id, attempt = job["id"], int(job["attempt"])
-        result = failed_result(job_id, None, worker=self.name)
+        result = failed_result(job["id"], None, worker=self.name)
+        recipe = self._start_attempt(job, result)
+        if recipe is not None:
+            self._finish(result, lambda: self._render_alone(recipe))
+        return result
+
+    def render_group(self, jobs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Render one attempt of each job of a group, their windows in one UNet batch.
+
+        The jobs are those :func:`~riffusion.batch.groups.form_groups` put together (one
+        :func:`~riffusion.batch.groups.group_key`). A group of one is :meth:`__call__`. A job
+        whose attempt fails before rendering (``before_attempt``, its recipe) fails alone; if
+        the batched generation fails, every job is rendered alone, so one bad job never fails
+        its neighbours.
+
+        Args:
+            jobs: the payloads of the group's jobs (see :func:`job_payload`).
+
+        Returns:
+            One answer per job, in order, as :meth:`__call__` gives them.
+        """
+        if len(jobs) == 1:
+            return [self(jobs[0])]
+        results = [failed_result(job["id"], None, worker=self.name) for job in jobs]
+        ready: list[tuple[dict[str, Any], Recipe]] = []  # (answer, recipe) of jobs to render
+        for job, result in zip(jobs, results, strict=True):
+            recipe = self._start_attempt(job, result)
+            if recipe is not None:
+                ready.append((result, recipe))
+        windows = self._group_windows([recipe for _, recipe in ready])
+        for position, (result, recipe) in enumerate(ready):
+            if windows is None:
+                self._finish(result, functools.partial(self._render_alone, recipe))
+            else:
+                make = functools.partial(self._clip_from_window, recipe, windows[position])
+                self._finish(result, make, extra_s=windows[position].share_s)
+        return results
+
+    def _start_attempt(self, job: Mapping[str, Any], result: dict[str, Any]) -> Recipe | None:
+        """Run ``before_attempt`` and read the job's recipe; ``None`` (``result`` failed) when
+        either raises."""
         try:
             if self.before_attempt is not None:
-                self.before_attempt(job_id, attempt)
-            recipe = Recipe.from_json(job["recipe"])
-            started = time.perf_counter()
+                self.before_attempt(job["id"], int(job["attempt"]))
+            return Recipe.from_json(job["recipe"])
+        except Exception as error:  # reported in the manifest; the worker goes on
+            _fail(result, error)
+            return None
+
+    def _render_alone(self, recipe: Recipe) -> Any:
+        with _torch_threads(self.num_threads):
+            return self._riffuser_for(recipe).render(recipe)
+
+    def _clip_from_window(self, recipe: Recipe, window: Window) -> Any:
+        with _torch_threads(self.num_threads):
+            return clip_from_window(self.riffuser, recipe, window)
+
+    def _group_windows(self, recipes: Sequence[Recipe]) -> list[Window] | None:
+        """The group's windows from one batched generation, or ``None`` (logged) when there
+        are fewer than two recipes or it failed: the jobs are then rendered alone."""
+        if len(recipes) < 2:
+            return None
+        try:
             with _torch_threads(self.num_threads):
-                clip = self._riffuser_for(recipe).render(recipe)
+                return generate_group(self._riffuser_for(recipes[0]), recipes)
+        except Exception as error:
+            _LOG.info(
+                "batched generation of %d jobs failed (%s: %s); rendering them one at a time",
+                len(recipes),
+                type(error).__name__,
+                error,
+            )
+            return None
+
+    def _finish(
+        self, result: dict[str, Any], make_clip: Callable[[], Any], extra_s: float = 0.0
+    ) -> None:
+        """Make the clip, write its files and fill ``result``; an exception fails ``result``.
+
+        Args:
+            result: the job's answer, updated in place.
+            make_clip: renders the job's clip.
+            extra_s: seconds already spent on it (its share of a group's generation).
+        """
+        try:
+            started = time.perf_counter()
+            clip = make_clip()
             rendered = time.perf_counter()
-            files = self._write_clip(job_id, clip)
+            files = self._write_clip(result["id"], clip)
             result.update(
                 ok=True,
                 files=files,
-                timings_s={"render": rendered - started, "write": time.perf_counter() - rendered},
+                timings_s={
+                    "render": extra_s + rendered - started,
+                    "write": time.perf_counter() - rendered,
+                },
             )
         except Exception as error:  # reported in the manifest; the worker goes on
-            result["error"] = f"{type(error).__name__}: {' '.join(str(error).split())}"
-            result["retry"] = _retryable(error)
-        return result
+            _fail(result, error)
 
     def _write_clip(self, job_id: str, clip: Any) -> dict[str, dict[str, Any]]:
         """Write the clip's audio, image and recipe under ``<job_id>/``; their file records."""

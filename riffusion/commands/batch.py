@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from riffusion.commands._types import float_in, int_at_least
+from riffusion.commands._types import float_in, int_at_least, int_in
 
 __all__ = ["add_parser", "run"]
 
@@ -25,6 +25,7 @@ Jobs file (one JSON object per line; a full recipe, {"recipe": ...}, or the shor
 
 Examples:
   riffusion batch jobs.jsonl -o out/
+  riffusion batch jobs.jsonl -o out/ --batch-size 8
   riffusion batch jobs.jsonl -o s3://bucket/run1 --engine ray --address auto \\
       --workers 8 --gpus-per-worker 1
 
@@ -33,6 +34,8 @@ records status, files, errors, attempts and timings. Rerunning skips finished jo
 
 
 _gpus = float_in(0.0, math.inf, "a number >= 0")
+# riffusion.batch.MAX_BATCH_SIZE (64); not imported here, so that --help stays quick.
+_batch_size = int_in(1, 65, "an integer in [1, 64]")
 
 
 def _option(text: str) -> tuple[str, str]:
@@ -63,6 +66,42 @@ def add_parser(
         metavar="OUT",
         help="output folder, or an fsspec URL (s3://..., gs://..., file://...)",
     )
+    _add_engine_arguments(parser)
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model",
+        default=None,
+        metavar="ID|DIR",
+        help="model id or diffusers folder (default: the recipes' model, else Riffusion's)",
+    )
+    model.add_argument(
+        "--device",
+        default="auto",
+        help="device of each worker: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' (default: auto)",
+    )
+    model.add_argument("--local-files-only", action="store_true", help="never download the model")
+    model.add_argument(
+        "--adapter-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="let the recipes load LoRA and textual-inversion files from DIR (repeatable); "
+        "the jobs file's own folder is allowed too",
+    )
+    parser.add_argument(
+        "--storage-option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option of the output URL (repeatable), e.g. endpoint_url=http://minio:9000",
+    )
+    parser.set_defaults(handler=_handler)
+    return parser
+
+
+def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``engine`` group of ``riffusion batch``: where and how the jobs run."""
     engine = parser.add_argument_group("engine")
     engine.add_argument(
         "--engine",
@@ -101,43 +140,21 @@ def add_parser(
         "no node has --gpus-per-worker GPUs and --cpus-per-worker CPUs",
     )
     engine.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default=1,
+        metavar="N",
+        help="render up to N jobs of one window and identical settings except prompt and seed "
+        "in one UNet batch (faster; images can differ from one-at-a-time rendering by a grey "
+        "level here and there, see docs/batch.md; default: 1, one job at a time)",
+    )
+    engine.add_argument(
         "--max-retries",
         type=int_at_least(0),
         default=2,
         metavar="K",
         help="extra attempts of a failing job before it is reported (default: 2)",
     )
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--model",
-        default=None,
-        metavar="ID|DIR",
-        help="model id or diffusers folder (default: the recipes' model, else Riffusion's)",
-    )
-    model.add_argument(
-        "--device",
-        default="auto",
-        help="device of each worker: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' (default: auto)",
-    )
-    model.add_argument("--local-files-only", action="store_true", help="never download the model")
-    model.add_argument(
-        "--adapter-dir",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="let the recipes load LoRA and textual-inversion files from DIR (repeatable); "
-        "the jobs file's own folder is allowed too",
-    )
-    parser.add_argument(
-        "--storage-option",
-        type=_option,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="fsspec option of the output URL (repeatable), e.g. endpoint_url=http://minio:9000",
-    )
-    parser.set_defaults(handler=_handler)
-    return parser
 
 
 def _handler(args: argparse.Namespace, console: Any = None) -> int:
@@ -186,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
             address=args.address,
             wait_for_resources=args.wait_for_resources,
             max_retries=args.max_retries,
+            batch_size=args.batch_size,
             storage_options=dict(args.storage_option) or None,
             local_files_only=args.local_files_only,
             adapter_dirs=[

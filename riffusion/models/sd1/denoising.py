@@ -118,8 +118,9 @@ class SeedMask:
 
     Attributes:
         mask: ``(1, 1, h, w)`` in [0, 1], 1 = regenerate, 0 = keep; the pipeline's dtype.
-        init_latents: ``(1, 4, h, w)`` clean latents of the seed image.
-        noise: ``(1, 4, h, w)`` the run's starting noise, which re-noises the seed.
+        init_latents: ``(N, 4, h, w)`` clean latents of the seed image (N = 1 for one
+            generation; a batch repeats them).
+        noise: ``(N, 4, h, w)`` the run's starting noise, which re-noises the seed.
     """
 
     mask: torch.Tensor
@@ -133,7 +134,7 @@ class SeedMask:
 
         Args:
             scheduler: The run's scheduler (its ``add_noise``).
-            latents: ``(1, 4, h, w)`` latents just returned by ``scheduler.step``.
+            latents: ``(N, 4, h, w)`` latents just returned by ``scheduler.step``.
             timesteps: All timesteps of the run.
             step: Index of the step just taken.
         """
@@ -246,12 +247,15 @@ def conditioning(
     )
 
 
-def step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator) -> dict[str, Any]:
+def step_kwargs(
+    scheduler: SchedulerMixin, generator: torch.Generator | list[torch.Generator]
+) -> dict[str, Any]:
     """The extra keyword arguments of ``scheduler.step``: the generator, where it takes one.
 
     Args:
         scheduler: The run's scheduler.
-        generator: The CPU generator for stochastic steps.
+        generator: The CPU generator for stochastic steps, or one per item of a batch
+            (diffusers' ``randn_tensor`` then draws each item's noise from its own).
     """
     # Only stochastic schedulers (Euler ancestral, DDIM with eta > 0, ...) take a generator.
     params = inspect.signature(scheduler.step).parameters
@@ -295,12 +299,14 @@ def initial_latents(
     init_latents: torch.Tensor | None,
     timesteps: torch.Tensor,
 ) -> torch.Tensor:
-    """The latents the loop starts from, ``(1, 4, h, w)`` like ``noise``.
+    """The latents the loop starts from, ``(N, 4, h, w)`` like ``noise`` (N = 1 for one
+    generation).
 
     Args:
         scheduler: The run's scheduler, its timesteps set.
-        noise: ``(1, 4, h, w)`` starting noise on the device, in the pipeline's dtype.
-        init_latents: The seed image's latents for img2img, ``None`` for text-to-image.
+        noise: ``(N, 4, h, w)`` starting noise on the device, in the pipeline's dtype.
+        init_latents: The seed image's ``(N, 4, h, w)`` latents for img2img, ``None`` for
+            text-to-image.
         timesteps: The timesteps the run takes.
     """
     if init_latents is None:
@@ -332,17 +338,23 @@ def denoise(
     with ``guidance <= 1`` it runs on the conditional batch of one and its prediction is used as
     it is, as in diffusers: one UNet evaluation of one sample per step instead of two.
 
+    ``N`` latents at once (:mod:`riffusion.models.sd1.batching`) run the same loop on a UNet
+    batch of ``2N`` (``[uncond] * N + [cond] * N``) or ``N``; every operation outside the UNet
+    is element-wise, so item ``i`` differs from its own run only by the UNet's summation order.
+
     Args:
         unet: The denoising UNet.
         scheduler: The run's scheduler, its timesteps set.
-        latents: ``(1, 4, h, w)`` starting latents (see :func:`initial_latents`).
-        embeddings: The UNet's dtype; ``(2, seq, hidden)`` ``[uncond, cond]`` text embeddings
-            when ``guidance > 1``, else ``(1, seq, hidden)`` ``cond`` (see
+        latents: ``(N, 4, h, w)`` starting latents (see :func:`initial_latents`); N = 1 for
+            one generation.
+        embeddings: The UNet's dtype; ``(2N, seq, hidden)`` ``[uncond, cond]`` text embeddings
+            when ``guidance > 1``, else ``(N, seq, hidden)`` ``cond`` (see
             :meth:`Conditioning.unet_embeddings`).
         timesteps: The timesteps to take, in order.
         guidance: Classifier-free guidance scale, >= 0.
         timer: Accumulates the ``unet`` time.
-        extra_step_kwargs: Extra arguments of ``scheduler.step`` (see :func:`step_kwargs`).
+        extra_step_kwargs: Extra arguments of ``scheduler.step`` (see :func:`step_kwargs`;
+            for N latents a list of N generators, one per item).
         seed_mask: With a mask, the region to keep of the seed image after every step.
         on_step_end: Called as ``on_step_end(step, timestep, {"latents", "num_steps"})`` after
             every step; a returned dict's ``"latents"`` replace the latents.
@@ -351,16 +363,22 @@ def denoise(
         progress_bar_config: tqdm keyword arguments.
 
     Returns:
-        The ``(1, 4, h, w)`` denoised latents.
+        The ``(N, 4, h, w)`` denoised latents.
 
     Raises:
-        ParameterError: If ``embeddings`` is not the batch ``guidance`` needs.
+        ParameterError: If ``embeddings`` is not the batch ``guidance`` and ``latents`` need.
     """
     guided = uses_guidance(guidance)
-    if embeddings.ndim != 3 or embeddings.shape[0] != (2 if guided else 1):
+    batch_size = latents.shape[0]
+    expected = (2 if guided else 1) * batch_size
+    if embeddings.ndim != 3 or embeddings.shape[0] != expected:
+        layout = "[uncond, cond]" if guided else "cond"
+        if batch_size > 1:
+            layout = f"[uncond] * {batch_size} + [cond] * {batch_size}" if guided else "cond"
+            layout += f", for {batch_size} latents"
         raise ParameterError(
-            f"embeddings of shape {tuple(embeddings.shape)} must be a batch of "
-            f"{'2 ([uncond, cond])' if guided else '1 (cond)'} for guidance={guidance!r}"
+            f"embeddings of shape {tuple(embeddings.shape)} must be a batch of {expected} "
+            f"({layout}) for guidance={guidance!r}"
         )
     total = len(timesteps)
     for i, t in enumerate(tqdm(timesteps, **(progress_bar_config or {}))):

@@ -22,6 +22,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from riffusion.defaults import DEFAULT_MODEL, SCHEDULER_NAMES
 from riffusion.errors import DeviceError, ParameterError
+from riffusion.models.sd1.batching import BatchingMixin
 from riffusion.models.sd1.compiling import CompileMixin
 from riffusion.models.sd1.devices import resolve_device
 from riffusion.models.sd1.generation import GenerationMixin
@@ -42,7 +43,9 @@ from riffusion.models.sd1.validation import is_int
 __all__ = ["RiffusionPipeline"]
 
 
-class RiffusionPipeline(GenerationMixin, LoraMixin, TextualInversionMixin, CompileMixin):
+class RiffusionPipeline(
+    GenerationMixin, BatchingMixin, LoraMixin, TextualInversionMixin, CompileMixin
+):
     """Stable Diffusion 1.x for riffusion: text-to-image, img2img, masks, prompt interpolation.
 
     Build it with :meth:`from_pretrained`. Follows diffusers conventions: :meth:`to` moves it and
@@ -51,8 +54,10 @@ class RiffusionPipeline(GenerationMixin, LoraMixin, TextualInversionMixin, Compi
     :meth:`set_progress_bar_config` work as in diffusers. Not thread-safe: the scheduler holds
     per-run state.
 
-    The generation methods are :class:`~riffusion.models.sd1.generation.GenerationMixin`'s, the
-    adapter methods :class:`~riffusion.models.sd1.lora.LoraMixin`'s and
+    The generation methods are :class:`~riffusion.models.sd1.generation.GenerationMixin`'s
+    (``riffuse_batch``, several prompts and seeds in one UNet batch,
+    :class:`~riffusion.models.sd1.batching.BatchingMixin`'s), the adapter methods
+    :class:`~riffusion.models.sd1.lora.LoraMixin`'s and
     :class:`~riffusion.models.sd1.textual_inversion.TextualInversionMixin`'s, ``compile`` (the
     GPU path's ``torch.compile``) :class:`~riffusion.models.sd1.compiling.CompileMixin`'s.
 
