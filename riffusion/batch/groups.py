@@ -161,18 +161,6 @@ def generate_group(riffuser: Any, recipes: Sequence[Recipe]) -> list[Window]:
     return [Window(result, seed, mask, share_s) for result in results]
 
 
-def _window_info(result: Any) -> dict[str, Any]:
-    """What a window reports, as :func:`riffusion.compose.windows.generate_window` has it."""
-    return {
-        "alpha": result.alpha,
-        "seeds": list(result.seeds),
-        "denoising": result.denoising,
-        "guidance": result.guidance,
-        "timesteps": list(result.timesteps),
-        "timings_s": dict(result.timings_s),
-    }
-
-
 def clip_from_window(riffuser: Any, recipe: Recipe, window: Window) -> Any:
     """Finish one job's clip from its window: the recipe's ``riffusion.compose`` function runs
     as for a job rendered alone, its one window call answered with ``window``.
@@ -192,6 +180,7 @@ def clip_from_window(riffuser: Any, recipe: Recipe, window: Window) -> Any:
 
     from riffusion.compose.continuation import text_to_audio
     from riffusion.compose.interpolation import riffuse
+    from riffusion.compose.windows import window_info
 
     calls: list[None] = []
 
@@ -204,7 +193,7 @@ def clip_from_window(riffuser: Any, recipe: Recipe, window: Window) -> Any:
                 f"the {recipe.kind} recipe asked for another window than the group generated"
             )
         calls.append(None)
-        return window.result.image, _window_info(window.result)
+        return window.result.image, window_info(window.result)
 
     # As Riffuser: phase recovery on CUDA when the model runs there, else on the CPU.
     device = torch.device(riffuser.pipeline.device)

@@ -21,7 +21,14 @@ from riffusion.params import SpectrogramParams
 from riffusion.progress import StepHooks, expect_windows, window_step_callback
 from riffusion.recipe import Clip, Recipe
 
-__all__ = ["GenerateWindow", "WindowInfo", "finish_clip", "generate_window", "window_generator"]
+__all__ = [
+    "GenerateWindow",
+    "WindowInfo",
+    "finish_clip",
+    "generate_window",
+    "window_generator",
+    "window_info",
+]
 
 WindowInfo = dict[str, Any]
 """What one window reports: ``alpha``, ``seeds``, ``denoising``, ``guidance``, ``timesteps``
@@ -78,7 +85,16 @@ def generate_window(
         periodic=periodic,
         callback_on_step_end=window_step_callback(hooks),
     )
-    info = {
+    return result.image, window_info(result)
+
+
+def window_info(result: Any) -> WindowInfo:
+    """The :data:`WindowInfo` of one generation result.
+
+    Args:
+        result: a ``GenerationResult`` of the image model (``riffuse`` or ``riffuse_batch``).
+    """
+    return {
         "alpha": result.alpha,
         "seeds": list(result.seeds),
         "denoising": result.denoising,
@@ -86,7 +102,6 @@ def generate_window(
         "timesteps": list(result.timesteps),
         "timings_s": dict(result.timings_s),
     }
-    return result.image, info
 
 
 def window_generator(
