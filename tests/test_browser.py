@@ -5,111 +5,100 @@ denoising steps per clip. Without Chromium and its driver the test skips with a 
 enable it, so the README's ``pytest`` passes on a machine with nothing extra installed. CI installs
 both (``.ci/run``) and sets ``RIFFUSION_REQUIRE_BROWSER=1``, which turns a missing browser into a
 failure: there the test can not silently stop running.
+
+The second test mounts the app under ``/riff`` in a parent app. The page's behaviour in detail
+(settings, errors, live changes, phone width) is tested against a stand-in server in
+``test_browser_live.py``, which also takes the docs' screenshots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import os
-import shutil
-import socket
-import threading
-import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 import torch
 
 # Plain imports, not importorskip: the [dev] extra installs both, and this test must not skip.
-import uvicorn
-from selenium import webdriver
+import uvicorn  # noqa: F401
+from selenium import webdriver  # noqa: F401
 
+from tests.browser_fixtures import chromium, serve, static_dir, wait_for
 from tests.diffusion_fixtures import tiny_model_dir
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-# RIFFUSION_UPDATE_SCREENSHOT=1 refreshes the picture in the docs; otherwise it goes to tmp.
-# CI sets it: a missing browser then fails instead of skipping.
-REQUIRE_BROWSER = "RIFFUSION_REQUIRE_BROWSER"
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "assets" / "playground.png"
 STEPS = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server():
+def riffuser():
     from riffusion import Riffuser
-    from riffusion.server import create_app
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     riffuser = Riffuser.from_pretrained(tiny_model_dir(), device="cpu")
     riffuser.pipeline.set_progress_bar_config(disable=True)
-    port = _free_port()
-    config = uvicorn.Config(create_app(riffuser), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
+    yield riffuser
     torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _page_from(folder):
+    """Serve the page from ``folder`` while in the block (``static_dir()`` is the package's
+    folder unless ``RIFFUSION_PLAYGROUND_STATIC`` overrides it for a check)."""
+    from riffusion.server import routes_pages
+
+    saved = routes_pages.STATIC_DIR
+    routes_pages.STATIC_DIR = folder
+    try:
+        yield
+    finally:
+        routes_pages.STATIC_DIR = saved
+
+
+@pytest.fixture(scope="module")
+def server(riffuser):
+    from riffusion.server import create_app
+
+    with _page_from(static_dir()), serve(create_app(riffuser)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def mounted(riffuser):
+    """The app mounted under ``/riff`` in a parent app, as an embedding would."""
+    from fastapi import FastAPI
+
+    from riffusion.server import create_app
+
+    with _page_from(static_dir()):
+        sub = create_app(riffuser)
+
+        @contextlib.asynccontextmanager
+        async def lifespan(parent):
+            async with sub.router.lifespan_context(sub):  # the parent runs the app's lifespan
+                yield
+
+        parent = FastAPI(lifespan=lifespan)
+
+        @parent.get("/")
+        async def home():
+            return {"hello": "the parent app"}
+
+        parent.mount("/riff", sub)
+        with serve(parent) as url:
+            yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).exists()]
-    if missing:
-        reason = (
-            f"headless Chromium not found ({', '.join(missing)}): "
-            "apt-get install chromium chromium-driver to run the playground's browser test"
-        )
-        if os.environ.get(REQUIRE_BROWSER) == "1":
-            pytest.fail(f"{reason} ({REQUIRE_BROWSER}=1 forbids skipping it)")
-        pytest.skip(reason)
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",  # CI runs as root
-        "--disable-dev-shm-usage",
-        "--autoplay-policy=no-user-gesture-required",
-        "--window-size=1200,1500",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_script_timeout(60)
-    yield driver
-    driver.quit()
+    with chromium() as driver:
+        yield driver
 
 
 def _wait(driver, script: str, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.2)
-    state = driver.execute_script(
-        "const s = window.playground; return JSON.stringify({t: s.ctx && s.ctx.currentTime, "
-        "state: s.ctx && s.ctx.state, n: s.results.length, err: s.lastError, "
-        "status: document.getElementById('buffer-status').textContent})"
-    )
-    raise AssertionError(f"timed out waiting for {what}; page state {state}")
+    return wait_for(driver, script, timeout_s, what)
 
 
 def test_play_schedules_clips_back_to_back_and_share_link_reopens(browser, server, tmp_path):
@@ -121,9 +110,11 @@ def test_play_schedules_clips_back_to_back_and_share_link_reopens(browser, serve
     prompt = browser.find_element(By.ID, "prompt")
     prompt.clear()
     prompt.send_keys("funky bass groove")
+    browser.find_element(By.ID, "open-settings").click()
     seed = browser.find_element(By.ID, "seed")
     seed.clear()
     seed.send_keys("7")
+    browser.find_element(By.ID, "open-settings").click()  # closed again
     browser.find_element(By.ID, "play").click()
 
     # Three clips generated, the audio clock past the first clip's end.
@@ -162,13 +153,10 @@ def test_play_schedules_clips_back_to_back_and_share_link_reopens(browser, serve
     }
     for r in results:
         assert listed[r["counter"]] == r["alpha"]
-    cells = rows[1].find_elements(By.TAG_NAME, "td")
-    assert cells[1].text == "0.25" and "funky bass groove (8)" in cells[3].text
-    screenshot = tmp_path / "playground.png"
-    assert browser.save_screenshot(str(screenshot))
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    if os.environ.get("RIFFUSION_UPDATE_SCREENSHOT") == "1":
-        shutil.copyfile(screenshot, DOCS_SCREENSHOT)
+    # (The debug panel is closed: its text is read as textContent.)
+    cells = [c.get_attribute("textContent") for c in rows[1].find_elements(By.TAG_NAME, "td")]
+    assert cells[1] == "0.25" and "funky bass groove (8)" in cells[3]
+    assert cells[-2:] == ["og_beat", "0.75"]  # seed image and denoising
 
     # Share link of the clip playing now (start prompt/seed of its transition) reopens them.
     share = _wait(browser, "return document.getElementById('share-link').value", 20, "share link")
@@ -185,3 +173,41 @@ def test_play_schedules_clips_back_to_back_and_share_link_reopens(browser, serve
     # The page the browser got is the one this package ships.
     with urllib.request.urlopen(f"{server}/") as page:
         assert b"playground.js" in page.read()
+
+
+def test_page_works_mounted_under_a_sub_path(browser, mounted, tmp_path):
+    """Issue 27, finding 6: under ``parent.mount("/riff", ...)`` the page loads its CSS and JS,
+    calls the API under the prefix and plays; ``/riff`` redirects to ``/riff/``."""
+    browser.get(f"{mounted}/riff?steps={STEPS}&prompt=church%20bells&seed=3")
+    assert urllib.parse.urlsplit(browser.current_url).path == "/riff/"
+    _wait(browser, "return document.getElementById('seed-image').options.length > 0", 30, "seeds")
+    # The stylesheet applied (the page's dark background) and the server's health shown.
+    background = browser.execute_script(
+        "return getComputedStyle(document.body.parentElement).backgroundColor"
+    )
+    assert background == "rgb(18, 15, 24)"
+    _wait(
+        browser, "return document.getElementById('health').textContent.includes('ok')", 10, "health"
+    )
+    browser.find_element("id", "play").click()
+    _wait(
+        browser,
+        "const s = window.playground; return s.results.length >= 2 && s.ctx.state === 'running'"
+        " && s.ctx.currentTime > s.results[0].startTime + 0.5",
+        120,
+        "two clips playing under /riff",
+    )
+    files = browser.execute_script("return window.playground.results[0].files")
+    assert all(url.startswith("/riff/api/clips/") for url in files.values()), files
+    share = browser.find_element("id", "share-link").get_attribute("value")
+    assert share.startswith(f"{mounted}/riff/?prompt=church+bells")
+    # A second prompt goes up next.
+    prompt = browser.find_element("id", "prompt")
+    prompt.clear()
+    prompt.send_keys("jazz piano trio\n")
+    _wait(
+        browser,
+        "return document.getElementById('up-next').textContent.includes('jazz piano trio')",
+        10,
+        "the new prompt up next",
+    )

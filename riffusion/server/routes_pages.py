@@ -1,5 +1,9 @@
 """The playground and what it asks for first: ``GET /``, ``GET /health``,
 ``GET /random_prompt``; its static files are mounted at ``/static`` from :data:`STATIC_DIR`.
+
+The page asks for everything by relative URL (``static/playground.js``, ``api/clip``), so it
+works wherever the app is mounted, as long as its own address ends with ``/``: ``/riff`` is
+redirected to ``/riff/``.
 """
 
 from __future__ import annotations
@@ -7,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from riffusion import __version__
 from riffusion.defaults import SCHEDULER_NAMES
@@ -26,8 +30,12 @@ router = APIRouter()
 
 
 @router.get("/", include_in_schema=False)
-async def playground() -> FileResponse:
-    """The playground page."""
+async def playground(request: Request) -> Response:
+    """The playground page, at an address ending with ``/`` (its URLs are relative)."""
+    path = request.url.path
+    if not path.endswith("/"):
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"{path}/{query}", status_code=307)
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
 

@@ -5,55 +5,153 @@
 // the target: the "up next" prompt if one was typed, else the same prompt with seed + 1.
 // Clips are scheduled back to back on the Web Audio clock, with up to BUFFER_AHEAD clips
 // generated ahead of the one playing.
+//
+// Live changes: the settings (denoising, guidance, steps, seed image, scheduler) are read for
+// every request, and a new prompt or setting discards the clips made ahead that have not
+// started (and cancels the one being made), so the next clip played already follows it.
+//
+// Every URL is relative to the page, so the page works wherever the app is mounted.
 "use strict";
 
 const BUFFER_AHEAD = 3;
 const STEPS_PER_TRANSITION = 4;
 const TIMELINE_SECONDS = 24;
 const PLAYHEAD_FRACTION = 0.3;
+const MAX_ROWS = 20;        // clips listed in the debug table (the newest)
+const MAX_RESULTS = 64;     // clips kept in memory (played ones are dropped beyond)
+const HISTORY_SHOWN = 5;    // earlier prompts on the stage
 
 const $ = (id) => document.getElementById(id);
+const BASE = new URL(".", window.location.href);  // the page's folder: "/" or "/riff/"
+const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
+
+// Names of the request fields as the settings call them (the server's 400s name the field).
+const FIELD_LABELS = {
+  num_inference_steps: "Steps",
+  seed_image_id: "Seed image",
+  mask_image_id: "Mask",
+  scheduler: "Scheduler",
+  denoising: "Denoising",
+  guidance: "Guidance",
+  seed: "Seed",
+  prompt: "Prompt",
+  negative_prompt: "Negative prompt",
+  alpha: "Alpha",
+  recipe: "Exact link",
+};
 
 const state = {
   ctx: null,
   playing: false,
   pumping: false,
   startedOnce: false,  // the clock has run; later gaps show as "falling behind"
-  from: null,          // prompt input now at alpha 0
-  to: null,            // target prompt input of the running transition
+  from: null,          // {prompt, seed} now at alpha 0
+  to: null,            // {prompt, seed}: target of the running transition
   alphaIndex: 0,       // 1..4 within the transition
   upNext: null,        // typed prompt waiting for the next transition
+  nextSeed: null,      // seed typed while playing: the next transition goes to it
   counter: 0,
-  results: [],         // every clip: {counter, alpha, start, end, startTime, duration, ...}
+  results: [],         // clips kept: {counter, alpha, start, end, startTime, duration, ...}
+  history: [],         // prompts played, oldest first
   nextStartTime: 0,
   underruns: 0,
+  discarded: 0,        // clips made ahead and dropped because something changed
+  epoch: 0,            // bumped by every change; answers of an older epoch are dropped
+  abort: null,         // AbortController of the request in flight
+  inFlight: null,      // the schedule before the request in flight
   pendingRecipe: null, // from ?recipe=: rendered exactly as the first clip
   lastError: null,
+  error: null,         // {field, message} shown until dismissed or the next success
   health: null,
+  requests: [],        // bodies sent to /api/clip (the newest 50), for the curious
 };
 window.playground = state;  // for the browser test and for curious users
+
+// ------------------------------------------------------------------------------ URLs
+function pageUrl(path) {
+  return new URL(path, BASE).href;
+}
+
+function fileUrl(path) {
+  // The server's links carry the mount point once it knows it; an older server's do not.
+  if (!path || !path.startsWith("/") || path.startsWith(BASE.pathname)) return path;
+  return BASE.pathname.replace(/\/$/, "") + path;
+}
 
 // ------------------------------------------------------------------------------ settings
 function denoising() {
   const chosen = document.querySelector('input[name="denoising"]:checked').value;
-  const value = chosen === "custom" ? Number($("denoising-custom").value) : Number(chosen);
-  return Math.min(1, Math.max(0, value));
+  return chosen === "custom" ? Number($("denoising-custom").value) : Number(chosen);
 }
 
-function promptInput(prompt, seed) {
-  return { prompt, seed, denoising: denoising(), guidance: Number($("guidance").value) };
-}
-
-function requestOptions() {
+function promptInput(slot) {
+  // Denoising and guidance are read now: a change applies from the next request.
   return {
-    num_inference_steps: Math.max(1, Math.round(Number($("steps").value) || 50)),
-    seed_image_id: $("seed-image").value || "og_beat",
-    mask_image_id: null,
-    scheduler: $("scheduler").value || "default",
+    prompt: slot.prompt, seed: slot.seed, denoising: denoising(), guidance: Number($("guidance").value),
   };
 }
 
+function requestOptions() {
+  const options = {
+    num_inference_steps: Number($("steps").value),
+    seed_image_id: $("seed-image").value || "og_beat",
+    mask_image_id: null,
+  };
+  // Only a scheduler the user picked: otherwise the server's default (DPM++ on a CPU) stands.
+  if ($("scheduler").value) options.scheduler = $("scheduler").value;
+  return options;
+}
+
+function limits() {
+  return (state.health && state.health.limits) || { max_num_inference_steps: 200, max_prompt_chars: 1000 };
+}
+
+function validate() {
+  // The checks the server makes, made before sending, with the settings' names.
+  const steps = $("steps").value;
+  const maxSteps = limits().max_num_inference_steps;
+  if (!/^\s*\d+\s*$/.test(steps) || Number(steps) < 1 || Number(steps) > maxSteps) {
+    return { field: "Steps", message: `${steps || "(empty)"} must be an integer in [1, ${maxSteps}]` };
+  }
+  const d = denoising();
+  if (!Number.isFinite(d) || d < 0 || d > 1) {
+    return { field: "Denoising", message: `${$("denoising-custom").value || "(empty)"} must be in [0, 1]` };
+  }
+  const g = $("guidance").value;
+  if (g.trim() === "" || !Number.isFinite(Number(g))) {
+    return { field: "Guidance", message: `${g || "(empty)"} must be a number` };
+  }
+  const seed = $("seed").value;
+  if (!/^\s*\d+\s*$/.test(seed)) {
+    return { field: "Seed", message: `${seed || "(empty)"} must be a whole number ≥ 0` };
+  }
+  const maxChars = limits().max_prompt_chars;
+  for (const text of [$("prompt").value, state.upNext || ""]) {
+    if (text.length > maxChars) {
+      return { field: "Prompt", message: `is ${text.length} characters long; at most ${maxChars}` };
+    }
+  }
+  return null;
+}
+
+function typedSeed() {
+  return Math.max(0, Math.round(Number($("seed").value) || 0));
+}
+
 // ------------------------------------------------------------------------------ schedule
+function snapshot() {
+  return {
+    from: state.from, to: state.to, alphaIndex: state.alphaIndex,
+    upNext: state.upNext, nextSeed: state.nextSeed, pendingRecipe: state.pendingRecipe,
+  };
+}
+
+function restore(saved) {
+  // What was typed since is kept: it applies from the next clip.
+  const typed = { upNext: state.upNext, nextSeed: state.nextSeed !== null ? state.nextSeed : saved.nextSeed };
+  Object.assign(state, saved, typed);
+}
+
 function nextRequest() {
   if (state.pendingRecipe) {
     const recipe = state.pendingRecipe;
@@ -62,35 +160,34 @@ function nextRequest() {
   }
   if (!state.from) {
     const prompt = (state.upNext || $("prompt").value || "").trim() || "lo-fi beat";
-    consumeUpNext();
-    state.from = promptInput(prompt, Math.max(0, Math.round(Number($("seed").value) || 0)));
-    return { body: { start: state.from, end: null, alpha: 0, ...requestOptions() } };
+    state.upNext = prompt;
+    state.nextSeed = null;
+    state.from = { prompt, seed: typedSeed() };
+    state.to = null;
+    state.alphaIndex = 0;
+    return { body: { start: promptInput(state.from), end: null, alpha: 0, ...requestOptions() } };
   }
-  if (!state.to || state.alphaIndex >= STEPS_PER_TRANSITION) {
-    if (state.to) state.from = state.to;
-    const seed = state.from.seed + 1;
-    if (state.upNext && state.upNext !== state.from.prompt) {
-      state.to = promptInput(state.upNext, seed);
-    } else {
-      state.to = { ...state.from, seed };
-    }
-    consumeUpNext();
+  // state.upNext is the prompt asked for last; it stays until another is typed.
+  const target = state.to || state.from;
+  const wanted = state.upNext && state.upNext !== target.prompt ? state.upNext : null;
+  if (!state.to || state.alphaIndex >= STEPS_PER_TRANSITION || wanted || state.nextSeed !== null) {
+    // A new transition: from where the music is (the nearer end of a running transition).
+    if (state.to && state.alphaIndex >= STEPS_PER_TRANSITION / 2) state.from = state.to;
+    const prompt = wanted || state.from.prompt;
+    const seed = state.nextSeed !== null ? state.nextSeed : state.from.seed + 1;
+    state.to = { prompt, seed };
+    state.nextSeed = null;
     state.alphaIndex = 0;
   }
   state.alphaIndex += 1;
   const alpha = state.alphaIndex / STEPS_PER_TRANSITION;
-  return { body: { start: state.from, end: state.to, alpha, ...requestOptions() } };
-}
-
-function consumeUpNext() {
-  if (state.upNext) $("up-next").textContent = `Transitioning to: ${state.upNext}`;
-  state.upNext = null;
+  return { body: { start: promptInput(state.from), end: promptInput(state.to), alpha, ...requestOptions() } };
 }
 
 function adoptRecipe(recipe) {
   // Continue the schedule from a clip rendered from a recipe.
-  const start = { ...recipe.start };
-  const end = recipe.end ? { ...recipe.end } : null;
+  const start = { prompt: recipe.start.prompt, seed: recipe.start.seed };
+  const end = recipe.end ? { prompt: recipe.end.prompt, seed: recipe.end.seed } : null;
   const quarters = Math.round(recipe.alpha * STEPS_PER_TRANSITION);
   if (end && Math.abs(quarters / STEPS_PER_TRANSITION - recipe.alpha) < 1e-9 && quarters > 0) {
     state.from = start;
@@ -104,36 +201,93 @@ function adoptRecipe(recipe) {
   $("seed").value = state.from.seed;
 }
 
+// A change of prompt or setting: drop what was made ahead and has not started, cancel the
+// request in flight, and continue the schedule from the clip playing now.
+function remakeAhead() {
+  state.epoch += 1;
+  if (state.abort) state.abort.abort();
+  state.abort = null;
+  const now = state.ctx ? state.ctx.currentTime : 0;
+  const keep = (r) => state.startedOnce && r.startTime <= now + 0.05;
+  const dropped = state.results.filter((r) => !keep(r));
+  for (const r of dropped) {
+    try { r.source.stop(); } catch (error) { /* never started */ }
+    r.source.disconnect();
+    const row = $("results").querySelector(`tbody tr[data-counter="${r.counter}"]`);
+    if (row) row.remove();
+  }
+  state.discarded += dropped.length;
+  state.results = state.results.filter(keep);
+  const last = state.results[state.results.length - 1];
+  state.nextStartTime = last ? last.startTime + last.duration : 0;
+  // The schedule continues after the clip playing now (or from the start).
+  const saved = last ? last.schedule : dropped.length ? dropped[0].before : state.inFlight;
+  if (saved) restore(saved);
+}
+
+function onSettingChanged() {
+  if (state.playing || state.results.length) remakeAhead();
+}
+
 // ------------------------------------------------------------------------------ network
 async function fetchJSON(url, options) {
-  const response = await fetch(url, options);
+  const response = await fetch(pageUrl(url), options);
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    const error = new Error(`${response.status}: ${data.error || response.statusText}`);
+    const error = new Error(data.error || response.statusText || `HTTP ${response.status}`);
     error.status = response.status;
+    error.field = data.field || null;
     error.retryAfter = Number(response.headers.get("Retry-After") || 0);
     throw error;
   }
   return data;
 }
 
-async function generate(request) {
+async function generate(request, signal) {
+  state.requests.push(request.body);
+  if (state.requests.length > 50) state.requests.shift();
   for (;;) {
     try {
-      return await fetchJSON("/api/clip", {
+      return await fetchJSON("api/clip", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(request.body),
+        signal,
       });
     } catch (error) {
       if (error.status !== 503) throw error;
       setStatus(`server busy; retrying in ${error.retryAfter || 1} s`, false);
       await sleep(1000 * (error.retryAfter || 1));
+      if (signal.aborted) throw error;
     }
   }
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ------------------------------------------------------------------------------ errors
+function fieldLabel(field) {
+  if (!field) return null;
+  const last = String(field).split(".").pop();
+  return FIELD_LABELS[last] || last;
+}
+
+function showError(field, message) {
+  state.error = { field, message };
+  $("error-text").textContent = field ? `${field}: ${message}` : message;
+  $("error").hidden = false;
+}
+
+function clearError() {
+  state.error = null;
+  $("error").hidden = true;
+  $("error-text").textContent = "";
+}
+
+function notify(text) {
+  // Stays until the next notice (never overwritten by the playback status).
+  $("notice").textContent = text;
+}
 
 // ------------------------------------------------------------------------------ playback
 function ensureContext() {
@@ -162,7 +316,7 @@ function startClockIfBuffered() {
 
 function bufferedAhead() {
   const now = state.ctx ? state.ctx.currentTime : 0;
-  return state.results.filter((r) => r.startTime !== undefined && r.startTime > now).length;
+  return state.results.filter((r) => r.startTime > now).length;
 }
 
 async function pump() {
@@ -171,37 +325,69 @@ async function pump() {
   try {
     for (;;) {
       if (bufferedAhead() >= BUFFER_AHEAD || (!state.playing && bufferedAhead() >= 1)) {
-        await sleep(150);
+        await sleep(100);
         continue;
       }
+      const problem = validate();
+      if (problem) {
+        if (!state.error || state.error.field !== problem.field || state.error.message !== problem.message) {
+          showError(problem.field, problem.message);
+        }
+        setStatus("waiting for a valid setting", true);
+        await sleep(250);
+        continue;
+      }
+      const epoch = state.epoch;
+      const before = snapshot();
+      state.inFlight = before;
       const request = nextRequest();
+      const controller = new AbortController();
+      state.abort = controller;
       setStatus(`generating clip ${state.counter + 1}…`, isBehind());
       let clip;
       try {
-        clip = await generate(request);
+        clip = await generate(request, controller.signal);
       } catch (error) {
+        if (epoch !== state.epoch) continue;  // cancelled by a change
+        restore(before);  // the same clip is asked for again
         state.lastError = String(error);
-        setStatus(`error: ${error.message}`, true);
+        showError(fieldLabel(error.field), error.message);
         await sleep(2000);
         continue;
       }
+      if (epoch !== state.epoch) continue;
       if (request.body.recipe) adoptRecipe(clip.recipe);
-      await schedule(clip, request);
+      clearError();
+      try {
+        await schedule(clip, request, epoch, before);
+      } catch (error) {
+        if (epoch !== state.epoch) continue;
+        restore(before);
+        state.lastError = String(error);
+        showError("Audio", `could not play the clip: ${error.message}`);
+        await sleep(2000);
+      } finally {
+        state.inFlight = null;
+      }
     }
   } finally {
     state.pumping = false;
   }
 }
 
-async function schedule(clip, request) {
+async function schedule(clip, request, epoch, before) {
   const ctx = ensureContext();
-  const wav = await (await fetch(clip.files.wav)).arrayBuffer();
+  const after = snapshot();
+  const response = await fetch(fileUrl(clip.files.wav));
+  if (!response.ok) throw new Error(`${clip.files.wav} answered ${response.status}`);
+  const wav = await response.arrayBuffer();
   const buffer = await ctx.decodeAudioData(wav);
+  if (epoch !== state.epoch) return;  // something changed while it downloaded
   const image = new Image();
   image.src = clip.image;
   let startTime = state.nextStartTime;
   if (startTime < ctx.currentTime + 0.05) {
-    if (state.results.some((r) => r.startTime !== undefined)) state.underruns += 1;
+    if (state.results.length) state.underruns += 1;
     startTime = ctx.currentTime + 0.1;
   }
   const source = ctx.createBufferSource();
@@ -216,19 +402,31 @@ async function schedule(clip, request) {
     start: recipe.start,
     end: recipe.end,
     steps: recipe.num_inference_steps,
-    seedImage: recipe.seed_image,
+    seedImage: request.body.seed_image_id || recipe.seed_image || "",
+    denoising: recipe.start.denoising,
     timings: clip.debug.timings_s,
     device: clip.device,
-    files: clip.files,
+    files: Object.fromEntries(Object.entries(clip.files).map(([k, v]) => [k, fileUrl(v)])),
     recipeUrl: clip.recipe_url,
     image,
+    source,
     startTime,
     duration: buffer.duration,
+    before,           // the schedule before this clip was asked for
+    schedule: after,  // and after
   };
   state.nextStartTime = startTime + buffer.duration;
   state.results.push(result);
+  forgetOldClips();
   addResultRow(result);
   startClockIfBuffered();
+}
+
+function forgetOldClips() {
+  const now = state.ctx ? state.ctx.currentTime : 0;
+  while (state.results.length > MAX_RESULTS && state.results[0].startTime + state.results[0].duration < now) {
+    state.results.shift();
+  }
 }
 
 async function togglePlay() {
@@ -236,8 +434,8 @@ async function togglePlay() {
   state.playing = !state.playing;
   const button = $("play");
   button.setAttribute("aria-pressed", String(state.playing));
-  button.textContent = state.playing ? "⏸ Pause" : "▶ Play";
   button.setAttribute("aria-label", state.playing ? "Pause" : "Play");
+  button.querySelector(".play-text").textContent = state.playing ? "Pause" : "Play";
   if (state.playing) {
     startClockIfBuffered();
     pump();
@@ -259,7 +457,7 @@ function isBehind() {
 
 function setStatus(text, behind) {
   const element = $("buffer-status");
-  element.textContent = text;
+  if (element.textContent !== text) element.textContent = text;
   element.classList.toggle("behind", Boolean(behind));
 }
 
@@ -285,17 +483,23 @@ function addResultRow(result) {
   row.dataset.counter = String(result.counter);
   row.dataset.alpha = String(result.alpha);
   const t = result.timings;
-  const stages = [t.text_encoder, t.unet, t.vae_encode + t.vae_decode, t.audio_decode, t.encode, t.queue]
+  const stages = [t.text_encoder, t.unet, (t.vae_encode || 0) + (t.vae_decode || 0), t.audio_decode, t.encode, t.queue]
     .map((v) => (v || 0).toFixed(2)).join(" / ");
   for (const text of [
     result.counter, result.alpha.toFixed(2), describe(result.start), describe(result.end),
-    result.steps, stages, (t.total || 0).toFixed(2), result.device,
+    result.steps, stages, (t.total || 0).toFixed(2), result.device, result.seedImage,
+    Number(result.denoising).toFixed(2),
   ]) {
     const cell = document.createElement("td");
     cell.textContent = String(text);
     row.appendChild(cell);
   }
-  $("results").querySelector("tbody").appendChild(row);
+  const body = $("results").querySelector("tbody");
+  body.appendChild(row);
+  while (body.rows.length > MAX_ROWS) body.rows[0].remove();
+  $("clip-count").textContent =
+    `Clips: ${state.counter} made, ${state.discarded} made ahead and discarded after a change; ` +
+    `the last ${MAX_ROWS} are listed`;
 }
 
 function shareLinks(result) {
@@ -304,14 +508,48 @@ function shareLinks(result) {
     prompt: input.prompt,
     seed: String(input.seed),
     denoising: String(input.denoising),
-    seedImageId: $("seed-image").value || "og_beat",
+    seedImageId: result.seedImage || $("seed-image").value || "og_beat",
   });
-  const origin = window.location.origin;
-  return [`${origin}/?${params}`, `${origin}/?recipe=${encodeURIComponent(result.recipeUrl)}`];
+  return [`${BASE.href}?${params}`, `${BASE.href}?recipe=${encodeURIComponent(result.recipeUrl)}`];
+}
+
+function playingPrompt(result) {
+  return result.alpha >= 1 && result.end ? result.end.prompt : result.start.prompt;
+}
+
+function showHistory(prompt) {
+  if (state.history[state.history.length - 1] === prompt) return;
+  state.history.push(prompt);
+  const list = $("history");
+  list.innerHTML = "";
+  for (const earlier of state.history.slice(-HISTORY_SHOWN - 1, -1)) {
+    const item = document.createElement("li");
+    item.textContent = earlier;
+    list.appendChild(item);
+  }
+  $("now-prompt").textContent = prompt;
+}
+
+function upNextText(playing) {
+  const transitioning =
+    playing && playing.end && playing.alpha < 1 && playing.end.prompt !== playing.start.prompt
+      ? playing.end.prompt : null;
+  const now = playing ? playingPrompt(playing) : null;
+  let waiting = state.upNext && state.upNext !== now && state.upNext !== transitioning ? state.upNext : null;
+  if (!waiting && state.to && state.to.prompt !== now && state.to.prompt !== transitioning) {
+    waiting = state.to.prompt;
+  }
+  if (transitioning && waiting && waiting !== transitioning) {
+    return `Transitioning to: ${transitioning} · up next: ${waiting}`;
+  }
+  if (transitioning) return `Transitioning to: ${transitioning}`;
+  if (waiting) return `Up next: ${waiting}`;
+  return state.playing ? "Up next: type a prompt" : "Up next: nothing yet";
 }
 
 let shownCounter = null;
-function refresh() {
+let lastDraw = 0;
+function refresh(time) {
   const playing = nowPlaying();
   const counter = playing ? playing.counter : null;
   if (counter !== shownCounter) {
@@ -323,6 +561,7 @@ function refresh() {
       else row.removeAttribute("aria-current");
     }
     if (playing) {
+      showHistory(playingPrompt(playing));
       $("now-playing").textContent =
         `Now playing: #${playing.counter} ${describe(playing.start)} → ${describe(playing.end)} ` +
         `at alpha ${playing.alpha.toFixed(2)}`;
@@ -336,7 +575,9 @@ function refresh() {
       }
     }
   }
-  if (state.playing && state.results.length) {
+  const upNext = upNextText(playing);
+  if ($("up-next").textContent !== upNext) $("up-next").textContent = upNext;
+  if (state.playing && state.results.length && !validate()) {
     const perClip = secondsPerClip();
     const clipSeconds = state.results[state.results.length - 1].duration;
     if (isBehind()) {
@@ -348,10 +589,15 @@ function refresh() {
         `(${perClip.toFixed(1)} s to generate a ${clipSeconds.toFixed(2)} s clip)`, false);
     }
   }
-  $("slots").textContent =
+  const slots =
     `Prompt slots: from ${describe(state.from)} → to ${describe(state.to)} ` +
     `(step ${state.alphaIndex}/${STEPS_PER_TRANSITION}); up next: ${state.upNext || "—"}`;
-  drawTimeline();
+  if ($("slots").textContent !== slots) $("slots").textContent = slots;
+  // With reduced motion the picture changes once a second instead of scrolling.
+  if (!reducedMotion.matches || time - lastDraw > 1000) {
+    lastDraw = time;
+    drawTimeline();
+  }
   requestAnimationFrame(refresh);
 }
 
@@ -370,18 +616,21 @@ function drawTimeline() {
     const w = r.duration * pixelsPerSecond;
     if (x + w < 0 || x > width) continue;
     if (r.image.complete && r.image.naturalWidth) g.drawImage(r.image, x, 0, w, height);
-    g.fillStyle = "rgba(255,255,255,0.8)";
-    g.font = "12px system-ui";
-    g.fillText(`#${r.counter} α${r.alpha.toFixed(2)}`, x + 4, 14);
+    g.fillStyle = "rgba(255,255,255,0.85)";
+    g.font = "16px system-ui";
+    if (w > 90) g.fillText(`#${r.counter} α${r.alpha.toFixed(2)}`, x + 4, 18);
     g.fillRect(x, 0, 1, height);
   }
-  g.fillStyle = "#b388ff";
-  g.fillRect(playhead - 1, 0, 2, height);
+  // Played part dimmed, the playhead bright.
+  g.fillStyle = "rgba(18,15,24,0.45)";
+  g.fillRect(0, 0, playhead, height);
+  g.fillStyle = "#c3a3ff";
+  g.fillRect(playhead - 1.5, 0, 3, height);
 }
 
 // ------------------------------------------------------------------------------ setup
 async function loadSeedImages(selected) {
-  const items = await fetchJSON("/seed_images");
+  const items = await fetchJSON("seed_images");
   const select = $("seed-image");
   select.innerHTML = "";
   for (const item of items) {
@@ -408,33 +657,38 @@ function showSeed() {
 }
 
 async function uploadSeed(file) {
-  setStatus(`turning ${file.name} into a seed image…`, false);
+  notify(`turning ${file.name} into a seed image…`);
   try {
-    const answer = await fetchJSON("/api/seed_image", { method: "POST", body: file });
+    const answer = await fetchJSON("api/seed_image", { method: "POST", body: file });
     await loadSeedImages(answer.id);
-    setStatus(`seed image ${answer.id} ready (from ${file.name})`, false);
+    notify(`seed image ${answer.id} ready (from ${file.name}); it plays from the next clip`);
+    onSettingChanged();
   } catch (error) {
-    setStatus(`upload failed: ${error.message}`, true);
+    notify("");
+    showError("Seed upload", error.message);
   }
 }
 
 async function pollHealth() {
   try {
-    const h = await fetchJSON("/health");
+    const h = await fetchJSON("health");
     state.health = h;
     $("health").textContent =
       `Server: ${h.status}, riffusion ${h.version}, model ${h.model} on ${h.device} (${h.dtype}), ` +
       `scheduler ${h.scheduler}, queue ${h.queue_depth}/${h.max_queue}, ` +
       `${h.seconds_per_clip} s per clip`;
     const select = $("scheduler");
+    select.options[0].textContent = `server default (${h.scheduler})`;
     if (select.options.length <= 1) {
-      select.innerHTML = "";
-      for (const name of h.schedulers) {
+      for (const name of h.schedulers || []) {
         const option = document.createElement("option");
         option.value = option.textContent = name;
         select.appendChild(option);
       }
+      if (state.wantedScheduler) select.value = state.wantedScheduler;
     }
+    const max = h.limits && h.limits.max_num_inference_steps;
+    if (max) $("steps").max = String(max);
   } catch (error) {
     $("health").textContent = `Server: unreachable (${error.message})`;
   }
@@ -462,36 +716,65 @@ function applyQuery() {
   if (query.get("guidance")) $("guidance").value = query.get("guidance");
   if (query.get("steps")) $("steps").value = query.get("steps");
   if (query.get("prebuffer")) $("prebuffer").value = query.get("prebuffer");
+  if (query.get("scheduler")) state.wantedScheduler = query.get("scheduler");
   return query.get("seedImageId");
 }
 
 function setUpNext(prompt) {
   const text = prompt.trim();
-  if (!text) return;
+  if (!text || text === state.upNext) return;
   state.upNext = text;
-  $("up-next").textContent = `Up next: ${text}`;
+  onSettingChanged();
+}
+
+async function randomPrompt() {
+  try {
+    const { prompt } = await fetchJSON("random_prompt");
+    $("prompt").value = prompt;
+    setUpNext(prompt);
+  } catch (error) {
+    showError("Random prompt", error.message);
+  }
+}
+
+// ------------------------------------------------------------------------------ panels
+function togglePanel(id, open) {
+  const panel = $(id);
+  const show = open === undefined ? panel.hidden : open;
+  panel.hidden = !show;
+  for (const button of document.querySelectorAll(`[aria-controls="${id}"]`)) {
+    button.setAttribute("aria-expanded", String(show));
+  }
+  if (show) {
+    for (const other of ["settings", "debug"]) if (other !== id) togglePanel(other, false);
+    const first = panel.querySelector("button, input, select");
+    if (first) first.focus();
+  }
+}
+
+function openDialog(id) {
+  const dialog = $(id);
+  if (!dialog.open) dialog.showModal();
 }
 
 function init() {
   const seedImage = applyQuery();
-  if (state.upNext) $("up-next").textContent = `Up next: ${state.upNext}`;
-  loadSeedImages(seedImage).catch((error) => setStatus(`seed images: ${error.message}`, true));
+  loadSeedImages(seedImage).catch((error) => showError("Seed images", error.message));
   pollHealth();
   setInterval(pollHealth, 5000);
   $("prompt-form").addEventListener("submit", (event) => {
     event.preventDefault();
     setUpNext($("prompt").value);
   });
-  $("random-prompt").addEventListener("click", async () => {
-    const { prompt } = await fetchJSON("/random_prompt");
-    $("prompt").value = prompt;
-    setUpNext(prompt);
-  });
+  $("random-prompt").addEventListener("click", randomPrompt);
   $("play").addEventListener("click", () => {
     if (!state.from && !state.pendingRecipe && $("prompt").value.trim()) setUpNext($("prompt").value);
     togglePlay();
   });
-  $("seed-image").addEventListener("change", showSeed);
+  $("seed-image").addEventListener("change", () => {
+    showSeed();
+    onSettingChanged();
+  });
   $("seed-upload").addEventListener("change", (event) => {
     const file = event.target.files[0];
     if (file) uploadSeed(file);
@@ -499,18 +782,59 @@ function init() {
   $("denoising-custom").addEventListener("input", () => {
     document.querySelector('input[name="denoising"][value="custom"]').checked = true;
   });
+  for (const id of ["denoising-custom", "guidance", "steps", "scheduler"]) {
+    $(id).addEventListener("change", onSettingChanged);
+  }
+  for (const radio of document.querySelectorAll('input[name="denoising"]')) {
+    radio.addEventListener("change", onSettingChanged);
+  }
+  $("seed").addEventListener("change", () => {
+    if (!state.from) return;  // read when the first clip is asked for
+    state.nextSeed = typedSeed();
+    onSettingChanged();
+  });
+  $("dismiss-error").addEventListener("click", clearError);
   for (const [button, input] of [["copy-share", "share-link"], ["copy-exact", "exact-link"]]) {
     $(button).addEventListener("click", () => {
       $(input).select();
       if (navigator.clipboard) navigator.clipboard.writeText($(input).value).catch(() => {});
     });
   }
+  $("open-settings").addEventListener("click", () => togglePanel("settings"));
+  $("open-debug").addEventListener("click", () => togglePanel("debug"));
+  $("column-settings").addEventListener("click", () => togglePanel("settings"));
+  for (const button of document.querySelectorAll(".close-panel")) {
+    button.addEventListener("click", () => {
+      togglePanel(button.dataset.panel, false);
+      $(`open-${button.dataset.panel}`).focus();
+    });
+  }
+  $("open-share").addEventListener("click", () => openDialog("share-dialog"));
+  $("open-help").addEventListener("click", () => openDialog("help-dialog"));
   document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
     const tag = (event.target.tagName || "").toLowerCase();
-    const typing = ["input", "textarea", "select", "button"].includes(tag);
-    if (event.code === "Space" && !typing) {
+    const typing = ["input", "textarea", "select"].includes(tag);
+    if (event.key === "Escape") {
+      for (const id of ["settings", "debug"]) if (!$(id).hidden) togglePanel(id, false);
+      return;
+    }
+    if (typing || document.querySelector("dialog[open]")) return;
+    const actions = {
+      " ": () => $("play").click(),
+      r: randomPrompt,
+      s: () => openDialog("share-dialog"),
+      "?": () => openDialog("help-dialog"),
+      ",": () => togglePanel("settings"),
+      d: () => togglePanel("debug"),
+      "/": () => $("prompt").focus(),
+    };
+    // Space on a focused button presses that button, as everywhere.
+    if (event.key === " " && tag === "button") return;
+    const action = actions[event.key];
+    if (action) {
       event.preventDefault();
-      $("play").click();
+      action();
     }
   });
   requestAnimationFrame(refresh);
