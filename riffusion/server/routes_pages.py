@@ -19,6 +19,7 @@ from riffusion.defaults import SCHEDULER_NAMES
 from riffusion.inputs import MAX_NUM_INFERENCE_STEPS, MAX_PROMPT_CHARS
 from riffusion.prompts import random_prompt as pick_prompt
 from riffusion.server import media
+from riffusion.server.schemas import HealthAnswer, RandomPromptAnswer
 from riffusion.server.state import State
 
 __all__ = ["STATIC_DIR", "router"]
@@ -39,7 +40,7 @@ async def playground(request: Request) -> Response:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
 
-@router.get("/health")
+@router.get("/health", summary="The server's state and limits", response_model=HealthAnswer)
 async def health(state: State) -> dict[str, Any]:
     """The server's model, device, queue and limits.
 
@@ -70,7 +71,7 @@ async def health(state: State) -> dict[str, Any]:
     }
 
 
-@router.get("/random_prompt")
+@router.get("/random_prompt", summary="A random prompt", response_model=RandomPromptAnswer)
 async def random_prompt(seed: int | None = None) -> dict[str, str]:
     """A random prompt of the library's list: ``{"prompt": text}`` (reproducible by ``seed``)."""
     return {"prompt": pick_prompt(seed)}

@@ -72,12 +72,6 @@ function pageUrl(path) {
   return new URL(path, BASE).href;
 }
 
-function fileUrl(path) {
-  // The server's links carry the mount point once it knows it; an older server's do not.
-  if (!path || !path.startsWith("/") || path.startsWith(BASE.pathname)) return path;
-  return BASE.pathname.replace(/\/$/, "") + path;
-}
-
 // ------------------------------------------------------------------------------ settings
 function denoising() {
   const chosen = document.querySelector('input[name="denoising"]:checked').value;
@@ -378,7 +372,7 @@ async function pump() {
 async function schedule(clip, request, epoch, before) {
   const ctx = ensureContext();
   const after = snapshot();
-  const response = await fetch(fileUrl(clip.files.wav));
+  const response = await fetch(clip.files.wav)  /* the server's links carry the mount point */;
   if (!response.ok) throw new Error(`${clip.files.wav} answered ${response.status}`);
   const wav = await response.arrayBuffer();
   const buffer = await ctx.decodeAudioData(wav);
@@ -406,7 +400,7 @@ async function schedule(clip, request, epoch, before) {
     denoising: recipe.start.denoising,
     timings: clip.debug.timings_s,
     device: clip.device,
-    files: Object.fromEntries(Object.entries(clip.files).map(([k, v]) => [k, fileUrl(v)])),
+    files: clip.files,
     recipeUrl: clip.recipe_url,
     image,
     source,
