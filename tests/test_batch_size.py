@@ -38,26 +38,13 @@ from riffusion.errors import ParameterError, RiffusionError
 from riffusion.inputs import PromptInput
 from riffusion.models.sd1.masks import time_range_mask
 from tests.diffusion_fixtures import _one_torch_thread, gradient_image, tiny_model, tiny_pipe
+from tests.test_batch import short_job
 
 __all__ = ["_one_torch_thread", "tiny_model", "tiny_pipe"]  # the fixtures used below
 
-SMALL = {"num_frequencies": 64}
 # A pixel on a rounding boundary may flip by one grey level (see the module docstring); the
 # fraction of such pixels, measured at <= 5e-5 on the tiny model, is bounded 20x above that.
 MAX_FLIPPED = 1e-3
-
-
-def short_job(job_id: str, seed: int, **extra) -> dict:
-    return {
-        "id": job_id,
-        "prompt": f"tiny tune {seed}",
-        "seed": seed,
-        "duration_s": 1.0,
-        "num_inference_steps": 2,
-        "seed_image": None,
-        "params": SMALL,
-        **extra,
-    }
 
 
 def starts(count: int, *, guidance: float = 7.0, **extra) -> list[PromptInput]:
