@@ -211,3 +211,33 @@ def test_page_works_mounted_under_a_sub_path(browser, mounted, tmp_path):
         10,
         "the new prompt up next",
     )
+
+
+def test_api_docs_render_offline_under_the_mount(browser, mounted):
+    """Issue 27, finding 7: ``/docs`` leads to Swagger UI, which renders with the server's own
+    files only (this machine reaches no CDN) and shows a request body for ``POST /api/clip``."""
+    browser.get(f"{mounted}/riff/docs")
+    assert urllib.parse.urlsplit(browser.current_url).path == "/riff/api/docs"
+    operations = _wait(
+        browser,
+        "const ops = document.querySelectorAll('.opblock'); return ops.length >= 10 && ops.length",
+        30,
+        "Swagger UI's operations",
+    )
+    assert operations >= 10
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(entry => entry.name)"
+    )
+    assert loaded and all(url.startswith(f"{mounted}/riff/") for url in loaded), loaded
+    browser.execute_script(
+        "document.querySelector('.opblock-post [data-path=\"/api/clip\"]')"
+        ".closest('.opblock-summary').querySelector('button').click()"
+    )
+    body = _wait(
+        browser,
+        "const b = document.querySelector('.opblock.is-open .opblock-section-request-body');"
+        " return b && b.textContent",
+        10,
+        "the request body of POST /api/clip",
+    )
+    assert "application/json" in body
