@@ -55,3 +55,20 @@ def test_no_links_to_other_projects():
     for path in ("pyproject.toml", "mkdocs.yml", "README.md"):
         text = (README.parent / path).read_text(encoding="utf-8")
         assert "github.com/riffusion/riffusion" not in text.replace("riffusion-app", ""), path
+
+
+def test_every_install_command_installs_the_clone_not_pypis_riffusion():
+    """Issue 27, finding 8: PyPI's ``riffusion`` is an unrelated 2022 project, so no ``pip
+    install`` the README or the docs show may name it (``riffusion``, ``"riffusion[server]"``);
+    ours installs from the clone (``-e .`` / ``-e ".[extra]"``)."""
+    paths = [README, *sorted((README.parent / "docs").glob("*.md"))]
+    commands = [
+        (path.name, match.group(0))
+        for path in paths
+        for match in re.finditer(r"pip install[^`\n#]*", path.read_text(encoding="utf-8"))
+    ]
+    assert len(commands) > 10
+    names_pypi = re.compile(r"""(?:^|\s)["']?riffusion(?:\[[^\]]*\])?(?:[=<>~!]\S*)?["']?(?:\s|$)""")
+    bad = [(name, command) for name, command in commands if names_pypi.search(command)]
+    assert not bad, bad
+    assert any('pip install -e ".[dev]"' in command for _, command in commands)
