@@ -33,22 +33,9 @@ from PIL import Image
 
 from riffusion.errors import ParameterError
 from riffusion.inputs import PromptInput
-from riffusion.models.sd1.denoising import (
-    SeedMask,
-    Timer,
-    denoise,
-    denoising_timesteps,
-    initial_latents,
-    step_kwargs,
-    uses_guidance,
-)
+from riffusion.models.sd1.denoising import Timer, uses_guidance
 from riffusion.models.sd1.devices import cpu_generator, randn
-from riffusion.models.sd1.generation import (
-    GenerationResult,
-    _check_finite,
-    _seed,
-    raise_if_interrupted,
-)
+from riffusion.models.sd1.generation import GenerationResult, sample_latents
 from riffusion.models.sd1.periodic import periodic_width
 from riffusion.models.sd1.prompt_encoding import (
     encode_conditional,
@@ -203,37 +190,25 @@ def _run_batch(
     progress_bar_config: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
     """Steps 1 to 4 of the module docstring; returns each item's GenerationResult fields."""
-    device, dtype = pipeline.device, pipeline.dtype
+    dtype = pipeline.dtype
     width, height = size
     latent_shape = (1, int(pipeline.unet.config.in_channels), height // 8, width // 8)
     mix = batch_conditioning(pipeline, starts, latent_shape, expansions, timer)
     first = starts[0]
-    img2img = init_image is not None
-    denoising = first.denoising if img2img else 1.0
-    init_latents, mask = _seed(pipeline, init_image, mask_image, latent_shape, timer)
-    noise = mix.noise.to(device=device, dtype=dtype)
-    if init_latents is not None:
-        init_latents = init_latents.expand(len(starts), -1, -1, -1)
-    seed_mask = None
-    if mask is not None and init_latents is not None:
-        seed_mask = SeedMask(mask, init_latents, noise)
-    scheduler = pipeline.scheduler
-    timesteps = denoising_timesteps(scheduler, steps, denoising, img2img=img2img, device=device)
-    latents = initial_latents(scheduler, noise, init_latents, timesteps)
-    latents = denoise(
-        pipeline.unet,
-        scheduler,
-        latents,
+    denoising = first.denoising if init_image is not None else 1.0
+    latents, timesteps = sample_latents(
+        pipeline,
+        mix.noise,
         mix.unet_embeddings(dtype),
-        timesteps,
+        init_image=init_image,
+        mask_image=mask_image,
+        denoising=denoising,
         guidance=first.guidance,
+        steps=steps,
+        generators=mix.generators,
         timer=timer,
-        extra_step_kwargs=step_kwargs(scheduler, mix.generators),
-        seed_mask=seed_mask,
-        check_interrupt=lambda done, total: raise_if_interrupted(pipeline, done, total),
         progress_bar_config=progress_bar_config,
     )
-    _check_finite(latents, dtype)
     with timer("vae_decode"):
         images = [pipeline.decode_latents(latents[i : i + 1]) for i in range(len(starts))]
     shared = {

@@ -56,6 +56,7 @@ __all__ = [
     "StepCallback",
     "generate",
     "raise_if_interrupted",
+    "sample_latents",
 ]
 
 StepCallback = Callable[["RiffusionPipeline", int, Any, dict[str, Any]], "dict[str, Any] | None"]
@@ -147,6 +148,74 @@ def _seed(
     return init_latents, mask
 
 
+def sample_latents(
+    pipeline: RiffusionPipeline,
+    noise: torch.Tensor,
+    embeddings: torch.Tensor,
+    *,
+    init_image: Image.Image | None,
+    mask_image: Image.Image | None,
+    denoising: float,
+    guidance: float,
+    steps: int,
+    generators: torch.Generator | list[torch.Generator],
+    timer: Timer,
+    on_step_end: Callable[..., Any] | None = None,
+    progress_bar_config: Mapping[str, Any],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 2 and 3 of the module docstring for ``N`` items that share everything but their
+    noise and prompt embeddings: seed image and mask, timesteps, the denoising loop.
+
+    Args:
+        pipeline: Its UNet, VAE, scheduler, device and dtype are used.
+        noise: ``(N, 4, h, w)`` starting noise (any device and dtype).
+        embeddings: The UNet's prompt embeddings of the ``N`` items (uncond first with guidance).
+        init_image: Seed image of every item, or ``None`` for text-to-image.
+        mask_image: Its mask (white = regenerate), or ``None``.
+        denoising: Share of the schedule run on the seed image (img2img only).
+        guidance: Classifier-free guidance scale.
+        steps: Scheduler steps of a full run.
+        generators: The per-step noise generator, or one per item.
+        timer: Accumulates ``vae_encode`` and ``unet`` times.
+        on_step_end: Called after each step (see :func:`denoise`), or ``None``.
+        progress_bar_config: tqdm keyword arguments of the step progress bar.
+
+    Returns:
+        ``(latents, timesteps)``: the ``(N, 4, h, w)`` denoised latents and the timesteps run.
+
+    Raises:
+        RiffusionError: If the latents contain NaN or inf.
+    """
+    device, dtype = pipeline.device, pipeline.dtype
+    img2img = init_image is not None
+    init_latents, mask = _seed(pipeline, init_image, mask_image, tuple(noise.shape), timer)
+    noise = noise.to(device=device, dtype=dtype)
+    if init_latents is not None:
+        init_latents = init_latents.expand(noise.shape[0], -1, -1, -1)  # a view for N = 1
+    seed_mask = None
+    if mask is not None and init_latents is not None:
+        seed_mask = SeedMask(mask, init_latents, noise)
+    scheduler = pipeline.scheduler
+    timesteps = denoising_timesteps(scheduler, steps, denoising, img2img=img2img, device=device)
+    latents = initial_latents(scheduler, noise, init_latents, timesteps)
+    latents = denoise(
+        pipeline.unet,
+        scheduler,
+        latents,
+        embeddings,
+        timesteps,
+        guidance=guidance,
+        timer=timer,
+        extra_step_kwargs=step_kwargs(scheduler, generators),
+        seed_mask=seed_mask,
+        on_step_end=on_step_end,
+        check_interrupt=functools.partial(raise_if_interrupted, pipeline),
+        progress_bar_config=progress_bar_config,
+    )
+    _check_finite(latents, dtype)
+    return latents, timesteps
+
+
 def _run(
     pipeline: RiffusionPipeline,
     start: PromptInput,
@@ -176,36 +245,24 @@ def _run(
         device=device,
         timer=timer,
     )
-    img2img = init_image is not None
-    denoising = mix.denoising if img2img else 1.0
-
-    init_latents, mask = _seed(pipeline, init_image, mask_image, latent_shape, timer)
-    noise = mix.noise.to(device=device, dtype=dtype)
-    seed_mask = None
-    if mask is not None and init_latents is not None:
-        seed_mask = SeedMask(mask, init_latents, noise)
-    scheduler = pipeline.scheduler
-    timesteps = denoising_timesteps(scheduler, steps, denoising, img2img=img2img, device=device)
-    latents = initial_latents(scheduler, noise, init_latents, timesteps)
-    embeddings = mix.unet_embeddings(dtype)
+    denoising = mix.denoising if init_image is not None else 1.0
     on_step_end = None
     if callback_on_step_end is not None:
         on_step_end = functools.partial(callback_on_step_end, pipeline)
-    latents = denoise(
-        pipeline.unet,
-        scheduler,
-        latents,
-        embeddings,
-        timesteps,
+    latents, timesteps = sample_latents(
+        pipeline,
+        mix.noise,
+        mix.unet_embeddings(dtype),
+        init_image=init_image,
+        mask_image=mask_image,
+        denoising=denoising,
         guidance=mix.guidance,
+        steps=steps,
+        generators=mix.generator,
         timer=timer,
-        extra_step_kwargs=step_kwargs(scheduler, mix.generator),
-        seed_mask=seed_mask,
         on_step_end=on_step_end,
-        check_interrupt=functools.partial(raise_if_interrupted, pipeline),
         progress_bar_config=progress_bar_config,
     )
-    _check_finite(latents, dtype)
     with timer("vae_decode"):
         image = pipeline.decode_latents(latents)
     return {
