@@ -13,17 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from riffusion import Audio, ParameterError, RiffusionError, SpectrogramParams
-from riffusion.dataset import prepare
+from riffusion import ParameterError, RiffusionError
 from riffusion.testing import make_tiny_model
+from tests.training_fixtures import tone_dataset
 
 peft = pytest.importorskip("peft")
 training = pytest.importorskip("riffusion.training")
 from riffusion.training import loop  # noqa: E402
 from riffusion.training.data import CaptionBatches, ExampleOrder, split_examples  # noqa: E402
 
-PARAMS = SpectrogramParams(num_frequencies=64)
-WINDOW_PX = 64
 #: Every knob away from its default, in one run (resumed and compared bit for bit).
 KNOBS = {
     "steps": 5,
@@ -50,17 +48,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """Three 64x64 spectrogram windows of three tones."""
-    root = tmp_path_factory.mktemp("knob_data")
-    rate = PARAMS.sample_rate
-    t = np.arange(PARAMS.samples_for_width(WINDOW_PX)) / rate
-    for number, frequency in enumerate((220.0, 660.0, 1320.0)):
-        folder = root / "audio" / ("low" if number == 0 else "high")
-        folder.mkdir(parents=True, exist_ok=True)
-        wave = 0.3 * np.sin(2 * np.pi * frequency * t)
-        Audio(wave.astype(np.float32), rate).save(folder / f"tone{number}.wav")
-    prepare(root / "audio", root / "dataset", params=PARAMS, window_px=WINDOW_PX, progress=False)
-    return root / "dataset"
+    return tone_dataset(tmp_path_factory.mktemp("knob_data"))
 
 
 def _train(dataset, model, out, **kwargs):

@@ -92,16 +92,12 @@ if __name__ == "__main__":
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from riffusion import Audio, SpectrogramParams  # noqa: E402
-from riffusion.dataset import prepare  # noqa: E402
 from riffusion.testing import make_tiny_model  # noqa: E402
+from tests.training_fixtures import tone_dataset  # noqa: E402
 
 pytest.importorskip("peft")
 pytest.importorskip("accelerate")
 training = pytest.importorskip("riffusion.training")
-
-PARAMS = SpectrogramParams(num_frequencies=64)
-WINDOW_PX = 64
 
 
 @pytest.fixture(scope="module")
@@ -111,17 +107,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """Three 64x64 spectrogram windows of three tones."""
-    root = tmp_path_factory.mktemp("multi_data")
-    rate = PARAMS.sample_rate
-    t = np.arange(PARAMS.samples_for_width(WINDOW_PX)) / rate
-    for number, frequency in enumerate((220.0, 660.0, 1320.0)):
-        folder = root / "audio" / ("low" if number == 0 else "high")
-        folder.mkdir(parents=True, exist_ok=True)
-        wave = 0.3 * np.sin(2 * np.pi * frequency * t)
-        Audio(wave.astype(np.float32), rate).save(folder / f"tone{number}.wav")
-    prepare(root / "audio", root / "dataset", params=PARAMS, window_px=WINDOW_PX, progress=False)
-    return root / "dataset"
+    return tone_dataset(tmp_path_factory.mktemp("multi_data"))
 
 
 def _free_port() -> int:
